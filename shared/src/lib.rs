@@ -1,0 +1,8 @@
+//! What fieldsync's server and its devices share: document ids, the
+//! automerge-repo wire protocol and, behind the `client` feature, the Rust
+//! device client used by tests, the load generator and native apps.
+
+pub mod doc_id;
+pub mod protocol;
+
+pub use doc_id::DocumentId;
