@@ -1,0 +1,3 @@
+DROP TABLE server_meta;
+DROP TABLE doc_snapshots;
+DROP TABLE doc_changes;

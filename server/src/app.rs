@@ -1,0 +1,99 @@
+//! Builds and runs the HTTP server: `/sync` (WebSocket), `/health`, `/metrics`.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+
+use crate::db::{Backend, Db};
+use crate::metrics::METRICS;
+use crate::storage::{self, committer::Committer};
+use crate::sync::hub::{Hub, SyncConfig};
+use crate::sync::ws;
+
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub database_url: String,
+    pub bind: String,
+    pub port: u16,
+    pub workers: usize,
+    pub sync: SyncConfig,
+}
+
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let url = opts.database_url.clone();
+    let db = tokio::task::spawn_blocking(move || Db::open(&url, 16))
+        .await?
+        .with_context(|| format!("opening database {}", crate::db::DbTarget::parse(&opts.database_url).display()))?;
+    let fresh_id = uuid::Uuid::new_v4().to_string();
+    let storage_id = db.run(move |c| storage::meta_get_or_init(c, "storage_id", &fresh_id)).await?;
+    // SQLite has one writer anyway; PostgreSQL commits a few batches in parallel.
+    let commit_workers = match db.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 4,
+    };
+    let committer = Committer::start(db.clone(), commit_workers);
+    let hub = Hub::new(db.clone(), committer, opts.sync.clone(), storage_id);
+
+    let app_hub = hub.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(app_hub.clone()))
+            .route("/sync", web::get().to(ws::sync_endpoint))
+            .route("/health", web::get().to(health))
+            .route("/metrics", web::get().to(metrics))
+            .route("/", web::get().to(index))
+    })
+    .workers(opts.workers.max(1))
+    .shutdown_timeout(5)
+    .bind((opts.bind.as_str(), opts.port))
+    .with_context(|| format!("binding {}:{}", opts.bind, opts.port))?;
+
+    let addr = server.addrs()[0];
+    let host = if addr.ip().is_unspecified() { "localhost".to_string() } else { addr.ip().to_string() };
+    let base = format!("{host}:{}", addr.port());
+    // stdout is the contract for humans and for the test harness.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "fieldsync {} listening on http://{base}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(out, "  sync endpoint:  ws://{base}/sync   (automerge-repo WebSocket protocol)")?;
+    writeln!(out, "  storage:        {}", db.target.display())?;
+    writeln!(out, "  health/metrics: http://{base}/health  http://{base}/metrics")?;
+    out.flush()?;
+    drop(out);
+
+    let result = server.run().await;
+    hub.close_all("server shutting down");
+    result.context("HTTP server failed")
+}
+
+async fn health(hub: web::Data<Arc<Hub>>) -> HttpResponse {
+    let db_ok = hub.db.run(|c| crate::db::ping(c)).await.is_ok();
+    let body = serde_json::json!({
+        "status": if db_ok { "ok" } else { "degraded" },
+        "database": hub.db.backend().name(),
+        "database_reachable": db_ok,
+        "storage_id": hub.storage_id,
+        "peer_id": hub.server_peer_id,
+        "documents_loaded": hub.loaded_docs(),
+        "connections": METRICS.connections_open.get(),
+    });
+    if db_ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(METRICS.render())
+}
+
+async fn index() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(
+        "fieldsync sync server\n\nConnect an automerge-repo client to ws://<this host>/sync\n\
+         (e.g. new WebSocketClientAdapter(\"ws://host:port/sync\")).\n",
+    )
+}

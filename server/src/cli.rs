@@ -1,0 +1,118 @@
+//! The `fieldsync` command line.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, ServeOptions};
+use crate::db::Db;
+use crate::storage;
+use crate::sync::hub::SyncConfig;
+
+#[derive(Parser)]
+#[command(name = "fieldsync", version, about = "Offline-first Automerge sync server for field-service tickets")]
+struct Cli {
+    /// SQLite file path, or a postgres:// URL.
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = "fieldsync.db")]
+    database: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sync server.
+    Serve {
+        /// Address to listen on (use 0.0.0.0 to accept devices on the network).
+        #[arg(long, env = "FIELDSYNC_BIND", default_value = "127.0.0.1")]
+        bind: String,
+        /// Port (0 picks a free one; the chosen port is printed).
+        #[arg(long, env = "FIELDSYNC_PORT", default_value_t = 3030)]
+        port: u16,
+        /// HTTP/WebSocket worker threads.
+        #[arg(long, env = "FIELDSYNC_WORKERS", default_value_t = 2)]
+        workers: usize,
+        /// Largest WebSocket message accepted, in bytes.
+        #[arg(long, env = "FIELDSYNC_MAX_MESSAGE_BYTES", default_value_t = 8 * 1024 * 1024)]
+        max_message_bytes: usize,
+        /// Seconds a document with no connected peer stays in memory.
+        #[arg(long, env = "FIELDSYNC_IDLE_EVICT_SECS", default_value_t = 30)]
+        idle_evict_secs: u64,
+        /// Write a snapshot after this many loose changes of one document.
+        #[arg(long, env = "FIELDSYNC_COMPACT_AFTER", default_value_t = 1000)]
+        compact_after: usize,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Fold loose changes into snapshots (safe while the server runs).
+    Compact {
+        /// Only documents with at least this many loose changes.
+        #[arg(long, default_value_t = 2)]
+        min_changes: i64,
+    },
+}
+
+pub fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { bind, port, workers, max_message_bytes, idle_evict_secs, compact_after } => {
+            let opts = ServeOptions {
+                database_url: cli.database,
+                bind,
+                port,
+                workers,
+                sync: SyncConfig {
+                    max_message_bytes,
+                    idle_evict: Duration::from_secs(idle_evict_secs),
+                    compact_after: compact_after.max(1),
+                    ..SyncConfig::default()
+                },
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")
+                .and_then(|rt| rt.block_on(app::serve(opts)))
+        }
+        Command::Migrate => Db::open(&cli.database, 1).map(|db| {
+            println!("database is up to date ({})", db.target.display());
+        }).map_err(Into::into),
+        Command::Compact { min_changes } => compact(&cli.database, min_changes),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn compact(database: &str, min_changes: i64) -> anyhow::Result<()> {
+    let db = Db::open(database, 2)?;
+    let docs = db.run_blocking(|c| storage::docs_needing_compaction(c, min_changes.max(1)))?;
+    let total = docs.len();
+    println!("{total} document(s) to compact");
+    let mut removed = 0;
+    for (i, doc_id) in docs.iter().enumerate() {
+        let stored = db.run_blocking(|c| storage::load(c, doc_id))?;
+        let doc = stored.materialize().with_context(|| format!("loading {doc_id}"))?;
+        let known = doc.get_changes_meta(&[]).into_iter().map(|m| m.hash).collect();
+        let r = db.run_blocking(|c| storage::write_snapshot(c, doc_id, &doc.save(), &doc.get_heads(), &known))?;
+        removed += r.changes_removed;
+        if (i + 1) % 100 == 0 || i + 1 == total {
+            println!("  {}/{total} documents compacted, {removed} change rows folded", i + 1);
+        }
+    }
+    Ok(())
+}

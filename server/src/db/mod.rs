@@ -1,0 +1,278 @@
+//! Database access for both backends through one code path.
+//!
+//! `DbConn` is an enum over the two diesel connections; `on_conn!` runs the same
+//! diesel DSL against whichever one it holds (the pattern vaultwarden uses), so
+//! each query is written once. Diesel is blocking: `Db::run` executes closures on
+//! tokio's blocking pool, bounded by a semaphore the size of the connection pool,
+//! never on the actix workers.
+
+pub mod schema;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ManageConnection, Pool};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use tokio::sync::Semaphore;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/postgres");
+
+pub enum DbConn {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// Runs `$body` with `$c` bound to the concrete diesel connection.
+macro_rules! on_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Sqlite($c) => $body,
+            $crate::db::DbConn::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use on_conn;
+
+/// A write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`)
+/// so two writers never deadlock upgrading a read lock; PostgreSQL uses a plain
+/// transaction.
+pub trait WriteTx: Connection {
+    fn write_tx<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>;
+}
+
+impl WriteTx for SqliteConnection {
+    fn write_tx<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        self.immediate_transaction(f)
+    }
+}
+
+impl WriteTx for PgConnection {
+    fn write_tx<T, E, F>(&mut self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut Self) -> Result<T, E>,
+        E: From<diesel::result::Error>,
+    {
+        self.transaction(f)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("could not get a database connection: {0}")]
+    Pool(#[from] r2d2::PoolError),
+    #[error("could not connect to the database: {0}")]
+    Connect(String),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where the data lives: `postgres://…` / `postgresql://…`, or else a SQLite file
+/// path (an optional `sqlite://` prefix is stripped).
+#[derive(Clone, Debug)]
+pub struct DbTarget {
+    pub backend: Backend,
+    pub url: String,
+}
+
+impl DbTarget {
+    pub fn parse(url: &str) -> Self {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self { backend: Backend::Postgres, url: url.to_string() }
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            Self { backend: Backend::Sqlite, url: path.to_string() }
+        }
+    }
+
+    /// The URL with any password hidden, for logs.
+    pub fn display(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("sqlite file {}", self.url),
+            Backend::Postgres => match (self.url.find("://"), self.url.rfind('@')) {
+                (Some(s), Some(at)) if at > s => {
+                    let creds = &self.url[s + 3..at];
+                    let user = creds.split(':').next().unwrap_or("");
+                    format!("{}{user}:***{}", &self.url[..s + 3], &self.url[at..])
+                }
+                _ => self.url.clone(),
+            },
+        }
+    }
+
+    fn establish(&self) -> Result<DbConn, DbError> {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = SqliteConnection::establish(&self.url).map_err(|e| DbError::Connect(e.to_string()))?;
+                // WAL lets loads read while the committer writes. synchronous=FULL
+                // fsyncs the WAL on every commit: an acknowledged change survives
+                // power loss, not just a process crash. Group commit (see
+                // storage::committer) amortises that fsync over many messages.
+                c.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(|e| DbError::Connect(e.to_string()))?;
+                Ok(DbConn::Sqlite(c))
+            }
+            Backend::Postgres => PgConnection::establish(&self.url)
+                .map(DbConn::Postgres)
+                .map_err(|e| DbError::Connect(e.to_string())),
+        }
+    }
+}
+
+struct Manager(DbTarget);
+
+impl ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = DbError;
+
+    fn connect(&self) -> Result<DbConn, DbError> {
+        self.0.establish()
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), DbError> {
+        on_conn!(conn, |c| c.batch_execute("SELECT 1").map_err(DbError::from))
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<Manager>,
+    permits: Arc<Semaphore>,
+    pub target: Arc<DbTarget>,
+}
+
+impl Db {
+    /// Connects, creates the SQLite file if needed, and runs pending migrations.
+    pub fn open(url: &str, pool_size: u32) -> Result<Self, DbError> {
+        let target = DbTarget::parse(url);
+        if target.backend == Backend::Sqlite {
+            if let Some(dir) = std::path::Path::new(&target.url).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| DbError::Connect(format!("cannot create {}: {e}", dir.display())))?;
+                }
+            }
+        }
+        // Fail fast with the real reason (r2d2 would only report a timeout).
+        let mut first = target.establish()?;
+        run_migrations(&mut first)?;
+        drop(first);
+        let pool = Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(Manager(target.clone()))
+            .map_err(|e| DbError::Connect(e.to_string()))?;
+        Ok(Self {
+            pool,
+            permits: Arc::new(Semaphore::new(pool_size as usize)),
+            target: Arc::new(target),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.target.backend
+    }
+
+    /// Runs blocking diesel code off the async workers.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConn) -> Result<T, DbError> + Send + 'static,
+    {
+        let _permit = self.permits.acquire().await.map_err(|e| DbError::Task(e.to_string()))?;
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Same as `run`, for code that is already on a blocking thread (CLI commands).
+    pub fn run_blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T, DbError>) -> Result<T, DbError> {
+        let mut conn = self.pool.get()?;
+        f(&mut conn)
+    }
+}
+
+fn run_migrations(conn: &mut DbConn) -> Result<(), DbError> {
+    let result = match conn {
+        DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+        DbConn::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+    };
+    match result {
+        Ok(0) => Ok(()),
+        Ok(n) => {
+            tracing::info!(applied = n, "database migrations applied");
+            Ok(())
+        }
+        Err(e) => Err(DbError::Migration(e.to_string())),
+    }
+}
+
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_backend_from_url_and_hides_passwords() {
+        assert_eq!(DbTarget::parse("postgres://u:p@h/db").backend, Backend::Postgres);
+        assert_eq!(DbTarget::parse("postgresql://h/db").backend, Backend::Postgres);
+        let t = DbTarget::parse("sqlite://data/x.db");
+        assert_eq!((t.backend, t.url.as_str()), (Backend::Sqlite, "data/x.db"));
+        assert_eq!(DbTarget::parse("./fieldsync.db").backend, Backend::Sqlite);
+        let shown = DbTarget::parse("postgres://me:secret@db:5432/app").display();
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("me:***@db:5432/app"), "{shown}");
+    }
+}
+
+/// Cheap round trip used by `/health`.
+pub fn ping(conn: &mut DbConn) -> Result<(), DbError> {
+    on_conn!(conn, |c| c.batch_execute("SELECT 1").map_err(DbError::from))
+}

@@ -1,0 +1,9 @@
+//! fieldsync server: an offline-first sync backend for field-service tickets.
+//! See README.md for the architecture and DESIGN notes.
+
+pub mod app;
+pub mod cli;
+pub mod db;
+pub mod metrics;
+pub mod storage;
+pub mod sync;

@@ -1,0 +1,253 @@
+//! Durable storage of Automerge documents: append-only changes, idempotent by
+//! change hash, plus compaction snapshots. Everything here is blocking diesel
+//! code, called through `Db::run` (or the group committer).
+
+pub mod committer;
+
+use std::collections::HashSet;
+
+use automerge::{Automerge, ChangeHash};
+use diesel::prelude::*;
+
+use crate::db::schema::{doc_changes, doc_snapshots, server_meta};
+use crate::db::{now_millis, on_conn, DbConn, DbError, WriteTx};
+
+/// One change to append: its hash (the idempotency key) and encoded bytes.
+#[derive(Clone, Debug)]
+pub struct NewChange {
+    pub hash: ChangeHash,
+    pub bytes: Vec<u8>,
+}
+
+/// The changes one sync message added to one document.
+#[derive(Clone, Debug)]
+pub struct DocWrite {
+    pub doc_id: String,
+    pub changes: Vec<NewChange>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = doc_changes)]
+struct ChangeInsert<'a> {
+    doc_id: &'a str,
+    hash: &'a [u8],
+    bytes: &'a [u8],
+    created_at: i64,
+}
+
+/// Appends the changes of many documents in ONE transaction (one fsync).
+/// Changes already stored are ignored, so replays and concurrent writers (other
+/// server instances) are harmless. Returns how many rows were new.
+pub fn append_changes(conn: &mut DbConn, writes: &[DocWrite]) -> Result<usize, DbError> {
+    let now = now_millis();
+    let rows: Vec<ChangeInsert<'_>> = writes
+        .iter()
+        .flat_map(|w| {
+            w.changes.iter().map(move |c| ChangeInsert {
+                doc_id: &w.doc_id,
+                hash: &c.hash.0,
+                bytes: &c.bytes,
+                created_at: now,
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    match conn {
+        // SQLite has no multi-row INSERT … ON CONFLICT in diesel; per-row
+        // inserts inside one transaction are cheap in-process.
+        DbConn::Sqlite(c) => c.write_tx(|c| {
+            let mut inserted = 0;
+            for row in &rows {
+                inserted += diesel::insert_into(doc_changes::table)
+                    .values(row)
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+            }
+            Ok(inserted)
+        }),
+        // One round trip per 500 rows.
+        DbConn::Postgres(c) => c.write_tx(|c| {
+            let mut inserted = 0;
+            for chunk in rows.chunks(500) {
+                inserted += diesel::insert_into(doc_changes::table)
+                    .values(chunk)
+                    .on_conflict_do_nothing()
+                    .execute(c)?;
+            }
+            Ok(inserted)
+        }),
+    }
+}
+
+pub struct SnapshotRow {
+    pub id: i64,
+    pub heads: Vec<ChangeHash>,
+    pub bytes: Vec<u8>,
+}
+
+pub struct ChangeRow {
+    pub id: i64,
+    pub hash: ChangeHash,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything stored for one document.
+pub struct StoredDoc {
+    pub snapshots: Vec<SnapshotRow>,
+    pub changes: Vec<ChangeRow>,
+}
+
+impl StoredDoc {
+    pub fn is_empty(&self) -> bool {
+        self.snapshots.is_empty() && self.changes.is_empty()
+    }
+
+    /// Rebuilds the document: snapshots first, then the loose changes (in
+    /// insertion order; Automerge queues any whose dependencies come later).
+    pub fn materialize(&self) -> Result<Automerge, DbError> {
+        let mut doc = Automerge::new();
+        for s in &self.snapshots {
+            doc.load_incremental(&s.bytes)
+                .map_err(|e| DbError::Corrupt(format!("snapshot {}: {e}", s.id)))?;
+        }
+        let mut all = Vec::with_capacity(self.changes.iter().map(|c| c.bytes.len()).sum());
+        for c in &self.changes {
+            all.extend_from_slice(&c.bytes);
+        }
+        if !all.is_empty() {
+            doc.load_incremental(&all)
+                .map_err(|e| DbError::Corrupt(format!("stored changes: {e}")))?;
+        }
+        Ok(doc)
+    }
+}
+
+pub fn load(conn: &mut DbConn, doc_id: &str) -> Result<StoredDoc, DbError> {
+    let (snaps, changes): (Vec<(i64, Vec<u8>, Vec<u8>)>, Vec<(i64, Vec<u8>, Vec<u8>)>) = on_conn!(conn, |c| {
+        let snaps = doc_snapshots::table
+            .filter(doc_snapshots::doc_id.eq(doc_id))
+            .order(doc_snapshots::id)
+            .select((doc_snapshots::id, doc_snapshots::heads, doc_snapshots::bytes))
+            .load(c)?;
+        let changes = doc_changes::table
+            .filter(doc_changes::doc_id.eq(doc_id))
+            .order(doc_changes::id)
+            .select((doc_changes::id, doc_changes::hash, doc_changes::bytes))
+            .load(c)?;
+        (snaps, changes)
+    });
+    let snapshots = snaps
+        .into_iter()
+        .map(|(id, heads, bytes)| Ok(SnapshotRow { id, heads: decode_heads(&heads)?, bytes }))
+        .collect::<Result<_, DbError>>()?;
+    let changes = changes
+        .into_iter()
+        .map(|(id, hash, bytes)| Ok(ChangeRow { id, hash: decode_hash(&hash)?, bytes }))
+        .collect::<Result<_, DbError>>()?;
+    Ok(StoredDoc { snapshots, changes })
+}
+
+/// Compaction: stores `saved` (a full save of the document) as a new snapshot
+/// and deletes the loose changes and older snapshots it covers. "Covers" is
+/// decided inside the transaction against what is stored *now*, with `known`
+/// (every change hash in the saved document), so a change another instance wrote
+/// meanwhile is never deleted.
+pub fn write_snapshot(
+    conn: &mut DbConn,
+    doc_id: &str,
+    saved: &[u8],
+    heads: &[ChangeHash],
+    known: &HashSet<ChangeHash>,
+) -> Result<CompactionResult, DbError> {
+    let heads_bytes = encode_heads(heads);
+    let change_count = known.len() as i64;
+    on_conn!(conn, |c| c.write_tx(|c| {
+        let stored_changes: Vec<(i64, Vec<u8>)> = doc_changes::table
+            .filter(doc_changes::doc_id.eq(doc_id))
+            .select((doc_changes::id, doc_changes::hash))
+            .load(c)?;
+        let covered_changes: Vec<i64> = stored_changes
+            .into_iter()
+            .filter(|(_, h)| decode_hash(h).map(|h| known.contains(&h)).unwrap_or(false))
+            .map(|(id, _)| id)
+            .collect();
+        let stored_snaps: Vec<(i64, Vec<u8>)> = doc_snapshots::table
+            .filter(doc_snapshots::doc_id.eq(doc_id))
+            .select((doc_snapshots::id, doc_snapshots::heads))
+            .load(c)?;
+        let covered_snaps: Vec<i64> = stored_snaps
+            .into_iter()
+            .filter(|(_, h)| decode_heads(h).map(|hs| hs.iter().all(|h| known.contains(h))).unwrap_or(false))
+            .map(|(id, _)| id)
+            .collect();
+        diesel::insert_into(doc_snapshots::table)
+            .values((
+                doc_snapshots::doc_id.eq(doc_id),
+                doc_snapshots::heads.eq(&heads_bytes),
+                doc_snapshots::bytes.eq(saved),
+                doc_snapshots::change_count.eq(change_count),
+                doc_snapshots::created_at.eq(now_millis()),
+            ))
+            .execute(c)?;
+        for ids in covered_changes.chunks(500) {
+            diesel::delete(doc_changes::table.filter(doc_changes::id.eq_any(ids))).execute(c)?;
+        }
+        if !covered_snaps.is_empty() {
+            diesel::delete(doc_snapshots::table.filter(doc_snapshots::id.eq_any(&covered_snaps))).execute(c)?;
+        }
+        Ok::<_, DbError>(CompactionResult {
+            changes_removed: covered_changes.len(),
+            snapshots_removed: covered_snaps.len(),
+        })
+    }))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionResult {
+    pub changes_removed: usize,
+    pub snapshots_removed: usize,
+}
+
+/// Documents with at least `min` loose changes, for `fieldsync compact`.
+pub fn docs_needing_compaction(conn: &mut DbConn, min: i64) -> Result<Vec<String>, DbError> {
+    use diesel::dsl::count_star;
+    on_conn!(conn, |c| doc_changes::table
+        .group_by(doc_changes::doc_id)
+        .having(count_star().ge(min))
+        .select(doc_changes::doc_id)
+        .load(c)
+        .map_err(DbError::from))
+}
+
+/// Reads a server setting, writing `init` first if it is absent. Safe when
+/// several instances start at once: the first insert wins, all read it back.
+pub fn meta_get_or_init(conn: &mut DbConn, key: &str, init: &str) -> Result<String, DbError> {
+    on_conn!(conn, |c| {
+        diesel::insert_into(server_meta::table)
+            .values((server_meta::key.eq(key), server_meta::value.eq(init)))
+            .on_conflict_do_nothing()
+            .execute(c)?;
+        server_meta::table
+            .find(key)
+            .select(server_meta::value)
+            .first::<String>(c)
+            .map_err(DbError::from)
+    })
+}
+
+fn decode_hash(bytes: &[u8]) -> Result<ChangeHash, DbError> {
+    ChangeHash::try_from(bytes).map_err(|_| DbError::Corrupt(format!("change hash of {} bytes", bytes.len())))
+}
+
+fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, DbError> {
+    if bytes.len() % 32 != 0 {
+        return Err(DbError::Corrupt(format!("snapshot heads of {} bytes", bytes.len())));
+    }
+    bytes.chunks(32).map(decode_hash).collect()
+}

@@ -1,0 +1,226 @@
+//! The task that owns one loaded document. Commands arrive in order; for each
+//! sync message: apply → commit (group commit) → only then reply and fan out.
+//! A failed commit rolls the in-memory document back, so memory never runs
+//! ahead of storage.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fieldsync_shared::protocol::Message;
+use fieldsync_shared::DocumentId;
+use tokio::sync::mpsc;
+
+use super::doc_state::{ConnId, DocState};
+use super::hub::{DocCommand, Hub, PeerHandle};
+use super::session::close_code;
+use crate::metrics::METRICS;
+use crate::storage::{self, DocWrite};
+
+/// Compact on eviction only when it saves a meaningful number of rows.
+const COMPACT_ON_EVICT_MIN: usize = 16;
+
+struct DocActor {
+    hub: Arc<Hub>,
+    doc_id: DocumentId,
+    doc_key: String,
+    state: DocState,
+    handles: HashMap<ConnId, PeerHandle>,
+    /// Changes stored outside a snapshot (compaction folds them in).
+    loose_changes: usize,
+}
+
+pub(crate) async fn run(hub: Arc<Hub>, doc_id: DocumentId, generation: u64, mut rx: mpsc::Receiver<DocCommand>) {
+    METRICS.docs_active.inc();
+    let doc_key = doc_id.to_string();
+    let key = doc_key.clone();
+    let loaded = hub
+        .db
+        .run(move |c| storage::load(c, &key))
+        .await
+        .and_then(|stored| Ok((stored.materialize()?, stored.changes.len())));
+    match loaded {
+        Ok((doc, loose_changes)) => {
+            METRICS.docs_loaded.inc();
+            let mut actor = DocActor {
+                hub: hub.clone(),
+                doc_id,
+                doc_key,
+                state: DocState::new(doc),
+                handles: HashMap::new(),
+                loose_changes,
+            };
+            actor.serve(generation, &mut rx).await;
+        }
+        Err(e) => {
+            tracing::error!(doc = %doc_id, error = %e, "could not load document");
+            // Refuse what is queued; the next command starts a fresh attempt.
+            while !hub.try_unregister_doc(doc_id, generation, &rx) {
+                if let Some(DocCommand::Sync { peer, .. }) = rx.recv().await {
+                    peer.fail(&hub.server_peer_id, close_code::INTERNAL, "document could not be loaded; retry later");
+                }
+            }
+        }
+    }
+    METRICS.docs_active.dec();
+    hand_on_leftovers(hub, doc_id, rx);
+}
+
+/// Commands that raced with the actor's exit go to its successor, in order.
+fn hand_on_leftovers(hub: Arc<Hub>, doc_id: DocumentId, mut rx: mpsc::Receiver<DocCommand>) {
+    rx.close();
+    let mut leftovers = Vec::new();
+    while let Ok(cmd) = rx.try_recv() {
+        leftovers.push(cmd);
+    }
+    if !leftovers.is_empty() {
+        tokio::spawn(async move {
+            for cmd in leftovers {
+                hub.dispatch(doc_id, cmd).await;
+            }
+        });
+    }
+}
+
+impl DocActor {
+    async fn serve(&mut self, generation: u64, rx: &mut mpsc::Receiver<DocCommand>) {
+        let idle = self.hub.config.idle_evict;
+        loop {
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.handle(cmd).await,
+                    None => return,
+                },
+                _ = tokio::time::sleep(idle), if !self.state.has_peers() => {
+                    if self.loose_changes >= COMPACT_ON_EVICT_MIN {
+                        self.compact().await;
+                    }
+                    if self.hub.try_unregister_doc(self.doc_id, generation, rx) {
+                        METRICS.docs_evicted.inc();
+                        tracing::debug!(doc = %self.doc_id, "evicted idle document");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, cmd: DocCommand) {
+        match cmd {
+            DocCommand::Sync { peer, msg, request } => self.on_sync(peer, msg, request).await,
+            DocCommand::Ephemeral { from, msg } => self.on_ephemeral(from, msg),
+            DocCommand::PeerLeft { conn } => {
+                self.state.remove_peer(conn);
+                self.handles.remove(&conn);
+            }
+        }
+    }
+
+    async fn on_sync(&mut self, peer: PeerHandle, msg: automerge::sync::Message, request: bool) {
+        METRICS.sync_messages.inc();
+        let conn = peer.conn;
+        self.handles.insert(conn, peer.clone());
+        let received = match self.state.receive(conn, &peer.peer_id, msg) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "rejected sync message");
+                METRICS.protocol_errors.inc();
+                self.drop_peer(conn);
+                peer.fail(
+                    &self.hub.server_peer_id,
+                    close_code::PROTOCOL_ERROR,
+                    &format!("rejected Automerge data for {}: {e}", self.doc_id),
+                );
+                return;
+            }
+        };
+
+        if !received.new_changes.is_empty() {
+            let n = received.new_changes.len();
+            let write = DocWrite { doc_id: self.doc_key.clone(), changes: received.new_changes };
+            if let Err(e) = self.hub.committer.commit(write).await {
+                tracing::error!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "commit failed; rolled back");
+                self.state.rollback(&received.heads_before);
+                self.drop_peer(conn);
+                peer.fail(&self.hub.server_peer_id, close_code::INTERNAL, "could not store changes; retry later");
+                return;
+            }
+            self.loose_changes += n;
+        }
+
+        if self.state.is_empty() {
+            // Nobody has this document. The peer stays registered, so it is sent
+            // the document if another peer uploads it later.
+            if request || received.heads_before.is_empty() {
+                peer.send(Message::DocUnavailable {
+                    sender_id: self.hub.server_peer_id.clone(),
+                    target_id: peer.peer_id.clone(),
+                    document_id: self.doc_id,
+                });
+            }
+            return;
+        }
+
+        for (to, target_id, m) in self.state.after_commit(conn, received.heads_changed) {
+            if let Some(h) = self.handles.get(&to) {
+                h.send(Message::Sync {
+                    sender_id: self.hub.server_peer_id.clone(),
+                    target_id,
+                    document_id: self.doc_id,
+                    data: m.encode(),
+                });
+            }
+        }
+
+        if self.loose_changes >= self.hub.config.compact_after {
+            self.compact().await;
+        }
+    }
+
+    fn on_ephemeral(&mut self, from: ConnId, msg: Message) {
+        // Only peers syncing this document may broadcast to it.
+        if !self.handles.contains_key(&from) {
+            return;
+        }
+        let Message::Ephemeral { sender_id, count, session_id, data, .. } = msg else {
+            return;
+        };
+        for (conn, target) in self.state.peer_ids() {
+            if conn == from {
+                continue;
+            }
+            if let Some(h) = self.handles.get(&conn) {
+                h.send(Message::Ephemeral {
+                    sender_id: sender_id.clone(),
+                    target_id: target.to_string(),
+                    count,
+                    session_id: session_id.clone(),
+                    document_id: self.doc_id,
+                    data: data.clone(),
+                });
+            }
+        }
+    }
+
+    fn drop_peer(&mut self, conn: ConnId) {
+        self.state.remove_peer(conn);
+        self.handles.remove(&conn);
+    }
+
+    /// Writes a snapshot and prunes the rows it covers. Failure is harmless:
+    /// the changes stay stored and compaction is retried later.
+    async fn compact(&mut self) {
+        let doc = self.state.doc();
+        let saved = doc.save();
+        let heads = doc.get_heads();
+        let known = self.state.all_change_hashes();
+        let key = self.doc_key.clone();
+        match self.hub.db.run(move |c| storage::write_snapshot(c, &key, &saved, &heads, &known)).await {
+            Ok(r) => {
+                METRICS.docs_compacted.inc();
+                tracing::debug!(doc = %self.doc_id, removed = r.changes_removed, "compacted");
+                self.loose_changes = 0;
+            }
+            Err(e) => tracing::warn!(doc = %self.doc_id, error = %e, "compaction failed; will retry"),
+        }
+    }
+}

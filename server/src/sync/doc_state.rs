@@ -1,0 +1,295 @@
+//! One document's sync state, without I/O: the Automerge document plus a sync
+//! state per connected peer. The doc actor feeds it decoded sync messages,
+//! commits what `receive` says is new, and only then asks for the messages to
+//! send (`after_commit`). Tested directly with in-memory peers.
+
+use std::collections::HashMap;
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{Automerge, Change, ChangeHash};
+use fieldsync_shared::protocol::PeerId;
+
+use crate::storage::NewChange;
+
+/// Server-local id of one WebSocket connection (peer ids are client-chosen).
+pub type ConnId = u64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("invalid Automerge data: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    #[error("corrupt Automerge chunk {index}: {reason}")]
+    Corrupt { index: usize, reason: String },
+}
+
+/// What one incoming sync message did.
+pub struct Received {
+    /// Changes to store before anything is sent (empty: nothing to commit).
+    pub new_changes: Vec<NewChange>,
+    /// The document heads before the message; `rollback` returns here.
+    pub heads_before: Vec<ChangeHash>,
+    /// Whether the document's heads moved (other peers must hear about it).
+    pub heads_changed: bool,
+}
+
+struct PeerSync {
+    peer_id: PeerId,
+    state: sync::State,
+}
+
+pub struct DocState {
+    doc: Automerge,
+    peers: HashMap<ConnId, PeerSync>,
+}
+
+impl DocState {
+    pub fn new(doc: Automerge) -> Self {
+        Self { doc, peers: HashMap::new() }
+    }
+
+    pub fn doc(&self) -> &Automerge {
+        &self.doc
+    }
+
+    /// A document nobody has written to (unknown to the server).
+    pub fn is_empty(&self) -> bool {
+        self.doc.get_heads().is_empty()
+    }
+
+    pub fn has_peers(&self) -> bool {
+        !self.peers.is_empty()
+    }
+
+    pub fn peer_ids(&self) -> impl Iterator<Item = (ConnId, &str)> {
+        self.peers.iter().map(|(c, p)| (*c, p.peer_id.as_str()))
+    }
+
+    /// Starts tracking a peer (a fresh sync state) if it is new.
+    pub fn add_peer(&mut self, conn: ConnId, peer_id: &str) {
+        self.peers.entry(conn).or_insert_with(|| PeerSync {
+            peer_id: peer_id.to_string(),
+            state: sync::State::new(),
+        });
+    }
+
+    pub fn remove_peer(&mut self, conn: ConnId) {
+        self.peers.remove(&conn);
+    }
+
+    /// Applies a peer's sync message to the in-memory document. Nothing may be
+    /// sent to anyone until `new_changes` are committed; on commit failure call
+    /// `rollback(heads_before)`.
+    pub fn receive(&mut self, conn: ConnId, peer_id: &str, msg: sync::Message) -> Result<Received, ApplyError> {
+        self.add_peer(conn, peer_id);
+        let heads_before = self.doc.get_heads();
+        // Automerge skips chunks it cannot parse without reporting it, so every
+        // chunk is checked first: corrupt data is refused, never half-applied.
+        let parsed = parse_chunks(msg.changes.iter())?;
+        let peer = self.peers.get_mut(&conn).expect("peer added above");
+        if let Err(e) = self.doc.receive_sync_message(&mut peer.state, msg) {
+            // Automerge may have applied part of the message: put it back.
+            self.rollback(&heads_before);
+            return Err(e.into());
+        }
+        let heads_changed = self.doc.get_heads() != heads_before;
+        let new_changes = match parsed {
+            Parsed::Changes(changes) => changes,
+            Parsed::Document => self
+                .doc
+                .get_changes(&heads_before)
+                .into_iter()
+                .map(|c| NewChange { hash: c.hash(), bytes: c.raw_bytes().to_vec() })
+                .collect(),
+        };
+        Ok(Received { new_changes, heads_before, heads_changed })
+    }
+
+    /// Forgets everything applied since `heads` (used when the commit failed, so
+    /// memory never holds what storage does not).
+    pub fn rollback(&mut self, heads: &[ChangeHash]) {
+        if self.doc.get_heads() == heads {
+            return;
+        }
+        match self.doc.fork_at(heads) {
+            Ok(doc) => self.doc = doc,
+            // fork_at only fails for heads the doc lacks; they came from this doc.
+            Err(e) => tracing::error!(error = %e, "rollback failed; keeping document"),
+        }
+        // Sync states may reference the forgotten changes: restart them all.
+        for p in self.peers.values_mut() {
+            p.state = sync::State::new();
+        }
+    }
+
+    /// Messages to send once the changes of the last `receive` are durable: the
+    /// reply to `from`, and, when the heads moved, updates to every other peer.
+    pub fn after_commit(&mut self, from: ConnId, heads_changed: bool) -> Vec<(ConnId, PeerId, sync::Message)> {
+        let mut out = Vec::new();
+        for (conn, peer) in self.peers.iter_mut() {
+            if *conn != from && !heads_changed {
+                continue;
+            }
+            if let Some(m) = self.doc.generate_sync_message(&mut peer.state) {
+                out.push((*conn, peer.peer_id.clone(), m));
+            }
+        }
+        out
+    }
+
+    /// Every change hash in the document (for compaction).
+    pub fn all_change_hashes(&self) -> std::collections::HashSet<ChangeHash> {
+        self.doc.get_changes_meta(&[]).into_iter().map(|m| m.hash).collect()
+    }
+}
+
+enum Parsed {
+    /// Version-1 sync messages carry one change per chunk: these are stored
+    /// as they came (no re-encoding). Changes whose dependencies have not
+    /// arrived yet are stored too: Automerge queues them on load exactly as it
+    /// does in memory.
+    Changes(Vec<NewChange>),
+    /// A v2 message carrying a whole compressed document: the document is
+    /// asked afterwards which changes are new.
+    Document,
+}
+
+/// Byte 8 of a chunk (after magic and checksum) is its type.
+const CHUNK_TYPE_DOCUMENT: u8 = 0;
+
+fn parse_chunks<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> Result<Parsed, ApplyError> {
+    let mut out = Vec::new();
+    let mut has_document = false;
+    for (index, chunk) in chunks.enumerate() {
+        if chunk.get(8) == Some(&CHUNK_TYPE_DOCUMENT) {
+            Automerge::load(chunk).map_err(|e| ApplyError::Corrupt { index, reason: e.to_string() })?;
+            has_document = true;
+            continue;
+        }
+        let change = Change::from_bytes(chunk.to_vec())
+            .map_err(|e| ApplyError::Corrupt { index, reason: e.to_string() })?;
+        out.push(NewChange { hash: change.hash(), bytes: change.raw_bytes().to_vec() });
+    }
+    Ok(if has_document { Parsed::Document } else { Parsed::Changes(out) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use automerge::{AutoCommit, ReadDoc, ROOT};
+
+    /// Runs the sync protocol between a client doc and the server state until
+    /// quiet, committing (here: collecting) what the server reports as new.
+    fn sync_client(server: &mut DocState, conn: ConnId, client: &mut AutoCommit, cs: &mut sync::State) -> Vec<NewChange> {
+        let mut stored = Vec::new();
+        for _ in 0..20 {
+            let mut quiet = true;
+            let outgoing = client.sync().generate_sync_message(cs);
+            if let Some(m) = outgoing {
+                quiet = false;
+                let r = server.receive(conn, &format!("peer{conn}"), m).unwrap();
+                stored.extend(r.new_changes);
+                for (to, _, reply) in server.after_commit(conn, r.heads_changed) {
+                    if to == conn {
+                        client.sync().receive_sync_message(cs, reply).unwrap();
+                    }
+                }
+            }
+            if quiet {
+                break;
+            }
+        }
+        stored
+    }
+
+    #[test]
+    fn stores_exactly_the_new_changes_and_they_rebuild_the_doc() {
+        let mut server = DocState::new(Automerge::new());
+        let mut a = AutoCommit::new();
+        a.put(ROOT, "title", "pump broken").unwrap();
+        a.commit();
+        a.put(ROOT, "priority", "A").unwrap();
+        a.commit();
+        let stored = sync_client(&mut server, 1, &mut a, &mut sync::State::new());
+        assert_eq!(stored.len(), 2);
+        assert_eq!(server.doc().get_heads(), a.get_heads());
+
+        // The stored bytes alone rebuild the same document.
+        let mut rebuilt = Automerge::new();
+        for c in &stored {
+            rebuilt.load_incremental(&c.bytes).unwrap();
+        }
+        assert_eq!(rebuilt.get_heads(), a.get_heads());
+    }
+
+    #[test]
+    fn fans_out_only_after_commit_and_only_when_heads_move() {
+        let mut server = DocState::new(Automerge::new());
+        let mut a = AutoCommit::new();
+        a.put(ROOT, "x", 1).unwrap();
+        let mut sa = sync::State::new();
+        sync_client(&mut server, 1, &mut a, &mut sa);
+
+        let mut b = AutoCommit::new();
+        let mut sb = sync::State::new();
+        sync_client(&mut server, 2, &mut b, &mut sb);
+        assert_eq!(b.get_heads(), a.get_heads());
+
+        a.put(ROOT, "x", 2).unwrap();
+        let m = a.sync().generate_sync_message(&mut sa).unwrap();
+        let r = server.receive(1, "peer1", m).unwrap();
+        assert!(r.heads_changed);
+        let out = server.after_commit(1, r.heads_changed);
+        assert!(out.iter().any(|(c, _, _)| *c == 2), "peer 2 gets the new change");
+
+        // A message with nothing new does not wake other peers.
+        let mut quiet = sync::State::new();
+        let m = a.sync().generate_sync_message(&mut quiet).unwrap();
+        let r = server.receive(3, "peer3", m).unwrap();
+        let out = server.after_commit(3, r.heads_changed);
+        assert!(out.iter().all(|(c, _, _)| *c == 3));
+    }
+
+    #[test]
+    fn rollback_forgets_uncommitted_changes() {
+        let mut server = DocState::new(Automerge::new());
+        let mut a = AutoCommit::new();
+        a.put(ROOT, "x", 1).unwrap();
+        let mut sa = sync::State::new();
+        sync_client(&mut server, 1, &mut a, &mut sa);
+        let committed = server.doc().get_heads();
+
+        a.put(ROOT, "x", 2).unwrap();
+        let m = a.sync().generate_sync_message(&mut sa).unwrap();
+        let r = server.receive(1, "peer1", m).unwrap();
+        assert_eq!(r.new_changes.len(), 1);
+        server.rollback(&r.heads_before);
+        assert_eq!(server.doc().get_heads(), committed);
+        assert_eq!(server.doc().get(ROOT, "x").unwrap().unwrap().0.to_i64(), Some(1));
+    }
+
+    #[test]
+    fn corrupt_changes_are_rejected_without_touching_the_doc() {
+        let mut server = DocState::new(Automerge::new());
+        let mut a = AutoCommit::new();
+        a.put(ROOT, "x", 1).unwrap();
+        sync_client(&mut server, 1, &mut a, &mut sync::State::new());
+        let before = server.doc().get_heads();
+
+        let mut b = AutoCommit::new();
+        b.put(ROOT, "y", 1).unwrap();
+        let mut change = b.get_last_local_change().unwrap().raw_bytes().to_vec();
+        let n = change.len();
+        change[n - 3] ^= 0xff; // breaks the checksum / op columns
+        let msg = sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: vec![change].into(),
+            supported_capabilities: None,
+            version: sync::MessageVersion::V1,
+        };
+        assert!(server.receive(2, "peer2", msg).is_err());
+        assert_eq!(server.doc().get_heads(), before);
+    }
+}

@@ -1,0 +1,232 @@
+//! The registry of loaded documents and connected peers.
+//!
+//! Each loaded document is owned by one doc actor task; `dispatch` finds (or
+//! starts) it and queues a command. An idle actor removes itself from the map
+//! under the lock, so a command can never be queued to an actor that has
+//! decided to exit without being handed on to its successor.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use automerge::sync;
+use fieldsync_shared::protocol::{Message, PeerId};
+use fieldsync_shared::DocumentId;
+use tokio::sync::{mpsc, Notify};
+
+use super::doc_actor;
+use super::doc_state::ConnId;
+use super::session::{close_code, CloseReason};
+use crate::db::Db;
+use crate::metrics::METRICS;
+use crate::storage::committer::Committer;
+
+#[derive(Clone, Debug)]
+pub struct SyncConfig {
+    /// Largest accepted WebSocket message (frame or reassembled continuation).
+    pub max_message_bytes: usize,
+    /// A document with no connected peer leaves memory after this long.
+    pub idle_evict: Duration,
+    /// Write a snapshot once a document has this many loose changes.
+    pub compact_after: usize,
+    /// Messages queued for one connection before it counts as not reading.
+    pub peer_queue: usize,
+    /// The server pings every `ping_interval` and drops silent connections.
+    pub ping_interval: Duration,
+    pub peer_timeout: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 8 * 1024 * 1024,
+            idle_evict: Duration::from_secs(30),
+            compact_after: 1000,
+            peer_queue: 4096,
+            ping_interval: Duration::from_secs(5),
+            peer_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Closes a connection from outside its task (replaced, too slow, failed).
+#[derive(Default)]
+pub struct KillSwitch {
+    notify: Notify,
+    reason: Mutex<Option<CloseReason>>,
+}
+
+impl KillSwitch {
+    pub fn trigger(&self, code: u16, text: &str) {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            *r = Some(CloseReason { code, text: text.to_string() });
+        }
+        self.notify.notify_one();
+    }
+
+    pub async fn triggered(&self) -> CloseReason {
+        self.notify.notified().await;
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or(CloseReason { code: close_code::NORMAL, text: String::new() })
+    }
+}
+
+/// How doc actors reach one connection.
+#[derive(Clone)]
+pub struct PeerHandle {
+    pub conn: ConnId,
+    pub peer_id: PeerId,
+    pub out: mpsc::Sender<Message>,
+    pub kill: Arc<KillSwitch>,
+}
+
+impl PeerHandle {
+    /// Queues a message without waiting. A connection that lets its queue fill
+    /// is closed (it will reconnect and resync) instead of stalling the doc.
+    pub fn send(&self, msg: Message) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(msg) {
+            METRICS.slow_peers_dropped.inc();
+            tracing::warn!(peer = %self.peer_id, "peer is not reading; closing its connection");
+            self.kill.trigger(close_code::POLICY, "too many unread messages; reconnect to resync");
+        }
+    }
+
+    /// Sends a protocol `error` and closes the connection.
+    pub fn fail(&self, server_peer_id: &str, code: u16, text: &str) {
+        let _ = self.out.try_send(Message::Error {
+            sender_id: server_peer_id.to_string(),
+            target_id: Some(self.peer_id.clone()),
+            message: text.to_string(),
+        });
+        self.kill.trigger(code, text);
+    }
+}
+
+pub enum DocCommand {
+    Sync { peer: PeerHandle, msg: sync::Message, request: bool },
+    Ephemeral { from: ConnId, msg: Message },
+    PeerLeft { conn: ConnId },
+}
+
+struct DocEntry {
+    generation: u64,
+    tx: mpsc::Sender<DocCommand>,
+}
+
+pub struct Hub {
+    pub db: Db,
+    pub committer: Committer,
+    pub config: SyncConfig,
+    pub server_peer_id: PeerId,
+    pub storage_id: String,
+    /// Doc actors run here (the tokio pool), not on the actix I/O workers.
+    runtime: tokio::runtime::Handle,
+    docs: Mutex<HashMap<DocumentId, DocEntry>>,
+    peers: Mutex<HashMap<PeerId, (ConnId, Arc<KillSwitch>)>>,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(db: Db, committer: Committer, config: SyncConfig, storage_id: String) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            committer,
+            config,
+            server_peer_id: format!("fieldsync-{}", uuid::Uuid::new_v4().simple()),
+            storage_id,
+            runtime: tokio::runtime::Handle::current(),
+            docs: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn loaded_docs(&self) -> usize {
+        self.lock_docs().len()
+    }
+
+    fn lock_docs(&self) -> std::sync::MutexGuard<'_, HashMap<DocumentId, DocEntry>> {
+        self.docs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `cmd` for the document's actor, starting one if needed.
+    pub async fn dispatch(self: &Arc<Self>, doc: DocumentId, mut cmd: DocCommand) {
+        loop {
+            let tx = {
+                let mut docs = self.lock_docs();
+                let entry = docs.entry(doc).or_insert_with(|| {
+                    let generation = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    let (tx, rx) = mpsc::channel(256);
+                    self.runtime.spawn(doc_actor::run(self.clone(), doc, generation, rx));
+                    DocEntry { generation, tx }
+                });
+                entry.tx.clone()
+            };
+            match tx.send(cmd).await {
+                Ok(()) => return,
+                // The actor exited between lookup and send: it already removed
+                // itself, so the next lookup starts a fresh one.
+                Err(mpsc::error::SendError(back)) => cmd = back,
+            }
+        }
+    }
+
+    /// Queues `cmd` only if the document is in memory (peer left, ephemeral).
+    pub async fn dispatch_if_loaded(&self, doc: DocumentId, cmd: DocCommand) {
+        let tx = self.lock_docs().get(&doc).map(|e| e.tx.clone());
+        if let Some(tx) = tx {
+            let _ = tx.send(cmd).await;
+        }
+    }
+
+    /// Called by an idle actor: removes it if nothing is queued. After `true`
+    /// the actor closes its receiver and hands on anything that slipped in.
+    pub(crate) fn try_unregister_doc(&self, doc: DocumentId, generation: u64, rx: &mpsc::Receiver<DocCommand>) -> bool {
+        let mut docs = self.lock_docs();
+        if !rx.is_empty() {
+            return false;
+        }
+        if docs.get(&doc).is_some_and(|e| e.generation == generation) {
+            docs.remove(&doc);
+        }
+        true
+    }
+
+    /// Registers a joined peer; an older connection with the same peer id is
+    /// closed (as the reference server does).
+    pub fn register_peer(&self, peer_id: &str, conn: ConnId, kill: Arc<KillSwitch>) {
+        let old = self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer_id.to_string(), (conn, kill));
+        if let Some((old_conn, old_kill)) = old {
+            if old_conn != conn {
+                old_kill.trigger(close_code::NORMAL, "replaced by a newer connection from the same peer");
+            }
+        }
+    }
+
+    pub fn unregister_peer(&self, peer_id: &str, conn: ConnId) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if peers.get(peer_id).is_some_and(|(c, _)| *c == conn) {
+            peers.remove(peer_id);
+        }
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn close_all(&self, text: &str) {
+        for (_, kill) in self.peers.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            kill.trigger(close_code::GOING_AWAY, text);
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The automerge-repo sync server: sans-IO protocol (`session`, `doc_state`),
+//! the tasks that drive it (`doc_actor`, `hub`) and the WebSocket glue (`ws`).
+
+pub mod doc_actor;
+pub mod doc_state;
+pub mod hub;
+pub mod session;
+pub mod ws;

@@ -1,0 +1,196 @@
+//! `GET /sync`: the WebSocket glue between actix-ws and the sans-IO `Session`.
+//! One task per connection reads frames, executes the session's actions, and
+//! writes what doc actors queue for it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError};
+use fieldsync_shared::protocol::{self, Message};
+use fieldsync_shared::DocumentId;
+use tokio::sync::mpsc;
+
+use super::hub::{DocCommand, Hub, KillSwitch, PeerHandle};
+use super::session::{close_code, Action, CloseReason, Session};
+use crate::metrics::METRICS;
+
+pub async fn sync_endpoint(
+    req: HttpRequest,
+    body: web::Payload,
+    hub: web::Data<Arc<Hub>>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, session, stream) = actix_ws::handle(&req, body)?;
+    let limit = hub.config.max_message_bytes;
+    // actix-ws defaults (64 KiB frames, 1 MiB reassembled) are too small for
+    // the first sync of a large ticket.
+    let stream = stream
+        .max_frame_size(limit)
+        .aggregate_continuations()
+        .max_continuation_size(limit);
+    let peer_addr = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let (conn, out_rx) = Connection::new(hub.get_ref().clone(), session, peer_addr);
+    actix_web::rt::spawn(conn.run(stream, out_rx));
+    Ok(response)
+}
+
+struct Connection {
+    hub: Arc<Hub>,
+    ws: actix_ws::Session,
+    proto: Session,
+    conn: u64,
+    peer_addr: String,
+    handle: Option<PeerHandle>,
+    out_tx: mpsc::Sender<Message>,
+    kill: Arc<KillSwitch>,
+    docs: HashSet<DocumentId>,
+}
+
+impl Connection {
+    fn new(hub: Arc<Hub>, ws: actix_ws::Session, peer_addr: String) -> (Self, mpsc::Receiver<Message>) {
+        let (out_tx, out_rx) = mpsc::channel(hub.config.peer_queue);
+        let proto = Session::new(hub.server_peer_id.clone(), Some(hub.storage_id.clone()));
+        let conn = hub.next_conn_id();
+        let me = Self {
+            hub,
+            ws,
+            proto,
+            conn,
+            peer_addr,
+            handle: None,
+            out_tx,
+            kill: Arc::new(KillSwitch::default()),
+            docs: HashSet::new(),
+        };
+        (me, out_rx)
+    }
+}
+
+impl Connection {
+    async fn run(mut self, stream: AggregatedMessageStream, out_rx: mpsc::Receiver<Message>) {
+        let c = &mut self;
+        METRICS.connections_open.inc();
+        METRICS.connections_total.inc();
+        tracing::debug!(conn = c.conn, addr = %c.peer_addr, "sync connection opened");
+        let reason = c.event_loop(stream, out_rx).await;
+        c.cleanup().await;
+        METRICS.connections_open.dec();
+        tracing::debug!(conn = c.conn, peer = ?c.proto.peer_id(), ?reason, "sync connection closed");
+        let close = reason.map(|r| actix_ws::CloseReason {
+            code: CloseCode::from(r.code),
+            description: Some(r.text),
+        });
+        let _ = c.ws.clone().close(close).await;
+    }
+}
+
+impl Connection {
+    async fn event_loop(
+        &mut self,
+        mut stream: AggregatedMessageStream,
+        mut out_rx: mpsc::Receiver<Message>,
+    ) -> Option<CloseReason> {
+        let mut ping = tokio::time::interval(self.hub.config.ping_interval);
+        let mut last_heard = Instant::now();
+        let kill = self.kill.clone();
+        loop {
+            tokio::select! {
+                frame = stream.recv() => {
+                    last_heard = Instant::now();
+                    let actions = match frame {
+                        None => return None,
+                        Some(Ok(AggregatedMessage::Binary(bytes))) => {
+                            METRICS.frames_received.inc();
+                            self.proto.on_frame(&bytes)
+                        }
+                        Some(Ok(AggregatedMessage::Text(_))) => self.proto.on_text_frame(),
+                        Some(Ok(AggregatedMessage::Ping(p))) => {
+                            if self.ws.pong(&p).await.is_err() { return None; }
+                            continue;
+                        }
+                        Some(Ok(AggregatedMessage::Pong(_))) => continue,
+                        Some(Ok(AggregatedMessage::Close(_))) => return None,
+                        Some(Err(ProtocolError::Overflow)) => self.proto.fail(
+                            close_code::TOO_BIG,
+                            &format!("message exceeds the {} byte limit", self.hub.config.max_message_bytes),
+                        ),
+                        Some(Err(e)) => self.proto.fail(close_code::PROTOCOL_ERROR, &format!("WebSocket protocol error: {e}")),
+                    };
+                    if let Some(reason) = self.execute(actions).await {
+                        return Some(reason);
+                    }
+                }
+                Some(msg) = out_rx.recv() => {
+                    if self.send(&msg).await.is_err() { return None; }
+                }
+                reason = kill.triggered() => {
+                    // Deliver what was queued before the kill (e.g. the error message).
+                    while let Ok(msg) = out_rx.try_recv() {
+                        if self.send(&msg).await.is_err() { break; }
+                    }
+                    return Some(reason);
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > self.hub.config.peer_timeout {
+                        return Some(CloseReason { code: close_code::GOING_AWAY, text: "no traffic or pong; timed out".into() });
+                    }
+                    if self.ws.ping(b"").await.is_err() { return None; }
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, msg: &Message) -> Result<(), actix_ws::Closed> {
+        self.ws.binary(protocol::encode(msg)).await
+    }
+
+    /// Runs the session's actions; returns a close reason to end the connection.
+    async fn execute(&mut self, actions: Vec<Action>) -> Option<CloseReason> {
+        for action in actions {
+            match action {
+                Action::Send(msg) => {
+                    if let Message::Error { message, .. } = &msg {
+                        METRICS.protocol_errors.inc();
+                        tracing::warn!(conn = self.conn, addr = %self.peer_addr, peer = ?self.proto.peer_id(), error = %message, "protocol error");
+                    }
+                    if self.send(&msg).await.is_err() {
+                        return Some(CloseReason { code: close_code::NORMAL, text: String::new() });
+                    }
+                }
+                Action::Joined(peer_id) => {
+                    if self.handle.is_none() {
+                        self.hub.register_peer(&peer_id, self.conn, self.kill.clone());
+                        self.handle = Some(PeerHandle {
+                            conn: self.conn,
+                            peer_id,
+                            out: self.out_tx.clone(),
+                            kill: self.kill.clone(),
+                        });
+                    }
+                }
+                Action::Sync { doc, msg, request } => {
+                    let Some(peer) = self.handle.clone() else { continue };
+                    self.docs.insert(doc);
+                    self.hub.dispatch(doc, DocCommand::Sync { peer, msg, request }).await;
+                }
+                Action::Ephemeral(msg) => {
+                    if let Some(doc) = msg.document_id() {
+                        self.hub.dispatch_if_loaded(doc, DocCommand::Ephemeral { from: self.conn, msg }).await;
+                    }
+                }
+                Action::Close(reason) => return Some(reason),
+            }
+        }
+        None
+    }
+
+    async fn cleanup(&mut self) {
+        for doc in self.docs.drain() {
+            self.hub.dispatch_if_loaded(doc, DocCommand::PeerLeft { conn: self.conn }).await;
+        }
+        if let Some(h) = &self.handle {
+            self.hub.unregister_peer(&h.peer_id, self.conn);
+        }
+    }
+}
