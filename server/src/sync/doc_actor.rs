@@ -118,6 +118,7 @@ impl DocActor {
     async fn on_sync(&mut self, peer: PeerHandle, msg: automerge::sync::Message, request: bool) {
         METRICS.sync_messages.inc();
         let conn = peer.conn;
+        let peer_has_doc = !msg.heads.is_empty();
         self.handles.insert(conn, peer.clone());
         let received = match self.state.receive(conn, &peer.peer_id, msg) {
             Ok(r) => r,
@@ -147,16 +148,14 @@ impl DocActor {
             self.loose_changes += n;
         }
 
-        if self.state.is_empty() {
-            // Nobody has this document. The peer stays registered, so it is sent
-            // the document if another peer uploads it later.
-            if request || received.heads_before.is_empty() {
-                peer.send(Message::DocUnavailable {
-                    sender_id: self.hub.server_peer_id.clone(),
-                    target_id: peer.peer_id.clone(),
-                    document_id: self.doc_id,
-                });
-            }
+        if self.state.is_empty() && (request || !peer_has_doc) {
+            // Neither side has this document. The peer stays registered, so it
+            // is sent the document if another peer uploads it later.
+            peer.send(Message::DocUnavailable {
+                sender_id: self.hub.server_peer_id.clone(),
+                target_id: peer.peer_id.clone(),
+                document_id: self.doc_id,
+            });
             return;
         }
 

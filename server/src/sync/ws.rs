@@ -115,6 +115,8 @@ impl Connection {
                             close_code::TOO_BIG,
                             &format!("message exceeds the {} byte limit", self.hub.config.max_message_bytes),
                         ),
+                        // The peer vanished mid-frame: a disconnect, not bad input.
+                        Some(Err(ProtocolError::Io(_))) => return None,
                         Some(Err(e)) => self.proto.fail(close_code::PROTOCOL_ERROR, &format!("WebSocket protocol error: {e}")),
                     };
                     if let Some(reason) = self.execute(actions).await {
