@@ -6,3 +6,6 @@ pub mod doc_id;
 pub mod protocol;
 
 pub use doc_id::DocumentId;
+
+#[cfg(feature = "client")]
+pub mod client;

@@ -1,0 +1,505 @@
+//! The Rust device client: a local document store plus sync with a fieldsync
+//! (or any automerge-repo) server over WebSocket.
+//!
+//! Offline first: `change` always succeeds locally (and is written to disk when
+//! the device has a directory). Whatever the server has not acknowledged is the
+//! offline queue; `connect` syncs every local document, so edits made offline
+//! reach the server on reconnect. "Acknowledged" means the server reported heads
+//! that include ours — fieldsync only does that after committing them.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use automerge::sync::{self, SyncDoc};
+use automerge::{AutoCommit, ChangeHash};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{watch, Notify};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::doc_id::DocumentId;
+use crate::protocol::{self, Message, PeerId, PeerMetadata, PROTOCOL_V1};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("WebSocket error: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    #[error("unknown document {0}")]
+    UnknownDocument(DocumentId),
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    #[error("local storage error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("stored document {0} is corrupt: {1}")]
+    Corrupt(PathBuf, automerge::AutomergeError),
+}
+
+/// What the device knows about one document's availability on the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DocStatus {
+    /// We have it locally (maybe not yet on the server).
+    Local,
+    /// Requested from the server, nothing received yet.
+    Requesting,
+    /// The server said nobody has it.
+    Unavailable,
+}
+
+struct LocalDoc {
+    doc: AutoCommit,
+    /// Sync state with the server for the current connection.
+    sync: sync::State,
+    status: DocStatus,
+}
+
+/// Called after a remote change was applied to a document.
+pub type RemoteChangeHook = Box<dyn Fn(DocumentId, &mut AutoCommit) + Send + Sync>;
+
+struct Shared {
+    peer_id: PeerId,
+    dir: Option<PathBuf>,
+    docs: Mutex<HashMap<DocumentId, LocalDoc>>,
+    /// Documents with local changes not yet offered to the server.
+    dirty: Mutex<HashSet<DocumentId>>,
+    wake: Notify,
+    /// Bumped on every event, for `wait_until`.
+    events: watch::Sender<u64>,
+    conn: Mutex<ConnState>,
+    on_remote_change: Mutex<Option<RemoteChangeHook>>,
+    ephemeral_inbox: Mutex<Vec<(DocumentId, PeerId, Vec<u8>)>>,
+    ephemeral_outbox: Mutex<Vec<Message>>,
+}
+
+#[derive(Default)]
+struct ConnState {
+    server_peer: Option<PeerId>,
+    server_storage_id: Option<String>,
+    stop: Option<Arc<Notify>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    last_error: Option<String>,
+    last_close: Option<(u16, String)>,
+}
+
+/// A device: cheap to clone, all clones share one store and connection.
+#[derive(Clone)]
+pub struct Device {
+    shared: Arc<Shared>,
+}
+
+impl Device {
+    /// An in-memory device (tests, load generator).
+    pub fn new(peer_id: impl Into<PeerId>) -> Self {
+        Self::build(peer_id.into(), None, HashMap::new())
+    }
+
+    /// A device that keeps its documents in `dir` (`<documentId>.automerge`),
+    /// loading what a previous run left there.
+    pub fn open(peer_id: impl Into<PeerId>, dir: impl AsRef<Path>) -> Result<Self, ClientError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        let mut docs = HashMap::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            if path.extension().and_then(|e| e.to_str()) != Some("automerge") {
+                continue;
+            }
+            let Ok(id) = stem.parse::<DocumentId>() else { continue };
+            let bytes = std::fs::read(&path)?;
+            let doc = AutoCommit::load(&bytes).map_err(|e| ClientError::Corrupt(path.clone(), e))?;
+            docs.insert(id, LocalDoc { doc, sync: sync::State::new(), status: DocStatus::Local });
+        }
+        Ok(Self::build(peer_id.into(), Some(dir), docs))
+    }
+
+    fn build(peer_id: PeerId, dir: Option<PathBuf>, docs: HashMap<DocumentId, LocalDoc>) -> Self {
+        let dirty = docs.keys().copied().collect();
+        Self {
+            shared: Arc::new(Shared {
+                peer_id,
+                dir,
+                docs: Mutex::new(docs),
+                dirty: Mutex::new(dirty),
+                wake: Notify::new(),
+                events: watch::channel(0).0,
+                conn: Mutex::new(ConnState::default()),
+                on_remote_change: Mutex::new(None),
+                ephemeral_inbox: Mutex::new(Vec::new()),
+                ephemeral_outbox: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub fn peer_id(&self) -> &str {
+        &self.shared.peer_id
+    }
+
+    /// Creates a document locally; it reaches the server on the next sync.
+    pub fn create(&self, init: impl FnOnce(&mut AutoCommit)) -> DocumentId {
+        let id = DocumentId::random();
+        let mut doc = AutoCommit::new();
+        init(&mut doc);
+        doc.commit();
+        self.insert_doc(id, doc, DocStatus::Local);
+        id
+    }
+
+    /// Adds a document received out of band (e.g. a saved file).
+    pub fn import(&self, id: DocumentId, doc: AutoCommit) {
+        self.insert_doc(id, doc, DocStatus::Local);
+    }
+
+    fn insert_doc(&self, id: DocumentId, mut doc: AutoCommit, status: DocStatus) {
+        let _ = self.persist(id, &mut doc);
+        lock(&self.shared.docs).insert(id, LocalDoc { doc, sync: sync::State::new(), status });
+        self.mark_dirty(id);
+    }
+
+    /// Starts syncing a document this device does not have (automerge-repo's
+    /// `find`): it is requested from the server.
+    pub fn want(&self, id: DocumentId) {
+        {
+            let mut docs = lock(&self.shared.docs);
+            if docs.contains_key(&id) {
+                return;
+            }
+            docs.insert(id, LocalDoc { doc: AutoCommit::new(), sync: sync::State::new(), status: DocStatus::Requesting });
+        }
+        self.mark_dirty(id);
+    }
+
+    /// Edits a document locally (works offline) and schedules a sync.
+    pub fn change<R>(&self, id: DocumentId, f: impl FnOnce(&mut AutoCommit) -> R) -> Result<R, ClientError> {
+        let r = {
+            let mut docs = lock(&self.shared.docs);
+            let local = docs.get_mut(&id).ok_or(ClientError::UnknownDocument(id))?;
+            let r = f(&mut local.doc);
+            local.doc.commit();
+            local.status = DocStatus::Local;
+            self.persist(id, &mut local.doc)?;
+            r
+        };
+        self.mark_dirty(id);
+        Ok(r)
+    }
+
+    pub fn read<R>(&self, id: DocumentId, f: impl FnOnce(&mut AutoCommit) -> R) -> Option<R> {
+        lock(&self.shared.docs).get_mut(&id).map(|l| f(&mut l.doc))
+    }
+
+    pub fn heads(&self, id: DocumentId) -> Vec<ChangeHash> {
+        self.read(id, |d| d.get_heads()).unwrap_or_default()
+    }
+
+    pub fn status(&self, id: DocumentId) -> Option<DocStatus> {
+        lock(&self.shared.docs).get(&id).map(|l| l.status)
+    }
+
+    pub fn documents(&self) -> Vec<DocumentId> {
+        lock(&self.shared.docs).keys().copied().collect()
+    }
+
+    /// True when the server has acknowledged every change we have.
+    pub fn acknowledged(&self, id: DocumentId) -> bool {
+        let mut docs = lock(&self.shared.docs);
+        let Some(local) = docs.get_mut(&id) else { return false };
+        let ours = local.doc.get_heads();
+        match &local.sync.their_heads {
+            Some(theirs) => ours.iter().all(|h| theirs.contains(h)),
+            None => false,
+        }
+    }
+
+    /// Documents whose changes the server has not acknowledged (the offline queue).
+    pub fn pending(&self) -> Vec<DocumentId> {
+        self.documents()
+            .into_iter()
+            .filter(|id| self.status(*id) == Some(DocStatus::Local) && !self.acknowledged(*id))
+            .collect()
+    }
+
+    pub fn set_remote_change_hook(&self, hook: RemoteChangeHook) {
+        *lock(&self.shared.on_remote_change) = Some(hook);
+    }
+
+    pub fn send_ephemeral(&self, id: DocumentId, data: Vec<u8>) {
+        let conn = lock(&self.shared.conn);
+        if let (Some(server), Some(_)) = (&conn.server_peer, &conn.stop) {
+            let msg = Message::Ephemeral {
+                sender_id: self.shared.peer_id.clone(),
+                target_id: server.clone(),
+                count: EPHEMERAL_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                session_id: self.shared.peer_id.clone(),
+                document_id: id,
+                data,
+            };
+            drop(conn);
+            lock(&self.shared.ephemeral_outbox).push(msg);
+            self.shared.wake.notify_one();
+        }
+    }
+
+    pub fn ephemeral_received(&self) -> Vec<(DocumentId, PeerId, Vec<u8>)> {
+        lock(&self.shared.ephemeral_inbox).clone()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        lock(&self.shared.conn).task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// The server's storage id (from the handshake).
+    pub fn server_storage_id(&self) -> Option<String> {
+        lock(&self.shared.conn).server_storage_id.clone()
+    }
+
+    /// The last protocol error the server sent.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.shared.conn).last_error.clone()
+    }
+
+    /// The close code and reason of the last connection, if the server closed it.
+    pub fn last_close(&self) -> Option<(u16, String)> {
+        lock(&self.shared.conn).last_close.clone()
+    }
+
+    /// Connects, completes the handshake, and starts syncing every local
+    /// document in the background.
+    pub async fn connect(&self, url: &str) -> Result<(), ClientError> {
+        self.disconnect().await;
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let join = Message::Join {
+            sender_id: self.shared.peer_id.clone(),
+            peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: self.shared.dir.is_none() }),
+            supported_protocol_versions: vec![PROTOCOL_V1.into()],
+        };
+        ws.send(WsMessage::Binary(protocol::encode(&join).into())).await?;
+        let (server_peer, storage) = loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .map_err(|_| ClientError::Handshake("no peer message within 10 s".into()))?;
+            match frame {
+                Some(Ok(WsMessage::Binary(b))) => match protocol::decode(&b) {
+                    Ok(Message::Peer { sender_id, peer_metadata, .. }) => {
+                        break (sender_id, peer_metadata.and_then(|m| m.storage_id))
+                    }
+                    Ok(Message::Error { message, .. }) => return Err(ClientError::Handshake(message)),
+                    Ok(other) => return Err(ClientError::Handshake(format!("unexpected {}", other.type_name()))),
+                    Err(e) => return Err(ClientError::Handshake(e.to_string())),
+                },
+                Some(Ok(WsMessage::Close(frame))) => {
+                    return Err(ClientError::Handshake(format!("closed: {:?}", frame.map(|f| f.reason.to_string()))))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(ClientError::Handshake("connection closed".into())),
+            }
+        };
+        // A new connection means fresh sync states; every doc is offered again.
+        {
+            let mut docs = lock(&self.shared.docs);
+            let mut dirty = lock(&self.shared.dirty);
+            for (id, local) in docs.iter_mut() {
+                local.sync = sync::State::new();
+                dirty.insert(*id);
+            }
+        }
+        let stop = Arc::new(Notify::new());
+        let task = tokio::spawn(run_connection(self.clone(), ws, server_peer.clone(), stop.clone()));
+        let mut conn = lock(&self.shared.conn);
+        conn.server_peer = Some(server_peer);
+        conn.server_storage_id = storage;
+        conn.stop = Some(stop);
+        conn.task = Some(task);
+        conn.last_error = None;
+        conn.last_close = None;
+        drop(conn);
+        self.shared.wake.notify_one();
+        self.bump();
+        Ok(())
+    }
+
+    /// Goes offline. Local edits keep working and are synced on the next connect.
+    pub async fn disconnect(&self) {
+        let (stop, task) = {
+            let mut conn = lock(&self.shared.conn);
+            (conn.stop.take(), conn.task.take())
+        };
+        if let Some(stop) = stop {
+            stop.notify_one();
+        }
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// Waits until `pred` holds, re-checking after every sync event.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut pred: impl FnMut(&Device) -> bool,
+    ) -> Result<(), ClientError> {
+        let mut rx = self.shared.events.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if pred(self) {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => {
+                    return if pred(self) { Ok(()) } else { Err(ClientError::Timeout(timeout, what.to_string())) };
+                }
+            }
+        }
+    }
+
+    /// Waits until the server has acknowledged all our changes to `id`.
+    pub async fn wait_acknowledged(&self, id: DocumentId, timeout: Duration) -> Result<(), ClientError> {
+        self.wait_until(timeout, &format!("acknowledgement of {id}"), |d| d.acknowledged(id)).await
+    }
+
+    fn mark_dirty(&self, id: DocumentId) {
+        lock(&self.shared.dirty).insert(id);
+        self.shared.wake.notify_one();
+        self.bump();
+    }
+
+    fn bump(&self) {
+        self.shared.events.send_modify(|v| *v += 1);
+    }
+
+    fn persist(&self, id: DocumentId, doc: &mut AutoCommit) -> Result<(), ClientError> {
+        let Some(dir) = &self.shared.dir else { return Ok(()) };
+        let path = dir.join(format!("{id}.automerge"));
+        let tmp = dir.join(format!(".{id}.tmp"));
+        std::fs::write(&tmp, doc.save())?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+static EPHEMERAL_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn run_connection(device: Device, mut ws: Ws, server: PeerId, stop: Arc<Notify>) {
+    let shared = device.shared.clone();
+    let mut keepalive = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        // Offer every dirty document.
+        let outgoing = collect_outgoing(&device, &server);
+        for msg in outgoing {
+            if ws.send(WsMessage::Binary(protocol::encode(&msg).into())).await.is_err() {
+                return finish(&device, None);
+            }
+        }
+        tokio::select! {
+            _ = stop.notified() => {
+                let _ = ws.close(None).await;
+                return finish(&device, None);
+            }
+            _ = shared.wake.notified() => {}
+            _ = keepalive.tick() => {
+                if ws.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                    return finish(&device, None);
+                }
+            }
+            frame = ws.next() => match frame {
+                Some(Ok(WsMessage::Binary(b))) => match protocol::decode(&b) {
+                    Ok(msg) => handle_incoming(&device, msg),
+                    Err(e) => tracing::warn!(error = %e, "undecodable message from server"),
+                },
+                Some(Ok(WsMessage::Close(frame))) => return finish(&device, frame),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return finish(&device, None),
+            }
+        }
+    }
+}
+
+fn finish(device: &Device, frame: Option<CloseFrame>) {
+    if let Some(f) = frame {
+        lock(&device.shared.conn).last_close = Some((u16::from(f.code), f.reason.to_string()));
+    }
+    device.bump();
+}
+
+fn collect_outgoing(device: &Device, server: &str) -> Vec<Message> {
+    let shared = &device.shared;
+    let dirty: Vec<DocumentId> = lock(&shared.dirty).drain().collect();
+    let mut out = Vec::new();
+    {
+        let mut docs = lock(&shared.docs);
+        for id in dirty {
+            let Some(local) = docs.get_mut(&id) else { continue };
+            if let Some(m) = local.doc.sync().generate_sync_message(&mut local.sync) {
+                let data = m.encode();
+                out.push(if local.status == DocStatus::Requesting {
+                    Message::Request { sender_id: shared.peer_id.clone(), target_id: server.into(), document_id: id, data }
+                } else {
+                    Message::Sync { sender_id: shared.peer_id.clone(), target_id: server.into(), document_id: id, data }
+                });
+            }
+        }
+    }
+    out.append(&mut lock(&shared.ephemeral_outbox));
+    out
+}
+
+fn handle_incoming(device: &Device, msg: Message) {
+    let shared = &device.shared;
+    match msg {
+        Message::Sync { document_id, data, .. } => {
+            let Ok(m) = sync::Message::decode(&data) else {
+                tracing::warn!(doc = %document_id, "server sent an undecodable sync message");
+                return;
+            };
+            let mut docs = lock(&shared.docs);
+            let local = docs.entry(document_id).or_insert_with(|| LocalDoc {
+                doc: AutoCommit::new(),
+                sync: sync::State::new(),
+                status: DocStatus::Requesting,
+            });
+            let before = local.doc.get_heads();
+            if let Err(e) = local.doc.sync().receive_sync_message(&mut local.sync, m) {
+                tracing::warn!(doc = %document_id, error = %e, "could not apply server sync message");
+                return;
+            }
+            if local.doc.get_heads() != before {
+                local.status = DocStatus::Local;
+                let _ = device.persist(document_id, &mut local.doc);
+                if let Some(hook) = lock(&shared.on_remote_change).as_ref() {
+                    hook(document_id, &mut local.doc);
+                }
+            }
+            drop(docs);
+            // Reply (sync protocol round trip) on the next loop iteration.
+            lock(&shared.dirty).insert(document_id);
+        }
+        Message::DocUnavailable { document_id, .. } => {
+            if let Some(local) = lock(&shared.docs).get_mut(&document_id) {
+                if local.status == DocStatus::Requesting {
+                    local.status = DocStatus::Unavailable;
+                }
+            }
+        }
+        Message::Ephemeral { document_id, sender_id, data, .. } => {
+            lock(&shared.ephemeral_inbox).push((document_id, sender_id, data));
+        }
+        Message::Error { message, .. } => {
+            tracing::warn!(%message, "server reported an error");
+            lock(&shared.conn).last_error = Some(message);
+        }
+        _ => {}
+    }
+    device.bump();
+}

@@ -1,0 +1,164 @@
+//! Test harness: a real `fieldsync` process on its own port and its own
+//! database (a temp SQLite file, or a fresh PostgreSQL database created from
+//! `TEST_DATABASE_URL`), plus small helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use diesel::{Connection, RunQueryDsl};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Defines `mod $name { sqlite, postgres }` running `$name(Backend)` on each.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(crate::common::TestDb::new(crate::common::Backend::Sqlite)).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = crate::common::TestDb::postgres_or_skip() else { return };
+                super::$name(db).await
+            }
+        }
+    )*};
+}
+
+/// A database only this test uses; removed on drop.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>, // (admin url, database name)
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let url = dir.path().join("fieldsync.db").to_string_lossy().into_owned();
+                Self { backend, url, _dir: Some(dir), pg: None }
+            }
+            Backend::Postgres => Self::postgres_or_skip().expect("TEST_DATABASE_URL is not set"),
+        }
+    }
+
+    /// PostgreSQL from `TEST_DATABASE_URL`. Without it the test is skipped
+    /// locally, but fails under CI so PostgreSQL coverage cannot silently vanish.
+    pub fn postgres_or_skip() -> Option<Self> {
+        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else {
+            if std::env::var("CI").is_ok() {
+                panic!("CI is set but TEST_DATABASE_URL is not: PostgreSQL tests must run");
+            }
+            eprintln!("TEST_DATABASE_URL not set; skipping the PostgreSQL variant");
+            return None;
+        };
+        let name = format!("fieldsync_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = diesel::PgConnection::establish(&admin).expect("connect to TEST_DATABASE_URL");
+        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create test database");
+        let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+        Some(Self { backend: Backend::Postgres, url: format!("{base}/{name}"), _dir: None, pg: Some((admin, name)) })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = &self.pg {
+            if let Ok(mut conn) = diesel::PgConnection::establish(admin) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
+            }
+        }
+    }
+}
+
+/// A running `fieldsync serve`.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub database_url: String,
+    args: Vec<String>,
+}
+
+impl Server {
+    pub fn start(db: &TestDb, extra: &[&str]) -> Self {
+        Self::start_url(&db.url, extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn start_url(database_url: &str, args: Vec<String>) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fieldsync"))
+            .args(["--database", database_url, "serve", "--port", "0"])
+            .args(&args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn fieldsync");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let port = loop {
+            let line = lines.next().expect("server exited before listening").expect("read stdout");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.rsplit(':').next().unwrap().trim().parse().expect("port");
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, port, database_url: database_url.to_string(), args }
+    }
+
+    pub fn sync_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/sync", self.port)
+    }
+
+    /// SIGKILL: no shutdown hooks, like a crash or power cut of the process.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills the server and starts a new one on the same database.
+    pub fn crash_and_restart(mut self) -> Self {
+        self.kill();
+        Self::start_url(&self.database_url.clone(), self.args.clone())
+    }
+
+    pub fn get(&self, path: &str) -> String {
+        http_get(self.port, path)
+    }
+
+    /// A Prometheus counter from `/metrics`.
+    pub fn metric(&self, name: &str) -> u64 {
+        self.get("/metrics")
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")).map(|v| v.trim().parse().unwrap()))
+            .unwrap_or_else(|| panic!("metric {name} missing"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+pub const WAIT: Duration = Duration::from_secs(15);
