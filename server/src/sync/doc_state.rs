@@ -167,6 +167,11 @@ fn parse_chunks<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> Result<Parsed, Ap
         }
         let change = Change::from_bytes(chunk.to_vec())
             .map_err(|e| ApplyError::Corrupt { index, reason: e.to_string() })?;
+        // Parsing does not verify the header checksum (the first 4 bytes of
+        // the change hash); Automerge's loader would then drop the chunk.
+        if chunk.get(4..8) != Some(&change.hash().0[..4]) {
+            return Err(ApplyError::Corrupt { index, reason: "checksum mismatch".into() });
+        }
         out.push(NewChange { hash: change.hash(), bytes: change.raw_bytes().to_vec() });
     }
     Ok(if has_document { Parsed::Document } else { Parsed::Changes(out) })
@@ -278,18 +283,21 @@ mod tests {
 
         let mut b = AutoCommit::new();
         b.put(ROOT, "y", 1).unwrap();
-        let mut change = b.get_last_local_change().unwrap().raw_bytes().to_vec();
-        let n = change.len();
-        change[n - 3] ^= 0xff; // breaks the checksum / op columns
-        let msg = sync::Message {
-            heads: vec![],
-            need: vec![],
-            have: vec![],
-            changes: vec![change].into(),
-            supported_capabilities: None,
-            version: sync::MessageVersion::V1,
-        };
-        assert!(server.receive(2, "peer2", msg).is_err());
+        let good = b.get_last_local_change().unwrap().raw_bytes().to_vec();
+        // Any single corrupted byte anywhere in the change is refused.
+        for i in 0..good.len() {
+            let mut change = good.clone();
+            change[i] ^= 0xff;
+            let msg = sync::Message {
+                heads: vec![],
+                need: vec![],
+                have: vec![],
+                changes: vec![change].into(),
+                supported_capabilities: None,
+                version: sync::MessageVersion::V1,
+            };
+            assert!(server.receive(2, "peer2", msg).is_err(), "flipped byte {i} was accepted");
+        }
         assert_eq!(server.doc().get_heads(), before);
     }
 }

@@ -154,7 +154,7 @@ impl Connection {
                 Action::Send(msg) => {
                     if let Message::Error { message, .. } = &msg {
                         METRICS.protocol_errors.inc();
-                        tracing::warn!(conn = self.conn, addr = %self.peer_addr, peer = ?self.proto.peer_id(), error = %message, "protocol error");
+                        tracing::warn!(conn = self.conn, addr = %self.peer_addr, peer = ?self.handle.as_ref().map(|h| &h.peer_id), error = %message, "protocol error");
                     }
                     if self.send(&msg).await.is_err() {
                         return Some(CloseReason { code: close_code::NORMAL, text: String::new() });
