@@ -9,13 +9,14 @@ use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ReadDoc, ROOT};
 use ciborium::Value;
 use common::{Server, TestDb, WAIT};
-use fieldsync_shared::client::{DocStatus, Device};
+use fieldsync_shared::client::{Device, DocStatus};
 use fieldsync_shared::protocol::{self, Message};
 use fieldsync_shared::DocumentId;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message as Ws;
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A bare WebSocket client that can send anything.
 struct Raw {
@@ -25,8 +26,13 @@ struct Raw {
 
 impl Raw {
     async fn connect(server: &Server) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(server.sync_url()).await.unwrap();
-        Self { ws, server_peer: String::new() }
+        let (ws, _) = tokio_tungstenite::connect_async(server.sync_url())
+            .await
+            .unwrap();
+        Self {
+            ws,
+            server_peer: String::new(),
+        }
     }
 
     async fn joined(server: &Server, peer: &str) -> Self {
@@ -49,16 +55,24 @@ impl Raw {
     }
 
     async fn send_bytes(&mut self, bytes: Vec<u8>) {
-        self.ws.send(Ws::Binary(bytes.into())).await.unwrap();
+        self.ws.send(Ws::Binary(bytes)).await.unwrap();
     }
 
     /// The next protocol message, or Err(close code, reason).
     async fn next(&mut self) -> Option<Result<Message, (u16, String)>> {
         loop {
-            let frame = tokio::time::timeout(WAIT, self.ws.next()).await.expect("server answered");
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("server answered");
             match frame? {
-                Ok(Ws::Binary(b)) => return Some(Ok(protocol::decode(&b).expect("server frames decode"))),
-                Ok(Ws::Close(f)) => return Some(Err(f.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new())))),
+                Ok(Ws::Binary(b)) => {
+                    return Some(Ok(protocol::decode(&b).expect("server frames decode")))
+                }
+                Ok(Ws::Close(f)) => {
+                    return Some(Err(f
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()))))
+                }
                 Ok(_) => continue,
                 Err(_) => return None,
             }
@@ -68,7 +82,9 @@ impl Raw {
     /// Asserts: an `error` message containing `needle`, then a close with `code`.
     async fn expect_error_then_close(&mut self, code: u16, needle: &str) {
         match self.next().await {
-            Some(Ok(Message::Error { message, .. })) => assert!(message.contains(needle), "error was: {message}"),
+            Some(Ok(Message::Error { message, .. })) => {
+                assert!(message.contains(needle), "error was: {message}")
+            }
             other => panic!("expected an error message containing {needle:?}, got {other:?}"),
         }
         match self.next().await {
@@ -128,12 +144,20 @@ async fn undecodable_frames_are_refused(db: TestDb) {
     raw.send_bytes(cbor(Value::Array(vec![t("sync")]))).await;
     raw.expect_error_then_close(1002, "not a CBOR map").await;
     let mut raw = Raw::joined(&server, "bad-3").await;
-    raw.send_bytes(cbor(Value::Map(vec![(t("type"), t("teleport")), (t("senderId"), t("bad-3"))]))).await;
-    raw.expect_error_then_close(1002, "unknown message type `teleport`").await;
+    raw.send_bytes(cbor(Value::Map(vec![
+        (t("type"), t("teleport")),
+        (t("senderId"), t("bad-3")),
+    ])))
+    .await;
+    raw.expect_error_then_close(1002, "unknown message type `teleport`")
+        .await;
 
     // Text frames.
     let mut raw = Raw::joined(&server, "bad-4").await;
-    raw.ws.send(Ws::Text("{\"type\":\"join\"}".into())).await.unwrap();
+    raw.ws
+        .send(Ws::Text("{\"type\":\"join\"}".into()))
+        .await
+        .unwrap();
     raw.expect_error_then_close(1003, "text frames").await;
 
     still_works(&dev, id, 2).await;
@@ -143,11 +167,20 @@ async fn undecodable_frames_are_refused(db: TestDb) {
 async fn wrong_messages_are_refused(db: TestDb) {
     let server = Server::start(&db, &[]);
     let (dev, id) = healthy_device(&server).await;
-    let empty = automerge::Automerge::new().generate_sync_message(&mut sync::State::new()).unwrap().encode();
+    let empty = automerge::Automerge::new()
+        .generate_sync_message(&mut sync::State::new())
+        .unwrap()
+        .encode();
 
     // Sync before join.
     let mut raw = Raw::connect(&server).await;
-    raw.send(&Message::Sync { sender_id: "x".into(), target_id: "s".into(), document_id: id, data: empty.clone() }).await;
+    raw.send(&Message::Sync {
+        sender_id: "x".into(),
+        target_id: "s".into(),
+        document_id: id,
+        data: empty.clone(),
+    })
+    .await;
     raw.expect_error_then_close(1002, "expected a join").await;
 
     // A client pretending to be a server.
@@ -164,13 +197,25 @@ async fn wrong_messages_are_refused(db: TestDb) {
 
     // Spoofed sender id.
     let mut raw = Raw::joined(&server, "bad-6").await;
-    raw.send(&Message::Sync { sender_id: "healthy".into(), target_id: server_peer.clone(), document_id: id, data: empty.clone() }).await;
+    raw.send(&Message::Sync {
+        sender_id: "healthy".into(),
+        target_id: server_peer.clone(),
+        document_id: id,
+        data: empty.clone(),
+    })
+    .await;
     raw.expect_error_then_close(1002, "does not match").await;
 
     // Unsupported protocol version.
     let mut raw = Raw::connect(&server).await;
-    raw.send(&Message::Join { sender_id: "v2".into(), peer_metadata: None, supported_protocol_versions: vec!["2".into()] }).await;
-    raw.expect_error_then_close(1002, "unsupported protocol version").await;
+    raw.send(&Message::Join {
+        sender_id: "v2".into(),
+        peer_metadata: None,
+        supported_protocol_versions: vec!["2".into()],
+    })
+    .await;
+    raw.expect_error_then_close(1002, "unsupported protocol version")
+        .await;
 
     // A request with a malformed document id, and one with zero-length data.
     let mut raw = Raw::joined(&server, "bad-7").await;
@@ -183,10 +228,13 @@ async fn wrong_messages_are_refused(db: TestDb) {
             (t("data"), Value::Bytes(data)),
         ]))
     };
-    raw.send_bytes(request("bad-7", "not-a-document-id", empty.clone())).await;
-    raw.expect_error_then_close(1002, "invalid documentId").await;
+    raw.send_bytes(request("bad-7", "not-a-document-id", empty.clone()))
+        .await;
+    raw.expect_error_then_close(1002, "invalid documentId")
+        .await;
     let mut raw = Raw::joined(&server, "bad-8").await;
-    raw.send_bytes(request("bad-8", &id.to_string(), vec![])).await;
+    raw.send_bytes(request("bad-8", &id.to_string(), vec![]))
+        .await;
     raw.expect_error_then_close(1002, "zero-length data").await;
 
     still_works(&dev, id, 1).await;
@@ -201,8 +249,15 @@ async fn corrupt_automerge_data_leaves_the_document_unchanged(db: TestDb) {
     // Undecodable sync message bytes.
     let mut raw = Raw::joined(&server, "bad-9").await;
     let target = raw.server_peer.clone();
-    raw.send(&Message::Sync { sender_id: "bad-9".into(), target_id: target.clone(), document_id: id, data: vec![0x42, 0x00, 0x13] }).await;
-    raw.expect_error_then_close(1002, "invalid Automerge sync message").await;
+    raw.send(&Message::Sync {
+        sender_id: "bad-9".into(),
+        target_id: target.clone(),
+        document_id: id,
+        data: vec![0x42, 0x00, 0x13],
+    })
+    .await;
+    raw.expect_error_then_close(1002, "invalid Automerge sync message")
+        .await;
 
     // A well-formed sync message carrying a corrupted change, for the existing doc.
     let mut other = AutoCommit::new();
@@ -219,18 +274,36 @@ async fn corrupt_automerge_data_leaves_the_document_unchanged(db: TestDb) {
         version: sync::MessageVersion::V1,
     };
     let mut raw = Raw::joined(&server, "bad-10").await;
-    raw.send(&Message::Sync { sender_id: "bad-10".into(), target_id: target, document_id: id, data: msg.encode() }).await;
-    raw.expect_error_then_close(1002, "rejected Automerge data").await;
+    raw.send(&Message::Sync {
+        sender_id: "bad-10".into(),
+        target_id: target,
+        document_id: id,
+        data: msg.encode(),
+    })
+    .await;
+    raw.expect_error_then_close(1002, "rejected Automerge data")
+        .await;
 
-    assert_eq!(server.metric("fieldsync_changes_committed_total"), committed, "nothing was stored");
+    assert_eq!(
+        server.metric("fieldsync_changes_committed_total"),
+        committed,
+        "nothing was stored"
+    );
     // The stored document is exactly what it was, also after a restart.
     let server = server.crash_and_restart();
     let reader = Device::new("reader");
     reader.want(id);
     reader.connect(&server.sync_url()).await.unwrap();
-    reader.wait_until(WAIT, "doc loads", |d| d.status(id) == Some(DocStatus::Local)).await.unwrap();
+    reader
+        .wait_until(WAIT, "doc loads", |d| {
+            d.status(id) == Some(DocStatus::Local)
+        })
+        .await
+        .unwrap();
     assert_eq!(reader.heads(id), heads_before);
-    assert!(reader.read(id, |d| d.get(ROOT, "evil").unwrap().is_none()).unwrap());
+    assert!(reader
+        .read(id, |d| d.get(ROOT, "evil").unwrap().is_none())
+        .unwrap());
     drop(dev);
 }
 
@@ -248,7 +321,14 @@ async fn oversized_frames_are_refused_and_large_tickets_fit(db: TestDb) {
     let server = Server::start(&db, &[]);
     let dev = Device::new("photos");
     dev.connect(&server.sync_url()).await.unwrap();
-    let big = dev.create(|d| d.put(ROOT, "photo", automerge::ScalarValue::Bytes(vec![7u8; 3_000_000])).unwrap());
+    let big = dev.create(|d| {
+        d.put(
+            ROOT,
+            "photo",
+            automerge::ScalarValue::Bytes(vec![7u8; 3_000_000]),
+        )
+        .unwrap()
+    });
     dev.wait_acknowledged(big, WAIT).await.unwrap();
 }
 

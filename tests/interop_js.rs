@@ -12,7 +12,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ChangeHash, ObjType, ReadDoc, ROOT};
 use common::{Server, TestDb, WAIT};
-use fieldsync_shared::client::{DocStatus, Device};
+use fieldsync_shared::client::{Device, DocStatus};
 use fieldsync_shared::DocumentId;
 use serde_json::{json, Value};
 
@@ -37,7 +37,11 @@ impl JsDevice {
             .expect("node is installed");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        Self { child, stdin, stdout }
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
     }
 
     /// Sends one command and returns its reply; panics on `ok: false`.
@@ -46,7 +50,8 @@ impl JsDevice {
             writeln!(self.stdin, "{req}").unwrap();
             let mut line = String::new();
             self.stdout.read_line(&mut line).unwrap();
-            let reply: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("bad reply {line:?} to {req}"));
+            let reply: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|_| panic!("bad reply {line:?} to {req}"));
             assert_eq!(reply["ok"], true, "JS device failed {req}: {reply}");
             reply
         })
@@ -58,7 +63,10 @@ impl JsDevice {
 fn install_node_packages(dir: &str) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if std::path::Path::new(dir).join("node_modules/@automerge/automerge-repo").exists() {
+        if std::path::Path::new(dir)
+            .join("node_modules/@automerge/automerge-repo")
+            .exists()
+        {
             return;
         }
         eprintln!("installing the JS interop client (npm ci in scripts/interop)...");
@@ -80,13 +88,21 @@ impl Drop for JsDevice {
 
 /// automerge-repo's encoding of heads: bs58check of each hash.
 fn encode_heads(heads: &[ChangeHash]) -> Vec<String> {
-    let mut out: Vec<String> = heads.iter().map(|h| bs58::encode(h.0).with_check().into_string()).collect();
+    let mut out: Vec<String> = heads
+        .iter()
+        .map(|h| bs58::encode(h.0).with_check().into_string())
+        .collect();
     out.sort();
     out
 }
 
 fn js_heads(reply: &Value) -> Vec<String> {
-    let mut heads: Vec<String> = reply["heads"].as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_string()).collect();
+    let mut heads: Vec<String> = reply["heads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap().to_string())
+        .collect();
     heads.sort();
     heads
 }
@@ -130,7 +146,9 @@ async fn js_and_rust_devices_converge_after_offline_edits(db: TestDb) {
     rust.disconnect().await;
     js.call(json!({"cmd": "set", "url": id.url(), "path": ["status"], "value": "on_site"}));
     js.call(json!({"cmd": "set", "url": id.url(), "path": ["priority"], "value": "A"}));
-    js.call(json!({"cmd": "splice", "url": id.url(), "path": ["notes"], "index": 0, "text": "[js] "}));
+    js.call(
+        json!({"cmd": "splice", "url": id.url(), "path": ["notes"], "index": 0, "text": "[js] "}),
+    );
     rust.change(id, |d| {
         d.put(ROOT, "work_done", "cleaned condenser").unwrap();
         d.put(ROOT, "priority", "C").unwrap();
@@ -153,7 +171,11 @@ async fn js_and_rust_devices_converge_after_offline_edits(db: TestDb) {
         if js_heads(&dump) == encode_heads(&rust.heads(id)) {
             break dump;
         }
-        assert!(std::time::Instant::now() < deadline, "no convergence: js {dump} rust {:?}", encode_heads(&rust.heads(id)));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no convergence: js {dump} rust {:?}",
+            encode_heads(&rust.heads(id))
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     rust.read(id, |d| {
@@ -167,14 +189,20 @@ async fn js_and_rust_devices_converge_after_offline_edits(db: TestDb) {
     });
 
     // And the other way round: a ticket created on the JS device.
-    let created = js.call(json!({"cmd": "create", "doc": {"ticket_no": "T-2002", "notes": "from js"}}));
+    let created =
+        js.call(json!({"cmd": "create", "doc": {"ticket_no": "T-2002", "notes": "from js"}}));
     let url = created["url"].as_str().unwrap().to_string();
     js.call(json!({"cmd": "wait-synced", "url": url, "timeoutMs": 15000}));
     let id2 = DocumentId::parse_url_or_id(&url).unwrap();
     let fresh = Device::new("rust-reader");
     fresh.want(id2);
     fresh.connect(&server.sync_url()).await.unwrap();
-    fresh.wait_until(WAIT, "JS ticket arrives", |d| d.status(id2) == Some(DocStatus::Local)).await.unwrap();
+    fresh
+        .wait_until(WAIT, "JS ticket arrives", |d| {
+            d.status(id2) == Some(DocStatus::Local)
+        })
+        .await
+        .unwrap();
     assert_eq!(encode_heads(&fresh.heads(id2)), js_heads(&created));
     assert_eq!(fresh.read(id2, |d| text_of(d, "notes")).unwrap(), "from js");
     js.call(json!({"cmd": "exit"}));

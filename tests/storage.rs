@@ -15,12 +15,18 @@ use fieldsync_server::storage::{self, DocWrite, NewChange};
 fn change_rows(doc: &mut AutoCommit, since: &[ChangeHash]) -> Vec<NewChange> {
     doc.get_changes(since)
         .into_iter()
-        .map(|c: Change| NewChange { hash: c.hash(), bytes: c.raw_bytes().to_vec() })
+        .map(|c: Change| NewChange {
+            hash: c.hash(),
+            bytes: c.raw_bytes().to_vec(),
+        })
         .collect()
 }
 
 fn write(doc_id: &str, changes: Vec<NewChange>) -> Vec<DocWrite> {
-    vec![DocWrite { doc_id: doc_id.into(), changes }]
+    vec![DocWrite {
+        doc_id: doc_id.into(),
+        changes,
+    }]
 }
 
 async fn appends_are_idempotent_and_concurrent_writers_are_harmless(db: TestDb) {
@@ -38,11 +44,25 @@ async fn appends_are_idempotent_and_concurrent_writers_are_harmless(db: TestDb) 
     let (a, b) = (all[..30].to_vec(), all[10..].to_vec());
     let t1 = std::thread::spawn({
         let one = one.clone();
-        move || (0..2).map(|_| one.run_blocking(|c| storage::append_changes(c, &write("d1", a.clone()))).unwrap()).sum::<usize>()
+        move || {
+            (0..2)
+                .map(|_| {
+                    one.run_blocking(|c| storage::append_changes(c, &write("d1", a.clone())))
+                        .unwrap()
+                })
+                .sum::<usize>()
+        }
     });
     let t2 = std::thread::spawn({
         let two = two.clone();
-        move || (0..2).map(|_| two.run_blocking(|c| storage::append_changes(c, &write("d1", b.clone()))).unwrap()).sum::<usize>()
+        move || {
+            (0..2)
+                .map(|_| {
+                    two.run_blocking(|c| storage::append_changes(c, &write("d1", b.clone())))
+                        .unwrap()
+                })
+                .sum::<usize>()
+        }
     });
     let inserted = t1.join().unwrap() + t2.join().unwrap();
     assert_eq!(inserted, 40, "each change stored exactly once");
@@ -51,7 +71,10 @@ async fn appends_are_idempotent_and_concurrent_writers_are_harmless(db: TestDb) 
     assert_eq!(stored.changes.len(), 40);
     let loaded = stored.materialize().unwrap();
     assert_eq!(loaded.get_heads(), doc.get_heads());
-    assert!(one.run_blocking(|c| storage::load(c, "other")).unwrap().is_empty());
+    assert!(one
+        .run_blocking(|c| storage::load(c, "other"))
+        .unwrap()
+        .is_empty());
 }
 
 async fn compaction_never_drops_changes_it_did_not_see(db: TestDb) {
@@ -69,19 +92,28 @@ async fn compaction_never_drops_changes_it_did_not_see(db: TestDb) {
 
     let mut rows = change_rows(&mut x, &[]);
     rows.extend(change_rows(&mut y, &base.get_heads()));
-    db.run_blocking(|c| storage::append_changes(c, &write("d2", rows))).unwrap();
+    db.run_blocking(|c| storage::append_changes(c, &write("d2", rows)))
+        .unwrap();
 
     // Instance 1 only knows base + x; instance 2 only base + y.
     for branch in [&mut x, &mut y] {
         let known: HashSet<ChangeHash> = branch.get_changes(&[]).iter().map(|c| c.hash()).collect();
         let saved = branch.save();
         let heads = branch.get_heads();
-        db.run_blocking(|c| storage::write_snapshot(c, "d2", &saved, &heads, &known)).unwrap();
+        db.run_blocking(|c| storage::write_snapshot(c, "d2", &saved, &heads, &known))
+            .unwrap();
     }
 
     let stored = db.run_blocking(|c| storage::load(c, "d2")).unwrap();
-    assert_eq!(stored.snapshots.len(), 2, "neither snapshot covers the other");
-    assert!(stored.changes.is_empty(), "every loose change is inside some snapshot");
+    assert_eq!(
+        stored.snapshots.len(),
+        2,
+        "neither snapshot covers the other"
+    );
+    assert!(
+        stored.changes.is_empty(),
+        "every loose change is inside some snapshot"
+    );
     let doc = stored.materialize().unwrap();
     let mut expected = x.fork();
     expected.merge(&mut y).unwrap();
@@ -91,17 +123,26 @@ async fn compaction_never_drops_changes_it_did_not_see(db: TestDb) {
     // A full compaction folds both snapshots into one.
     let known: HashSet<ChangeHash> = expected.get_changes(&[]).iter().map(|c| c.hash()).collect();
     let (saved, heads) = (expected.save(), expected.get_heads());
-    let r = db.run_blocking(|c| storage::write_snapshot(c, "d2", &saved, &heads, &known)).unwrap();
+    let r = db
+        .run_blocking(|c| storage::write_snapshot(c, "d2", &saved, &heads, &known))
+        .unwrap();
     assert_eq!(r.snapshots_removed, 2);
     let stored = db.run_blocking(|c| storage::load(c, "d2")).unwrap();
     assert_eq!(stored.snapshots.len(), 1);
-    assert_eq!(stored.materialize().unwrap().get_heads(), expected.get_heads());
+    assert_eq!(
+        stored.materialize().unwrap().get_heads(),
+        expected.get_heads()
+    );
 }
 
 async fn storage_id_is_created_once(db: TestDb) {
     let db = Db::open(&db.url, 2).unwrap();
-    let first = db.run_blocking(|c| storage::meta_get_or_init(c, "storage_id", "a")).unwrap();
-    let second = db.run_blocking(|c| storage::meta_get_or_init(c, "storage_id", "b")).unwrap();
+    let first = db
+        .run_blocking(|c| storage::meta_get_or_init(c, "storage_id", "a"))
+        .unwrap();
+    let second = db
+        .run_blocking(|c| storage::meta_get_or_init(c, "storage_id", "b"))
+        .unwrap();
     assert_eq!((first.as_str(), second.as_str()), ("a", "a"));
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ReadDoc, ROOT};
 use common::{Server, TestDb, WAIT};
-use fieldsync_shared::client::{DocStatus, Device};
+use fieldsync_shared::client::{Device, DocStatus};
 use fieldsync_shared::DocumentId;
 
 fn new_ticket(doc: &mut AutoCommit) {
@@ -18,7 +18,10 @@ fn new_ticket(doc: &mut AutoCommit) {
 }
 
 fn get_str(doc: &AutoCommit, key: &str) -> Option<String> {
-    doc.get(ROOT, key).unwrap().and_then(|(v, _)| v.into_scalar().ok()).and_then(|s| s.into_string().ok())
+    doc.get(ROOT, key)
+        .unwrap()
+        .and_then(|(v, _)| v.into_scalar().ok())
+        .and_then(|s| s.into_string().ok())
 }
 
 fn notes(doc: &AutoCommit) -> String {
@@ -36,7 +39,11 @@ async fn fetch(server: &Server, name: &str, id: DocumentId) -> Device {
     let d = Device::new(name);
     d.want(id);
     d.connect(&server.sync_url()).await.unwrap();
-    d.wait_until(WAIT, "document arrives", |d| d.status(id) == Some(DocStatus::Local)).await.unwrap();
+    d.wait_until(WAIT, "document arrives", |d| {
+        d.status(id) == Some(DocStatus::Local)
+    })
+    .await
+    .unwrap();
     d
 }
 
@@ -48,16 +55,21 @@ async fn fan_out_live(db: TestDb) {
     a.wait_acknowledged(id, WAIT).await.unwrap();
 
     let b = fetch(&server, "tech-b", id).await;
-    assert_eq!(b.read(id, |d| get_str(d, "ticket_no")).flatten().as_deref(), Some("T-1001"));
+    assert_eq!(
+        b.read(id, |d| get_str(d, "ticket_no")).flatten().as_deref(),
+        Some("T-1001")
+    );
 
-    a.change(id, |d| d.put(ROOT, "status", "en_route").unwrap()).unwrap();
+    a.change(id, |d| d.put(ROOT, "status", "en_route").unwrap())
+        .unwrap();
     b.wait_until(WAIT, "b sees a's change", |b| {
         b.read(id, |d| get_str(d, "status")).flatten().as_deref() == Some("en_route")
     })
     .await
     .unwrap();
 
-    b.change(id, |d| d.put(ROOT, "status", "on_site").unwrap()).unwrap();
+    b.change(id, |d| d.put(ROOT, "status", "on_site").unwrap())
+        .unwrap();
     a.wait_until(WAIT, "a sees b's change", |a| {
         a.read(id, |d| get_str(d, "status")).flatten().as_deref() == Some("on_site")
     })
@@ -92,12 +104,17 @@ async fn offline_edits_converge(db: TestDb) {
 
     b.connect(&server.sync_url()).await.unwrap();
     b.wait_acknowledged(id, WAIT).await.unwrap();
-    a.wait_until(WAIT, "a converges", |a| a.heads(id) == b.heads(id)).await.unwrap();
+    a.wait_until(WAIT, "a converges", |a| a.heads(id) == b.heads(id))
+        .await
+        .unwrap();
 
     for dev in [&a, &b] {
         dev.read(id, |d| {
             assert_eq!(get_str(d, "work_done").as_deref(), Some("replaced bearing"));
-            assert_eq!(get_str(d, "appointment").as_deref(), Some("2026-11-24T09:00Z"));
+            assert_eq!(
+                get_str(d, "appointment").as_deref(),
+                Some("2026-11-24T09:00Z")
+            );
             assert_eq!(notes(d), "[B] Pump makes noise. [A] customer called back.");
         });
     }
@@ -110,7 +127,9 @@ async fn acknowledged_changes_survive_a_crash(db: TestDb) {
     let server = Server::start(&db, &[]);
     let dev = Device::new("writer");
     dev.connect(&server.sync_url()).await.unwrap();
-    let docs: Vec<DocumentId> = (0..5).map(|_| dev.create(|d| d.put(ROOT, "counter", 0).unwrap())).collect();
+    let docs: Vec<DocumentId> = (0..5)
+        .map(|_| dev.create(|d| d.put(ROOT, "counter", 0).unwrap()))
+        .collect();
     for id in &docs {
         dev.wait_acknowledged(*id, WAIT).await.unwrap();
     }
@@ -122,22 +141,38 @@ async fn acknowledged_changes_survive_a_crash(db: TestDb) {
     while started.elapsed() < Duration::from_millis(1500) {
         value += 1;
         for id in &docs {
-            dev.change(*id, |d| d.put(ROOT, "counter", value).unwrap()).unwrap();
+            dev.change(*id, |d| d.put(ROOT, "counter", value).unwrap())
+                .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
         for (i, id) in docs.iter().enumerate() {
             if dev.acknowledged(*id) {
-                acked[i] = dev.read(*id, |d| d.get(ROOT, "counter").unwrap().unwrap().0.to_i64().unwrap()).unwrap();
+                acked[i] = dev
+                    .read(*id, |d| {
+                        d.get(ROOT, "counter").unwrap().unwrap().0.to_i64().unwrap()
+                    })
+                    .unwrap();
             }
         }
     }
-    assert!(acked.iter().all(|v| *v > 0), "some writes were acknowledged: {acked:?}");
+    assert!(
+        acked.iter().all(|v| *v > 0),
+        "some writes were acknowledged: {acked:?}"
+    );
 
     let server = server.crash_and_restart();
     for (i, id) in docs.iter().enumerate() {
         let reader = fetch(&server, &format!("reader-{i}"), *id).await;
-        let stored = reader.read(*id, |d| d.get(ROOT, "counter").unwrap().unwrap().0.to_i64().unwrap()).unwrap();
-        assert!(stored >= acked[i], "doc {i}: acknowledged {} but only {stored} survived", acked[i]);
+        let stored = reader
+            .read(*id, |d| {
+                d.get(ROOT, "counter").unwrap().unwrap().0.to_i64().unwrap()
+            })
+            .unwrap();
+        assert!(
+            stored >= acked[i],
+            "doc {i}: acknowledged {} but only {stored} survived",
+            acked[i]
+        );
     }
 
     // The writer reconnects and its unacknowledged tail is synced too.
@@ -155,7 +190,11 @@ async fn unknown_documents_are_unavailable(db: TestDb) {
     let id = DocumentId::random();
     dev.want(id);
     dev.connect(&server.sync_url()).await.unwrap();
-    dev.wait_until(WAIT, "doc-unavailable", |d| d.status(id) == Some(DocStatus::Unavailable)).await.unwrap();
+    dev.wait_until(WAIT, "doc-unavailable", |d| {
+        d.status(id) == Some(DocStatus::Unavailable)
+    })
+    .await
+    .unwrap();
 
     // Once someone uploads it, the device that asked receives it.
     let other = Device::new("dispatcher");
@@ -167,7 +206,9 @@ async fn unknown_documents_are_unavailable(db: TestDb) {
     });
     other.connect(&server.sync_url()).await.unwrap();
     other.wait_acknowledged(id, WAIT).await.unwrap();
-    dev.wait_until(WAIT, "late arrival", |d| d.heads(id) == other.heads(id)).await.unwrap();
+    dev.wait_until(WAIT, "late arrival", |d| d.heads(id) == other.heads(id))
+        .await
+        .unwrap();
 }
 
 async fn idle_documents_are_evicted_compacted_and_reloaded(db: TestDb) {
@@ -179,12 +220,18 @@ async fn idle_documents_are_evicted_compacted_and_reloaded(db: TestDb) {
         dev.change(id, |d| d.put(ROOT, "step", i).unwrap()).unwrap();
         dev.wait_acknowledged(id, WAIT).await.unwrap();
     }
-    assert!(server.metric("fieldsync_docs_compacted_total") >= 2, "compaction ran during writes");
+    assert!(
+        server.metric("fieldsync_docs_compacted_total") >= 2,
+        "compaction ran during writes"
+    );
     dev.disconnect().await;
 
     let deadline = std::time::Instant::now() + WAIT;
     while server.metric("fieldsync_docs_active") > 0 {
-        assert!(std::time::Instant::now() < deadline, "document was never evicted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "document was never evicted"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(server.metric("fieldsync_docs_evicted_total") >= 1);
@@ -205,14 +252,26 @@ async fn ephemeral_messages_reach_the_other_peers(db: TestDb) {
     let id = a.create(new_ticket);
     a.wait_acknowledged(id, WAIT).await.unwrap();
     let b = fetch(&server, "tech-b", id).await;
-    a.wait_until(WAIT, "a in sync", |a| a.acknowledged(id)).await.unwrap();
+    a.wait_until(WAIT, "a in sync", |a| a.acknowledged(id))
+        .await
+        .unwrap();
 
     a.send_ephemeral(id, b"\xa1\x66cursor\x05".to_vec());
-    b.wait_until(WAIT, "ephemeral arrives", |b| !b.ephemeral_received().is_empty()).await.unwrap();
+    b.wait_until(WAIT, "ephemeral arrives", |b| {
+        !b.ephemeral_received().is_empty()
+    })
+    .await
+    .unwrap();
     let (doc, sender, data) = b.ephemeral_received()[0].clone();
-    assert_eq!((doc, sender.as_str(), data.as_slice()), (id, "tech-a", &b"\xa1\x66cursor\x05"[..]));
+    assert_eq!(
+        (doc, sender.as_str(), data.as_slice()),
+        (id, "tech-a", &b"\xa1\x66cursor\x05"[..])
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(a.ephemeral_received().is_empty(), "the sender does not get its own message back");
+    assert!(
+        a.ephemeral_received().is_empty(),
+        "the sender does not get its own message back"
+    );
 }
 
 async fn a_second_join_replaces_the_old_connection(db: TestDb) {
@@ -225,11 +284,19 @@ async fn a_second_join_replaces_the_old_connection(db: TestDb) {
     let second = Device::new("same-peer");
     second.want(id);
     second.connect(&server.sync_url()).await.unwrap();
-    first.wait_until(WAIT, "old connection closed", |d| !d.is_connected()).await.unwrap();
+    first
+        .wait_until(WAIT, "old connection closed", |d| !d.is_connected())
+        .await
+        .unwrap();
     let (code, reason) = first.last_close().expect("closed by the server");
     assert_eq!(code, 1000);
     assert!(reason.contains("replaced"), "{reason}");
-    second.wait_until(WAIT, "new connection syncs", |d| d.heads(id) == first.heads(id)).await.unwrap();
+    second
+        .wait_until(WAIT, "new connection syncs", |d| {
+            d.heads(id) == first.heads(id)
+        })
+        .await
+        .unwrap();
 }
 
 on_both_backends!(

@@ -18,6 +18,7 @@ pub struct ServeOptions {
     pub bind: String,
     pub port: u16,
     pub workers: usize,
+    pub commit_linger: std::time::Duration,
     pub sync: SyncConfig,
 }
 
@@ -25,15 +26,22 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let url = opts.database_url.clone();
     let db = tokio::task::spawn_blocking(move || Db::open(&url, 16))
         .await?
-        .with_context(|| format!("opening database {}", crate::db::DbTarget::parse(&opts.database_url).display()))?;
+        .with_context(|| {
+            format!(
+                "opening database {}",
+                crate::db::DbTarget::parse(&opts.database_url).display()
+            )
+        })?;
     let fresh_id = uuid::Uuid::new_v4().to_string();
-    let storage_id = db.run(move |c| storage::meta_get_or_init(c, "storage_id", &fresh_id)).await?;
+    let storage_id = db
+        .run(move |c| storage::meta_get_or_init(c, "storage_id", &fresh_id))
+        .await?;
     // SQLite has one writer anyway; PostgreSQL commits a few batches in parallel.
     let commit_workers = match db.backend() {
         Backend::Sqlite => 1,
         Backend::Postgres => 4,
     };
-    let committer = Committer::start(db.clone(), commit_workers);
+    let committer = Committer::start(db.clone(), commit_workers, opts.commit_linger);
     let hub = Hub::new(db.clone(), committer, opts.sync.clone(), storage_id);
 
     let app_hub = hub.clone();
@@ -47,18 +55,34 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     })
     .workers(opts.workers.max(1))
     .shutdown_timeout(5)
+    // Sync messages are small and latency-bound: no Nagle delay.
+    .tcp_nodelay(true)
     .bind((opts.bind.as_str(), opts.port))
     .with_context(|| format!("binding {}:{}", opts.bind, opts.port))?;
 
     let addr = server.addrs()[0];
-    let host = if addr.ip().is_unspecified() { "localhost".to_string() } else { addr.ip().to_string() };
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_string()
+    } else {
+        addr.ip().to_string()
+    };
     let base = format!("{host}:{}", addr.port());
     // stdout is the contract for humans and for the test harness.
     let mut out = std::io::stdout().lock();
-    writeln!(out, "fieldsync {} listening on http://{base}", env!("CARGO_PKG_VERSION"))?;
-    writeln!(out, "  sync endpoint:  ws://{base}/sync   (automerge-repo WebSocket protocol)")?;
+    writeln!(
+        out,
+        "fieldsync {} listening on http://{base}",
+        env!("CARGO_PKG_VERSION")
+    )?;
+    writeln!(
+        out,
+        "  sync endpoint:  ws://{base}/sync   (automerge-repo WebSocket protocol)"
+    )?;
     writeln!(out, "  storage:        {}", db.target.display())?;
-    writeln!(out, "  health/metrics: http://{base}/health  http://{base}/metrics")?;
+    writeln!(
+        out,
+        "  health/metrics: http://{base}/health  http://{base}/metrics"
+    )?;
     out.flush()?;
     drop(out);
 
@@ -68,7 +92,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 }
 
 async fn health(hub: web::Data<Arc<Hub>>) -> HttpResponse {
-    let db_ok = hub.db.run(|c| crate::db::ping(c)).await.is_ok();
+    let db_ok = hub.db.run(crate::db::ping).await.is_ok();
     let body = serde_json::json!({
         "status": if db_ok { "ok" } else { "degraded" },
         "database": hub.db.backend().name(),
@@ -92,8 +116,10 @@ async fn metrics() -> HttpResponse {
 }
 
 async fn index() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(
-        "fieldsync sync server\n\nConnect an automerge-repo client to ws://<this host>/sync\n\
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body(
+            "fieldsync sync server\n\nConnect an automerge-repo client to ws://<this host>/sync\n\
          (e.g. new WebSocketClientAdapter(\"ws://host:port/sync\")).\n",
-    )
+        )
 }

@@ -12,10 +12,19 @@ use crate::storage;
 use crate::sync::hub::SyncConfig;
 
 #[derive(Parser)]
-#[command(name = "fieldsync", version, about = "Offline-first Automerge sync server for field-service tickets")]
+#[command(
+    name = "fieldsync",
+    version,
+    about = "Offline-first Automerge sync server for field-service tickets"
+)]
 struct Cli {
     /// SQLite file path, or a postgres:// URL.
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = "fieldsync.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "fieldsync.db"
+    )]
     database: String,
 
     #[command(subcommand)]
@@ -41,6 +50,10 @@ enum Command {
         /// Seconds a document with no connected peer stays in memory.
         #[arg(long, env = "FIELDSYNC_IDLE_EVICT_SECS", default_value_t = 30)]
         idle_evict_secs: u64,
+        /// Under concurrent load, wait this long to gather more messages into
+        /// one commit (0 disables).
+        #[arg(long, env = "FIELDSYNC_COMMIT_LINGER_US", default_value_t = 500)]
+        commit_linger_us: u64,
         /// Write a snapshot after this many loose changes of one document.
         #[arg(long, env = "FIELDSYNC_COMPACT_AFTER", default_value_t = 1000)]
         compact_after: usize,
@@ -59,12 +72,21 @@ pub fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve { bind, port, workers, max_message_bytes, idle_evict_secs, compact_after } => {
+        Command::Serve {
+            bind,
+            port,
+            workers,
+            max_message_bytes,
+            idle_evict_secs,
+            commit_linger_us,
+            compact_after,
+        } => {
             let opts = ServeOptions {
                 database_url: cli.database,
                 bind,
                 port,
                 workers,
+                commit_linger: Duration::from_micros(commit_linger_us),
                 sync: SyncConfig {
                     max_message_bytes,
                     idle_evict: Duration::from_secs(idle_evict_secs),
@@ -78,9 +100,11 @@ pub fn main() -> ExitCode {
                 .context("starting the async runtime")
                 .and_then(|rt| rt.block_on(app::serve(opts)))
         }
-        Command::Migrate => Db::open(&cli.database, 1).map(|db| {
-            println!("database is up to date ({})", db.target.display());
-        }).map_err(Into::into),
+        Command::Migrate => Db::open(&cli.database, 1)
+            .map(|db| {
+                println!("database is up to date ({})", db.target.display());
+            })
+            .map_err(Into::into),
         Command::Compact { min_changes } => compact(&cli.database, min_changes),
     };
     match result {
@@ -111,12 +135,23 @@ fn compact(database: &str, min_changes: i64) -> anyhow::Result<()> {
     let mut removed = 0;
     for (i, doc_id) in docs.iter().enumerate() {
         let stored = db.run_blocking(|c| storage::load(c, doc_id))?;
-        let doc = stored.materialize().with_context(|| format!("loading {doc_id}"))?;
-        let known = doc.get_changes_meta(&[]).into_iter().map(|m| m.hash).collect();
-        let r = db.run_blocking(|c| storage::write_snapshot(c, doc_id, &doc.save(), &doc.get_heads(), &known))?;
+        let doc = stored
+            .materialize()
+            .with_context(|| format!("loading {doc_id}"))?;
+        let known = doc
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|m| m.hash)
+            .collect();
+        let r = db.run_blocking(|c| {
+            storage::write_snapshot(c, doc_id, &doc.save(), &doc.get_heads(), &known)
+        })?;
         removed += r.changes_removed;
         if (i + 1) % 100 == 0 || i + 1 == total {
-            println!("  {}/{total} documents compacted, {removed} change rows folded", i + 1);
+            println!(
+                "  {}/{total} documents compacted, {removed} change rows folded",
+                i + 1
+            );
         }
     }
     Ok(())

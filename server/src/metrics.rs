@@ -62,25 +62,104 @@ pub static METRICS: Metrics = Metrics {
 impl Metrics {
     pub fn render(&self) -> String {
         let rows: [(&str, &str, &Counter, &str); 15] = [
-            ("fieldsync_connections_open", "gauge", &self.connections_open, "Open sync WebSocket connections"),
-            ("fieldsync_connections_total", "counter", &self.connections_total, "Sync connections accepted"),
-            ("fieldsync_frames_received_total", "counter", &self.frames_received, "WebSocket frames received"),
-            ("fieldsync_protocol_errors_total", "counter", &self.protocol_errors, "Connections ended by a protocol error"),
-            ("fieldsync_sync_messages_total", "counter", &self.sync_messages, "Automerge sync messages applied"),
-            ("fieldsync_docs_loaded_total", "counter", &self.docs_loaded, "Documents loaded from storage"),
-            ("fieldsync_docs_active", "gauge", &self.docs_active, "Documents held in memory"),
-            ("fieldsync_docs_evicted_total", "counter", &self.docs_evicted, "Idle documents evicted from memory"),
-            ("fieldsync_docs_compacted_total", "counter", &self.docs_compacted, "Snapshots written by compaction"),
-            ("fieldsync_commit_batches_total", "counter", &self.commit_batches, "Group-commit transactions"),
-            ("fieldsync_commit_messages_total", "counter", &self.commit_messages, "Sync messages committed"),
-            ("fieldsync_commit_failures_total", "counter", &self.commit_failures, "Failed group-commit transactions"),
-            ("fieldsync_commit_micros_total", "counter", &self.commit_micros, "Time spent in group commits (µs)"),
-            ("fieldsync_changes_committed_total", "counter", &self.changes_committed, "New Automerge changes stored"),
-            ("fieldsync_slow_peers_dropped_total", "counter", &self.slow_peers_dropped, "Connections closed for not reading"),
+            (
+                "fieldsync_connections_open",
+                "gauge",
+                &self.connections_open,
+                "Open sync WebSocket connections",
+            ),
+            (
+                "fieldsync_connections_total",
+                "counter",
+                &self.connections_total,
+                "Sync connections accepted",
+            ),
+            (
+                "fieldsync_frames_received_total",
+                "counter",
+                &self.frames_received,
+                "WebSocket frames received",
+            ),
+            (
+                "fieldsync_protocol_errors_total",
+                "counter",
+                &self.protocol_errors,
+                "Connections ended by a protocol error",
+            ),
+            (
+                "fieldsync_sync_messages_total",
+                "counter",
+                &self.sync_messages,
+                "Automerge sync messages applied",
+            ),
+            (
+                "fieldsync_docs_loaded_total",
+                "counter",
+                &self.docs_loaded,
+                "Documents loaded from storage",
+            ),
+            (
+                "fieldsync_docs_active",
+                "gauge",
+                &self.docs_active,
+                "Documents held in memory",
+            ),
+            (
+                "fieldsync_docs_evicted_total",
+                "counter",
+                &self.docs_evicted,
+                "Idle documents evicted from memory",
+            ),
+            (
+                "fieldsync_docs_compacted_total",
+                "counter",
+                &self.docs_compacted,
+                "Snapshots written by compaction",
+            ),
+            (
+                "fieldsync_commit_batches_total",
+                "counter",
+                &self.commit_batches,
+                "Group-commit transactions",
+            ),
+            (
+                "fieldsync_commit_messages_total",
+                "counter",
+                &self.commit_messages,
+                "Sync messages committed",
+            ),
+            (
+                "fieldsync_commit_failures_total",
+                "counter",
+                &self.commit_failures,
+                "Failed group-commit transactions",
+            ),
+            (
+                "fieldsync_commit_micros_total",
+                "counter",
+                &self.commit_micros,
+                "Time spent in group commits (µs)",
+            ),
+            (
+                "fieldsync_changes_committed_total",
+                "counter",
+                &self.changes_committed,
+                "New Automerge changes stored",
+            ),
+            (
+                "fieldsync_slow_peers_dropped_total",
+                "counter",
+                &self.slow_peers_dropped,
+                "Connections closed for not reading",
+            ),
         ];
         let mut out = String::new();
         for (name, kind, c, help) in rows {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", c.get());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                c.get()
+            );
         }
         out
     }

@@ -25,7 +25,7 @@ use crate::protocol::{self, Message, PeerId, PeerMetadata, PROTOCOL_V1};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("WebSocket error: {0}")]
-    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    WebSocket(#[from] Box<tokio_tungstenite::tungstenite::Error>),
     #[error("handshake failed: {0}")]
     Handshake(String),
     #[error("unknown document {0}")]
@@ -35,7 +35,7 @@ pub enum ClientError {
     #[error("local storage error: {0}")]
     Io(#[from] std::io::Error),
     #[error("stored document {0} is corrupt: {1}")]
-    Corrupt(PathBuf, automerge::AutomergeError),
+    Corrupt(PathBuf, Box<automerge::AutomergeError>),
 }
 
 /// What the device knows about one document's availability on the server.
@@ -104,14 +104,26 @@ impl Device {
         let mut docs = HashMap::new();
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
             if path.extension().and_then(|e| e.to_str()) != Some("automerge") {
                 continue;
             }
-            let Ok(id) = stem.parse::<DocumentId>() else { continue };
+            let Ok(id) = stem.parse::<DocumentId>() else {
+                continue;
+            };
             let bytes = std::fs::read(&path)?;
-            let doc = AutoCommit::load(&bytes).map_err(|e| ClientError::Corrupt(path.clone(), e))?;
-            docs.insert(id, LocalDoc { doc, sync: sync::State::new(), status: DocStatus::Local });
+            let doc = AutoCommit::load(&bytes)
+                .map_err(|e| ClientError::Corrupt(path.clone(), Box::new(e)))?;
+            docs.insert(
+                id,
+                LocalDoc {
+                    doc,
+                    sync: sync::State::new(),
+                    status: DocStatus::Local,
+                },
+            );
         }
         Ok(Self::build(peer_id.into(), Some(dir), docs))
     }
@@ -155,7 +167,14 @@ impl Device {
 
     fn insert_doc(&self, id: DocumentId, mut doc: AutoCommit, status: DocStatus) {
         let _ = self.persist(id, &mut doc);
-        lock(&self.shared.docs).insert(id, LocalDoc { doc, sync: sync::State::new(), status });
+        lock(&self.shared.docs).insert(
+            id,
+            LocalDoc {
+                doc,
+                sync: sync::State::new(),
+                status,
+            },
+        );
         self.mark_dirty(id);
     }
 
@@ -167,13 +186,24 @@ impl Device {
             if docs.contains_key(&id) {
                 return;
             }
-            docs.insert(id, LocalDoc { doc: AutoCommit::new(), sync: sync::State::new(), status: DocStatus::Requesting });
+            docs.insert(
+                id,
+                LocalDoc {
+                    doc: AutoCommit::new(),
+                    sync: sync::State::new(),
+                    status: DocStatus::Requesting,
+                },
+            );
         }
         self.mark_dirty(id);
     }
 
     /// Edits a document locally (works offline) and schedules a sync.
-    pub fn change<R>(&self, id: DocumentId, f: impl FnOnce(&mut AutoCommit) -> R) -> Result<R, ClientError> {
+    pub fn change<R>(
+        &self,
+        id: DocumentId,
+        f: impl FnOnce(&mut AutoCommit) -> R,
+    ) -> Result<R, ClientError> {
         let r = {
             let mut docs = lock(&self.shared.docs);
             let local = docs.get_mut(&id).ok_or(ClientError::UnknownDocument(id))?;
@@ -206,7 +236,9 @@ impl Device {
     /// True when the server has acknowledged every change we have.
     pub fn acknowledged(&self, id: DocumentId) -> bool {
         let mut docs = lock(&self.shared.docs);
-        let Some(local) = docs.get_mut(&id) else { return false };
+        let Some(local) = docs.get_mut(&id) else {
+            return false;
+        };
         let ours = local.doc.get_heads();
         match &local.sync.their_heads {
             Some(theirs) => ours.iter().all(|h| theirs.contains(h)),
@@ -248,7 +280,10 @@ impl Device {
     }
 
     pub fn is_connected(&self) -> bool {
-        lock(&self.shared.conn).task.as_ref().is_some_and(|t| !t.is_finished())
+        lock(&self.shared.conn)
+            .task
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
     }
 
     /// The server's storage id (from the handshake).
@@ -270,31 +305,50 @@ impl Device {
     /// document in the background.
     pub async fn connect(&self, url: &str) -> Result<(), ClientError> {
         self.disconnect().await;
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .map_err(Box::new)?;
         let join = Message::Join {
             sender_id: self.shared.peer_id.clone(),
-            peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: self.shared.dir.is_none() }),
+            peer_metadata: Some(PeerMetadata {
+                storage_id: None,
+                is_ephemeral: self.shared.dir.is_none(),
+            }),
             supported_protocol_versions: vec![PROTOCOL_V1.into()],
         };
-        ws.send(WsMessage::Binary(protocol::encode(&join).into())).await?;
+        ws.send(WsMessage::Binary(protocol::encode(&join)))
+            .await
+            .map_err(Box::new)?;
         let (server_peer, storage) = loop {
             let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
                 .await
                 .map_err(|_| ClientError::Handshake("no peer message within 10 s".into()))?;
             match frame {
                 Some(Ok(WsMessage::Binary(b))) => match protocol::decode(&b) {
-                    Ok(Message::Peer { sender_id, peer_metadata, .. }) => {
-                        break (sender_id, peer_metadata.and_then(|m| m.storage_id))
+                    Ok(Message::Peer {
+                        sender_id,
+                        peer_metadata,
+                        ..
+                    }) => break (sender_id, peer_metadata.and_then(|m| m.storage_id)),
+                    Ok(Message::Error { message, .. }) => {
+                        return Err(ClientError::Handshake(message))
                     }
-                    Ok(Message::Error { message, .. }) => return Err(ClientError::Handshake(message)),
-                    Ok(other) => return Err(ClientError::Handshake(format!("unexpected {}", other.type_name()))),
+                    Ok(other) => {
+                        return Err(ClientError::Handshake(format!(
+                            "unexpected {}",
+                            other.type_name()
+                        )))
+                    }
                     Err(e) => return Err(ClientError::Handshake(e.to_string())),
                 },
                 Some(Ok(WsMessage::Close(frame))) => {
-                    return Err(ClientError::Handshake(format!("closed: {:?}", frame.map(|f| f.reason.to_string()))))
+                    return Err(ClientError::Handshake(format!(
+                        "closed: {:?}",
+                        frame.map(|f| f.reason.to_string())
+                    )))
                 }
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(e.into()),
+                Some(Err(e)) => return Err(Box::new(e).into()),
                 None => return Err(ClientError::Handshake("connection closed".into())),
             }
         };
@@ -308,7 +362,12 @@ impl Device {
             }
         }
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(run_connection(self.clone(), ws, server_peer.clone(), stop.clone()));
+        let task = tokio::spawn(run_connection(
+            self.clone(),
+            ws,
+            server_peer.clone(),
+            stop.clone(),
+        ));
         let mut conn = lock(&self.shared.conn);
         conn.server_peer = Some(server_peer);
         conn.server_storage_id = storage;
@@ -352,15 +411,26 @@ impl Device {
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
                 _ => {
-                    return if pred(self) { Ok(()) } else { Err(ClientError::Timeout(timeout, what.to_string())) };
+                    return if pred(self) {
+                        Ok(())
+                    } else {
+                        Err(ClientError::Timeout(timeout, what.to_string()))
+                    };
                 }
             }
         }
     }
 
     /// Waits until the server has acknowledged all our changes to `id`.
-    pub async fn wait_acknowledged(&self, id: DocumentId, timeout: Duration) -> Result<(), ClientError> {
-        self.wait_until(timeout, &format!("acknowledgement of {id}"), |d| d.acknowledged(id)).await
+    pub async fn wait_acknowledged(
+        &self,
+        id: DocumentId,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        self.wait_until(timeout, &format!("acknowledgement of {id}"), |d| {
+            d.acknowledged(id)
+        })
+        .await
     }
 
     fn mark_dirty(&self, id: DocumentId) {
@@ -374,7 +444,9 @@ impl Device {
     }
 
     fn persist(&self, id: DocumentId, doc: &mut AutoCommit) -> Result<(), ClientError> {
-        let Some(dir) = &self.shared.dir else { return Ok(()) };
+        let Some(dir) = &self.shared.dir else {
+            return Ok(());
+        };
         let path = dir.join(format!("{id}.automerge"));
         let tmp = dir.join(format!(".{id}.tmp"));
         std::fs::write(&tmp, doc.save())?;
@@ -389,7 +461,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 static EPHEMERAL_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn run_connection(device: Device, mut ws: Ws, server: PeerId, stop: Arc<Notify>) {
     let shared = device.shared.clone();
@@ -398,7 +471,11 @@ async fn run_connection(device: Device, mut ws: Ws, server: PeerId, stop: Arc<No
         // Offer every dirty document.
         let outgoing = collect_outgoing(&device, &server);
         for msg in outgoing {
-            if ws.send(WsMessage::Binary(protocol::encode(&msg).into())).await.is_err() {
+            if ws
+                .send(WsMessage::Binary(protocol::encode(&msg)))
+                .await
+                .is_err()
+            {
                 return finish(&device, None);
             }
         }
@@ -409,7 +486,7 @@ async fn run_connection(device: Device, mut ws: Ws, server: PeerId, stop: Arc<No
             }
             _ = shared.wake.notified() => {}
             _ = keepalive.tick() => {
-                if ws.send(WsMessage::Ping(Vec::new().into())).await.is_err() {
+                if ws.send(WsMessage::Ping(Vec::new())).await.is_err() {
                     return finish(&device, None);
                 }
             }
@@ -440,13 +517,25 @@ fn collect_outgoing(device: &Device, server: &str) -> Vec<Message> {
     {
         let mut docs = lock(&shared.docs);
         for id in dirty {
-            let Some(local) = docs.get_mut(&id) else { continue };
+            let Some(local) = docs.get_mut(&id) else {
+                continue;
+            };
             if let Some(m) = local.doc.sync().generate_sync_message(&mut local.sync) {
                 let data = m.encode();
                 out.push(if local.status == DocStatus::Requesting {
-                    Message::Request { sender_id: shared.peer_id.clone(), target_id: server.into(), document_id: id, data }
+                    Message::Request {
+                        sender_id: shared.peer_id.clone(),
+                        target_id: server.into(),
+                        document_id: id,
+                        data,
+                    }
                 } else {
-                    Message::Sync { sender_id: shared.peer_id.clone(), target_id: server.into(), document_id: id, data }
+                    Message::Sync {
+                        sender_id: shared.peer_id.clone(),
+                        target_id: server.into(),
+                        document_id: id,
+                        data,
+                    }
                 });
             }
         }
@@ -458,7 +547,9 @@ fn collect_outgoing(device: &Device, server: &str) -> Vec<Message> {
 fn handle_incoming(device: &Device, msg: Message) {
     let shared = &device.shared;
     match msg {
-        Message::Sync { document_id, data, .. } => {
+        Message::Sync {
+            document_id, data, ..
+        } => {
             let Ok(m) = sync::Message::decode(&data) else {
                 tracing::warn!(doc = %document_id, "server sent an undecodable sync message");
                 return;
@@ -492,7 +583,12 @@ fn handle_incoming(device: &Device, msg: Message) {
                 }
             }
         }
-        Message::Ephemeral { document_id, sender_id, data, .. } => {
+        Message::Ephemeral {
+            document_id,
+            sender_id,
+            data,
+            ..
+        } => {
             lock(&shared.ephemeral_inbox).push((document_id, sender_id, data));
         }
         Message::Error { message, .. } => {

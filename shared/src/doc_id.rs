@@ -98,9 +98,18 @@ mod tests {
         let mut text = DocumentId::random().to_string();
         let last = text.pop().unwrap();
         text.push(if last == '2' { '3' } else { '2' });
-        assert_eq!(text.parse::<DocumentId>(), Err(DocumentIdError::NotBs58Check));
+        assert_eq!(
+            text.parse::<DocumentId>(),
+            Err(DocumentIdError::NotBs58Check)
+        );
         let short = bs58::encode([1u8; 8]).with_check().into_string();
-        assert_eq!(short.parse::<DocumentId>(), Err(DocumentIdError::WrongLength(8)));
-        assert_eq!("not base58 0OIl".parse::<DocumentId>(), Err(DocumentIdError::NotBs58Check));
+        assert_eq!(
+            short.parse::<DocumentId>(),
+            Err(DocumentIdError::WrongLength(8))
+        );
+        assert_eq!(
+            "not base58 0OIl".parse::<DocumentId>(),
+            Err(DocumentIdError::NotBs58Check)
+        );
     }
 }

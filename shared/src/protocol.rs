@@ -143,7 +143,10 @@ pub enum DecodeError {
     #[error("unknown message type `{0}`")]
     UnknownType(String),
     #[error("`{msg_type}` message is missing field `{field}`")]
-    MissingField { msg_type: String, field: &'static str },
+    MissingField {
+        msg_type: String,
+        field: &'static str,
+    },
     #[error("`{msg_type}` message has field `{field}` of the wrong kind (expected {expected})")]
     WrongFieldType {
         msg_type: String,
@@ -174,7 +177,12 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             }
             m.put(
                 "supportedProtocolVersions",
-                Value::Array(supported_protocol_versions.iter().map(|v| Value::Text(v.clone())).collect()),
+                Value::Array(
+                    supported_protocol_versions
+                        .iter()
+                        .map(|v| Value::Text(v.clone()))
+                        .collect(),
+                ),
             );
         }
         Message::Peer {
@@ -251,8 +259,14 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         } => {
             m.text("senderId", sender_id);
             m.text("targetId", target_id);
-            m.put("add", Value::Array(add.iter().cloned().map(Value::Text).collect()));
-            m.put("remove", Value::Array(remove.iter().cloned().map(Value::Text).collect()));
+            m.put(
+                "add",
+                Value::Array(add.iter().cloned().map(Value::Text).collect()),
+            );
+            m.put(
+                "remove",
+                Value::Array(remove.iter().cloned().map(Value::Text).collect()),
+            );
         }
         Message::RemoteHeadsChanged {
             sender_id,
@@ -364,7 +378,10 @@ struct MapBuilder(Vec<(Value, Value)>);
 
 impl MapBuilder {
     fn new(msg_type: &str) -> Self {
-        Self(vec![(Value::Text("type".into()), Value::Text(msg_type.into()))])
+        Self(vec![(
+            Value::Text("type".into()),
+            Value::Text(msg_type.into()),
+        )])
     }
     fn put(&mut self, key: &str, v: Value) {
         self.0.push((Value::Text(key.into()), v));
@@ -379,7 +396,10 @@ fn metadata_value(meta: &PeerMetadata) -> Value {
     if let Some(s) = &meta.storage_id {
         entries.push((Value::Text("storageId".into()), Value::Text(s.clone())));
     }
-    entries.push((Value::Text("isEphemeral".into()), Value::Bool(meta.is_ephemeral)));
+    entries.push((
+        Value::Text("isEphemeral".into()),
+        Value::Bool(meta.is_ephemeral),
+    ));
     Value::Map(entries)
 }
 
@@ -485,8 +505,12 @@ impl Fields {
     fn count(&self, field: &'static str) -> Result<u64, DecodeError> {
         match self.get(field) {
             None => Err(self.missing(field)),
-            Some(Value::Integer(i)) => u64::try_from(*i).map_err(|_| self.wrong(field, "non-negative number")),
-            Some(Value::Float(f)) if *f >= 0.0 && f.fract() == 0.0 && *f <= u64::MAX as f64 => Ok(*f as u64),
+            Some(Value::Integer(i)) => {
+                u64::try_from(*i).map_err(|_| self.wrong(field, "non-negative number"))
+            }
+            Some(Value::Float(f)) if *f >= 0.0 && f.fract() == 0.0 && *f <= u64::MAX as f64 => {
+                Ok(*f as u64)
+            }
             Some(_) => Err(self.wrong(field, "non-negative number")),
         }
     }
@@ -526,10 +550,15 @@ impl Fields {
             for (ik, iv) in inner {
                 match (ik.as_text(), iv) {
                     (Some("heads"), Value::Array(hs)) => {
-                        heads.heads = hs.iter().filter_map(|h| h.as_text().map(str::to_string)).collect()
+                        heads.heads = hs
+                            .iter()
+                            .filter_map(|h| h.as_text().map(str::to_string))
+                            .collect()
                     }
                     (Some("timestamp"), Value::Float(f)) => heads.timestamp = *f,
-                    (Some("timestamp"), Value::Integer(i)) => heads.timestamp = i128::from(*i) as f64,
+                    (Some("timestamp"), Value::Integer(i)) => {
+                        heads.timestamp = i128::from(*i) as f64
+                    }
                     _ => {}
                 }
             }
@@ -559,19 +588,43 @@ mod tests {
         let msgs = vec![
             Message::Join {
                 sender_id: "a".into(),
-                peer_metadata: Some(PeerMetadata { storage_id: Some("s".into()), is_ephemeral: false }),
+                peer_metadata: Some(PeerMetadata {
+                    storage_id: Some("s".into()),
+                    is_ephemeral: false,
+                }),
                 supported_protocol_versions: vec!["1".into()],
             },
             Message::Peer {
                 sender_id: "srv".into(),
                 target_id: "a".into(),
-                peer_metadata: Some(PeerMetadata { storage_id: None, is_ephemeral: true }),
+                peer_metadata: Some(PeerMetadata {
+                    storage_id: None,
+                    is_ephemeral: true,
+                }),
                 selected_protocol_version: "1".into(),
             },
-            Message::Error { sender_id: "srv".into(), target_id: Some("a".into()), message: "nope".into() },
-            Message::Sync { sender_id: "a".into(), target_id: "srv".into(), document_id: doc, data: vec![1, 2] },
-            Message::Request { sender_id: "a".into(), target_id: "srv".into(), document_id: doc, data: vec![3] },
-            Message::DocUnavailable { sender_id: "srv".into(), target_id: "a".into(), document_id: doc },
+            Message::Error {
+                sender_id: "srv".into(),
+                target_id: Some("a".into()),
+                message: "nope".into(),
+            },
+            Message::Sync {
+                sender_id: "a".into(),
+                target_id: "srv".into(),
+                document_id: doc,
+                data: vec![1, 2],
+            },
+            Message::Request {
+                sender_id: "a".into(),
+                target_id: "srv".into(),
+                document_id: doc,
+                data: vec![3],
+            },
+            Message::DocUnavailable {
+                sender_id: "srv".into(),
+                target_id: "a".into(),
+                document_id: doc,
+            },
             Message::Ephemeral {
                 sender_id: "a".into(),
                 target_id: "srv".into(),
@@ -592,7 +645,10 @@ mod tests {
                 document_id: doc,
                 new_heads: BTreeMap::from([(
                     "st".to_string(),
-                    RemoteHeads { heads: vec!["h1".into()], timestamp: 12.0 },
+                    RemoteHeads {
+                        heads: vec!["h1".into()],
+                        timestamp: 12.0,
+                    },
                 )]),
             },
         ];
@@ -614,19 +670,31 @@ mod tests {
             (t("documentId"), t(&doc.to_string())),
             (t("data"), Value::Bytes(vec![0xa0])),
         ]));
-        assert!(matches!(decode(&eph).unwrap(), Message::Ephemeral { count: 3, .. }));
+        assert!(matches!(
+            decode(&eph).unwrap(),
+            Message::Ephemeral { count: 3, .. }
+        ));
 
         let mut join = cbor(Value::Map(vec![
             (t("type"), t("join")),
             (t("senderId"), t("js")),
-            (t("peerMetadata"), Value::Map(vec![(t("storageId"), Value::Null), (t("isEphemeral"), Value::Bool(true))])),
+            (
+                t("peerMetadata"),
+                Value::Map(vec![
+                    (t("storageId"), Value::Null),
+                    (t("isEphemeral"), Value::Bool(true)),
+                ]),
+            ),
             (t("supportedProtocolVersions"), Value::Array(vec![t("1")])),
         ]));
         // Replace the CBOR null (0xf6) of storageId with undefined (0xf7).
         let pos = join.iter().position(|b| *b == 0xf6).unwrap();
         join[pos] = 0xf7;
         match decode(&join).unwrap() {
-            Message::Join { peer_metadata: Some(meta), .. } => {
+            Message::Join {
+                peer_metadata: Some(meta),
+                ..
+            } => {
                 assert_eq!(meta.storage_id, None);
                 assert!(meta.is_ephemeral);
             }
@@ -653,9 +721,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_frames_with_reasons() {
-        assert!(matches!(decode(b"\xff\x00garbage"), Err(DecodeError::NotCbor(_))));
-        assert_eq!(decode(&cbor(Value::Integer(5.into()))), Err(DecodeError::NotAMap));
-        assert_eq!(decode(&cbor(Value::Map(vec![]))), Err(DecodeError::MissingType));
+        assert!(matches!(
+            decode(b"\xff\x00garbage"),
+            Err(DecodeError::NotCbor(_))
+        ));
+        assert_eq!(
+            decode(&cbor(Value::Integer(5.into()))),
+            Err(DecodeError::NotAMap)
+        );
+        assert_eq!(
+            decode(&cbor(Value::Map(vec![]))),
+            Err(DecodeError::MissingType)
+        );
         assert_eq!(
             decode(&cbor(Value::Map(vec![(t("type"), t("teleport"))]))),
             Err(DecodeError::UnknownType("teleport".into()))
@@ -678,7 +755,10 @@ mod tests {
             Err(DecodeError::BadDocumentId { .. })
         ));
         let good = DocumentId::random().to_string();
-        assert!(matches!(decode(&req(&good, Value::Bytes(vec![]))), Err(DecodeError::EmptyData { .. })));
+        assert!(matches!(
+            decode(&req(&good, Value::Bytes(vec![]))),
+            Err(DecodeError::EmptyData { .. })
+        ));
         assert!(matches!(
             decode(&req(&good, t("text instead of bytes"))),
             Err(DecodeError::WrongFieldType { field: "data", .. })

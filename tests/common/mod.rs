@@ -17,6 +17,8 @@ pub enum Backend {
 }
 
 /// Defines `mod $name { sqlite, postgres }` running `$name(Backend)` on each.
+// Used within each test crate only (the harness is `mod common;` in each).
+#[allow(clippy::crate_in_macro_def)]
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {$(
@@ -47,8 +49,17 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("tempdir");
-                let url = dir.path().join("fieldsync.db").to_string_lossy().into_owned();
-                Self { backend, url, _dir: Some(dir), pg: None }
+                let url = dir
+                    .path()
+                    .join("fieldsync.db")
+                    .to_string_lossy()
+                    .into_owned();
+                Self {
+                    backend,
+                    url,
+                    _dir: Some(dir),
+                    pg: None,
+                }
             }
             Backend::Postgres => Self::postgres_or_skip().expect("TEST_DATABASE_URL is not set"),
         }
@@ -65,10 +76,18 @@ impl TestDb {
             return None;
         };
         let name = format!("fieldsync_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = diesel::PgConnection::establish(&admin).expect("connect to TEST_DATABASE_URL");
-        diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).expect("create test database");
+        let mut conn =
+            diesel::PgConnection::establish(&admin).expect("connect to TEST_DATABASE_URL");
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .expect("create test database");
         let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-        Some(Self { backend: Backend::Postgres, url: format!("{base}/{name}"), _dir: None, pg: Some((admin, name)) })
+        Some(Self {
+            backend: Backend::Postgres,
+            url: format!("{base}/{name}"),
+            _dir: None,
+            pg: Some((admin, name)),
+        })
     }
 }
 
@@ -76,7 +95,8 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((admin, name)) = &self.pg {
             if let Ok(mut conn) = diesel::PgConnection::establish(admin) {
-                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn);
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn);
             }
         }
     }
@@ -99,7 +119,10 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_fieldsync"))
             .args(["--database", database_url, "serve", "--port", "0"])
             .args(&args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -107,14 +130,28 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let port = loop {
-            let line = lines.next().expect("server exited before listening").expect("read stdout");
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .expect("read stdout");
             if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.rsplit(':').next().unwrap().trim().parse().expect("port");
+                break rest
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .expect("port");
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self { child, port, database_url: database_url.to_string(), args }
+        Self {
+            child,
+            port,
+            database_url: database_url.to_string(),
+            args,
+        }
     }
 
     pub fn sync_url(&self) -> String {
@@ -141,7 +178,10 @@ impl Server {
     pub fn metric(&self, name: &str) -> u64 {
         self.get("/metrics")
             .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")).map(|v| v.trim().parse().unwrap()))
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name} "))
+                    .map(|v| v.trim().parse().unwrap())
+            })
             .unwrap_or_else(|| panic!("metric {name} missing"))
     }
 }
@@ -155,10 +195,16 @@ impl Drop for Server {
 pub fn http_get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 pub const WAIT: Duration = Duration::from_secs(15);

@@ -110,10 +110,16 @@ pub struct DbTarget {
 impl DbTarget {
     pub fn parse(url: &str) -> Self {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Self { backend: Backend::Postgres, url: url.to_string() }
+            Self {
+                backend: Backend::Postgres,
+                url: url.to_string(),
+            }
         } else {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
-            Self { backend: Backend::Sqlite, url: path.to_string() }
+            Self {
+                backend: Backend::Sqlite,
+                url: path.to_string(),
+            }
         }
     }
 
@@ -135,7 +141,8 @@ impl DbTarget {
     fn establish(&self) -> Result<DbConn, DbError> {
         match self.backend {
             Backend::Sqlite => {
-                let mut c = SqliteConnection::establish(&self.url).map_err(|e| DbError::Connect(e.to_string()))?;
+                let mut c = SqliteConnection::establish(&self.url)
+                    .map_err(|e| DbError::Connect(e.to_string()))?;
                 // WAL lets loads read while the committer writes. synchronous=FULL
                 // fsyncs the WAL on every commit: an acknowledged change survives
                 // power loss, not just a process crash. Group commit (see
@@ -187,8 +194,9 @@ impl Db {
         if target.backend == Backend::Sqlite {
             if let Some(dir) = std::path::Path::new(&target.url).parent() {
                 if !dir.as_os_str().is_empty() {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| DbError::Connect(format!("cannot create {}: {e}", dir.display())))?;
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        DbError::Connect(format!("cannot create {}: {e}", dir.display()))
+                    })?;
                 }
             }
         }
@@ -219,7 +227,11 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut DbConn) -> Result<T, DbError> + Send + 'static,
     {
-        let _permit = self.permits.acquire().await.map_err(|e| DbError::Task(e.to_string()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?;
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
@@ -230,7 +242,10 @@ impl Db {
     }
 
     /// Same as `run`, for code that is already on a blocking thread (CLI commands).
-    pub fn run_blocking<T>(&self, f: impl FnOnce(&mut DbConn) -> Result<T, DbError>) -> Result<T, DbError> {
+    pub fn run_blocking<T>(
+        &self,
+        f: impl FnOnce(&mut DbConn) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
         let mut conn = self.pool.get()?;
         f(&mut conn)
     }
@@ -239,7 +254,9 @@ impl Db {
 fn run_migrations(conn: &mut DbConn) -> Result<(), DbError> {
     let result = match conn {
         DbConn::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
-        DbConn::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|v| v.len()),
+        DbConn::Postgres(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|v| v.len()),
     };
     match result {
         Ok(0) => Ok(()),
@@ -249,6 +266,11 @@ fn run_migrations(conn: &mut DbConn) -> Result<(), DbError> {
         }
         Err(e) => Err(DbError::Migration(e.to_string())),
     }
+}
+
+/// Cheap round trip used by `/health`.
+pub fn ping(conn: &mut DbConn) -> Result<(), DbError> {
+    on_conn!(conn, |c| c.batch_execute("SELECT 1").map_err(DbError::from))
 }
 
 pub fn now_millis() -> i64 {
@@ -261,8 +283,14 @@ mod tests {
 
     #[test]
     fn picks_backend_from_url_and_hides_passwords() {
-        assert_eq!(DbTarget::parse("postgres://u:p@h/db").backend, Backend::Postgres);
-        assert_eq!(DbTarget::parse("postgresql://h/db").backend, Backend::Postgres);
+        assert_eq!(
+            DbTarget::parse("postgres://u:p@h/db").backend,
+            Backend::Postgres
+        );
+        assert_eq!(
+            DbTarget::parse("postgresql://h/db").backend,
+            Backend::Postgres
+        );
         let t = DbTarget::parse("sqlite://data/x.db");
         assert_eq!((t.backend, t.url.as_str()), (Backend::Sqlite, "data/x.db"));
         assert_eq!(DbTarget::parse("./fieldsync.db").backend, Backend::Sqlite);
@@ -270,9 +298,4 @@ mod tests {
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("me:***@db:5432/app"), "{shown}");
     }
-}
-
-/// Cheap round trip used by `/health`.
-pub fn ping(conn: &mut DbConn) -> Result<(), DbError> {
-    on_conn!(conn, |c| c.batch_execute("SELECT 1").map_err(DbError::from))
 }

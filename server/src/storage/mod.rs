@@ -125,11 +125,16 @@ impl StoredDoc {
 }
 
 pub fn load(conn: &mut DbConn, doc_id: &str) -> Result<StoredDoc, DbError> {
-    let (snaps, changes): (Vec<(i64, Vec<u8>, Vec<u8>)>, Vec<(i64, Vec<u8>, Vec<u8>)>) = on_conn!(conn, |c| {
+    type Rows = Vec<(i64, Vec<u8>, Vec<u8>)>;
+    let (snaps, changes): (Rows, Rows) = on_conn!(conn, |c| {
         let snaps = doc_snapshots::table
             .filter(doc_snapshots::doc_id.eq(doc_id))
             .order(doc_snapshots::id)
-            .select((doc_snapshots::id, doc_snapshots::heads, doc_snapshots::bytes))
+            .select((
+                doc_snapshots::id,
+                doc_snapshots::heads,
+                doc_snapshots::bytes,
+            ))
             .load(c)?;
         let changes = doc_changes::table
             .filter(doc_changes::doc_id.eq(doc_id))
@@ -140,11 +145,23 @@ pub fn load(conn: &mut DbConn, doc_id: &str) -> Result<StoredDoc, DbError> {
     });
     let snapshots = snaps
         .into_iter()
-        .map(|(id, heads, bytes)| Ok(SnapshotRow { id, heads: decode_heads(&heads)?, bytes }))
+        .map(|(id, heads, bytes)| {
+            Ok(SnapshotRow {
+                id,
+                heads: decode_heads(&heads)?,
+                bytes,
+            })
+        })
         .collect::<Result<_, DbError>>()?;
     let changes = changes
         .into_iter()
-        .map(|(id, hash, bytes)| Ok(ChangeRow { id, hash: decode_hash(&hash)?, bytes }))
+        .map(|(id, hash, bytes)| {
+            Ok(ChangeRow {
+                id,
+                hash: decode_hash(&hash)?,
+                bytes,
+            })
+        })
         .collect::<Result<_, DbError>>()?;
     Ok(StoredDoc { snapshots, changes })
 }
@@ -179,7 +196,11 @@ pub fn write_snapshot(
             .load(c)?;
         let covered_snaps: Vec<i64> = stored_snaps
             .into_iter()
-            .filter(|(_, h)| decode_heads(h).map(|hs| hs.iter().all(|h| known.contains(h))).unwrap_or(false))
+            .filter(|(_, h)| {
+                decode_heads(h)
+                    .map(|hs| hs.iter().all(|h| known.contains(h)))
+                    .unwrap_or(false)
+            })
             .map(|(id, _)| id)
             .collect();
         diesel::insert_into(doc_snapshots::table)
@@ -195,7 +216,8 @@ pub fn write_snapshot(
             diesel::delete(doc_changes::table.filter(doc_changes::id.eq_any(ids))).execute(c)?;
         }
         if !covered_snaps.is_empty() {
-            diesel::delete(doc_snapshots::table.filter(doc_snapshots::id.eq_any(&covered_snaps))).execute(c)?;
+            diesel::delete(doc_snapshots::table.filter(doc_snapshots::id.eq_any(&covered_snaps)))
+                .execute(c)?;
         }
         Ok::<_, DbError>(CompactionResult {
             changes_removed: covered_changes.len(),
@@ -238,7 +260,8 @@ pub fn meta_get_or_init(conn: &mut DbConn, key: &str, init: &str) -> Result<Stri
 }
 
 fn decode_hash(bytes: &[u8]) -> Result<ChangeHash, DbError> {
-    ChangeHash::try_from(bytes).map_err(|_| DbError::Corrupt(format!("change hash of {} bytes", bytes.len())))
+    ChangeHash::try_from(bytes)
+        .map_err(|_| DbError::Corrupt(format!("change hash of {} bytes", bytes.len())))
 }
 
 fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
@@ -246,8 +269,11 @@ fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
 }
 
 fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, DbError> {
-    if bytes.len() % 32 != 0 {
-        return Err(DbError::Corrupt(format!("snapshot heads of {} bytes", bytes.len())));
+    if !bytes.len().is_multiple_of(32) {
+        return Err(DbError::Corrupt(format!(
+            "snapshot heads of {} bytes",
+            bytes.len()
+        )));
     }
     bytes.chunks(32).map(decode_hash).collect()
 }

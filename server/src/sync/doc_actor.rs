@@ -29,7 +29,12 @@ struct DocActor {
     loose_changes: usize,
 }
 
-pub(crate) async fn run(hub: Arc<Hub>, doc_id: DocumentId, generation: u64, mut rx: mpsc::Receiver<DocCommand>) {
+pub(crate) async fn run(
+    hub: Arc<Hub>,
+    doc_id: DocumentId,
+    generation: u64,
+    mut rx: mpsc::Receiver<DocCommand>,
+) {
     METRICS.docs_active.inc();
     let doc_key = doc_id.to_string();
     let key = doc_key.clone();
@@ -56,7 +61,11 @@ pub(crate) async fn run(hub: Arc<Hub>, doc_id: DocumentId, generation: u64, mut 
             // Refuse what is queued; the next command starts a fresh attempt.
             while !hub.try_unregister_doc(doc_id, generation, &rx) {
                 if let Some(DocCommand::Sync { peer, .. }) = rx.recv().await {
-                    peer.fail(&hub.server_peer_id, close_code::INTERNAL, "document could not be loaded; retry later");
+                    peer.fail(
+                        &hub.server_peer_id,
+                        close_code::INTERNAL,
+                        "document could not be loaded; retry later",
+                    );
                 }
             }
         }
@@ -137,12 +146,19 @@ impl DocActor {
 
         if !received.new_changes.is_empty() {
             let n = received.new_changes.len();
-            let write = DocWrite { doc_id: self.doc_key.clone(), changes: received.new_changes };
+            let write = DocWrite {
+                doc_id: self.doc_key.clone(),
+                changes: received.new_changes,
+            };
             if let Err(e) = self.hub.committer.commit(write).await {
                 tracing::error!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "commit failed; rolled back");
                 self.state.rollback(&received.heads_before);
                 self.drop_peer(conn);
-                peer.fail(&self.hub.server_peer_id, close_code::INTERNAL, "could not store changes; retry later");
+                peer.fail(
+                    &self.hub.server_peer_id,
+                    close_code::INTERNAL,
+                    "could not store changes; retry later",
+                );
                 return;
             }
             self.loose_changes += n;
@@ -180,7 +196,14 @@ impl DocActor {
         if !self.handles.contains_key(&from) {
             return;
         }
-        let Message::Ephemeral { sender_id, count, session_id, data, .. } = msg else {
+        let Message::Ephemeral {
+            sender_id,
+            count,
+            session_id,
+            data,
+            ..
+        } = msg
+        else {
             return;
         };
         for (conn, target) in self.state.peer_ids() {
@@ -213,13 +236,20 @@ impl DocActor {
         let heads = doc.get_heads();
         let known = self.state.all_change_hashes();
         let key = self.doc_key.clone();
-        match self.hub.db.run(move |c| storage::write_snapshot(c, &key, &saved, &heads, &known)).await {
+        match self
+            .hub
+            .db
+            .run(move |c| storage::write_snapshot(c, &key, &saved, &heads, &known))
+            .await
+        {
             Ok(r) => {
                 METRICS.docs_compacted.inc();
                 tracing::debug!(doc = %self.doc_id, removed = r.changes_removed, "compacted");
                 self.loose_changes = 0;
             }
-            Err(e) => tracing::warn!(doc = %self.doc_id, error = %e, "compaction failed; will retry"),
+            Err(e) => {
+                tracing::warn!(doc = %self.doc_id, error = %e, "compaction failed; will retry")
+            }
         }
     }
 }

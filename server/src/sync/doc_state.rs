@@ -44,7 +44,10 @@ pub struct DocState {
 
 impl DocState {
     pub fn new(doc: Automerge) -> Self {
-        Self { doc, peers: HashMap::new() }
+        Self {
+            doc,
+            peers: HashMap::new(),
+        }
     }
 
     pub fn doc(&self) -> &Automerge {
@@ -79,7 +82,12 @@ impl DocState {
     /// Applies a peer's sync message to the in-memory document. Nothing may be
     /// sent to anyone until `new_changes` are committed; on commit failure call
     /// `rollback(heads_before)`.
-    pub fn receive(&mut self, conn: ConnId, peer_id: &str, msg: sync::Message) -> Result<Received, ApplyError> {
+    pub fn receive(
+        &mut self,
+        conn: ConnId,
+        peer_id: &str,
+        msg: sync::Message,
+    ) -> Result<Received, ApplyError> {
         self.add_peer(conn, peer_id);
         let heads_before = self.doc.get_heads();
         // Automerge skips chunks it cannot parse without reporting it, so every
@@ -98,10 +106,17 @@ impl DocState {
                 .doc
                 .get_changes(&heads_before)
                 .into_iter()
-                .map(|c| NewChange { hash: c.hash(), bytes: c.raw_bytes().to_vec() })
+                .map(|c| NewChange {
+                    hash: c.hash(),
+                    bytes: c.raw_bytes().to_vec(),
+                })
                 .collect(),
         };
-        Ok(Received { new_changes, heads_before, heads_changed })
+        Ok(Received {
+            new_changes,
+            heads_before,
+            heads_changed,
+        })
     }
 
     /// Forgets everything applied since `heads` (used when the commit failed, so
@@ -123,7 +138,11 @@ impl DocState {
 
     /// Messages to send once the changes of the last `receive` are durable: the
     /// reply to `from`, and, when the heads moved, updates to every other peer.
-    pub fn after_commit(&mut self, from: ConnId, heads_changed: bool) -> Vec<(ConnId, PeerId, sync::Message)> {
+    pub fn after_commit(
+        &mut self,
+        from: ConnId,
+        heads_changed: bool,
+    ) -> Vec<(ConnId, PeerId, sync::Message)> {
         let mut out = Vec::new();
         for (conn, peer) in self.peers.iter_mut() {
             if *conn != from && !heads_changed {
@@ -138,7 +157,11 @@ impl DocState {
 
     /// Every change hash in the document (for compaction).
     pub fn all_change_hashes(&self) -> std::collections::HashSet<ChangeHash> {
-        self.doc.get_changes_meta(&[]).into_iter().map(|m| m.hash).collect()
+        self.doc
+            .get_changes_meta(&[])
+            .into_iter()
+            .map(|m| m.hash)
+            .collect()
     }
 }
 
@@ -161,20 +184,35 @@ fn parse_chunks<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> Result<Parsed, Ap
     let mut has_document = false;
     for (index, chunk) in chunks.enumerate() {
         if chunk.get(8) == Some(&CHUNK_TYPE_DOCUMENT) {
-            Automerge::load(chunk).map_err(|e| ApplyError::Corrupt { index, reason: e.to_string() })?;
+            Automerge::load(chunk).map_err(|e| ApplyError::Corrupt {
+                index,
+                reason: e.to_string(),
+            })?;
             has_document = true;
             continue;
         }
-        let change = Change::from_bytes(chunk.to_vec())
-            .map_err(|e| ApplyError::Corrupt { index, reason: e.to_string() })?;
+        let change = Change::from_bytes(chunk.to_vec()).map_err(|e| ApplyError::Corrupt {
+            index,
+            reason: e.to_string(),
+        })?;
         // Parsing does not verify the header checksum (the first 4 bytes of
         // the change hash); Automerge's loader would then drop the chunk.
         if chunk.get(4..8) != Some(&change.hash().0[..4]) {
-            return Err(ApplyError::Corrupt { index, reason: "checksum mismatch".into() });
+            return Err(ApplyError::Corrupt {
+                index,
+                reason: "checksum mismatch".into(),
+            });
         }
-        out.push(NewChange { hash: change.hash(), bytes: change.raw_bytes().to_vec() });
+        out.push(NewChange {
+            hash: change.hash(),
+            bytes: change.raw_bytes().to_vec(),
+        });
     }
-    Ok(if has_document { Parsed::Document } else { Parsed::Changes(out) })
+    Ok(if has_document {
+        Parsed::Document
+    } else {
+        Parsed::Changes(out)
+    })
 }
 
 #[cfg(test)]
@@ -185,7 +223,12 @@ mod tests {
 
     /// Runs the sync protocol between a client doc and the server state until
     /// quiet, committing (here: collecting) what the server reports as new.
-    fn sync_client(server: &mut DocState, conn: ConnId, client: &mut AutoCommit, cs: &mut sync::State) -> Vec<NewChange> {
+    fn sync_client(
+        server: &mut DocState,
+        conn: ConnId,
+        client: &mut AutoCommit,
+        cs: &mut sync::State,
+    ) -> Vec<NewChange> {
         let mut stored = Vec::new();
         for _ in 0..20 {
             let mut quiet = true;
@@ -245,7 +288,10 @@ mod tests {
         let r = server.receive(1, "peer1", m).unwrap();
         assert!(r.heads_changed);
         let out = server.after_commit(1, r.heads_changed);
-        assert!(out.iter().any(|(c, _, _)| *c == 2), "peer 2 gets the new change");
+        assert!(
+            out.iter().any(|(c, _, _)| *c == 2),
+            "peer 2 gets the new change"
+        );
 
         // A message with nothing new does not wake other peers.
         let mut quiet = sync::State::new();
@@ -270,7 +316,10 @@ mod tests {
         assert_eq!(r.new_changes.len(), 1);
         server.rollback(&r.heads_before);
         assert_eq!(server.doc().get_heads(), committed);
-        assert_eq!(server.doc().get(ROOT, "x").unwrap().unwrap().0.to_i64(), Some(1));
+        assert_eq!(
+            server.doc().get(ROOT, "x").unwrap().unwrap().0.to_i64(),
+            Some(1)
+        );
     }
 
     #[test]
@@ -296,7 +345,10 @@ mod tests {
                 supported_capabilities: None,
                 version: sync::MessageVersion::V1,
             };
-            assert!(server.receive(2, "peer2", msg).is_err(), "flipped byte {i} was accepted");
+            assert!(
+                server.receive(2, "peer2", msg).is_err(),
+                "flipped byte {i} was accepted"
+            );
         }
         assert_eq!(server.doc().get_heads(), before);
     }

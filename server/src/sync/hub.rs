@@ -61,7 +61,10 @@ impl KillSwitch {
     pub fn trigger(&self, code: u16, text: &str) {
         let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
         if r.is_none() {
-            *r = Some(CloseReason { code, text: text.to_string() });
+            *r = Some(CloseReason {
+                code,
+                text: text.to_string(),
+            });
         }
         self.notify.notify_one();
     }
@@ -72,7 +75,10 @@ impl KillSwitch {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .unwrap_or(CloseReason { code: close_code::NORMAL, text: String::new() })
+            .unwrap_or(CloseReason {
+                code: close_code::NORMAL,
+                text: String::new(),
+            })
     }
 }
 
@@ -92,7 +98,10 @@ impl PeerHandle {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(msg) {
             METRICS.slow_peers_dropped.inc();
             tracing::warn!(peer = %self.peer_id, "peer is not reading; closing its connection");
-            self.kill.trigger(close_code::POLICY, "too many unread messages; reconnect to resync");
+            self.kill.trigger(
+                close_code::POLICY,
+                "too many unread messages; reconnect to resync",
+            );
         }
     }
 
@@ -108,9 +117,18 @@ impl PeerHandle {
 }
 
 pub enum DocCommand {
-    Sync { peer: PeerHandle, msg: sync::Message, request: bool },
-    Ephemeral { from: ConnId, msg: Message },
-    PeerLeft { conn: ConnId },
+    Sync {
+        peer: PeerHandle,
+        msg: sync::Message,
+        request: bool,
+    },
+    Ephemeral {
+        from: ConnId,
+        msg: Message,
+    },
+    PeerLeft {
+        conn: ConnId,
+    },
 }
 
 struct DocEntry {
@@ -166,7 +184,8 @@ impl Hub {
                 let entry = docs.entry(doc).or_insert_with(|| {
                     let generation = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let (tx, rx) = mpsc::channel(256);
-                    self.runtime.spawn(doc_actor::run(self.clone(), doc, generation, rx));
+                    self.runtime
+                        .spawn(doc_actor::run(self.clone(), doc, generation, rx));
                     DocEntry { generation, tx }
                 });
                 entry.tx.clone()
@@ -190,7 +209,12 @@ impl Hub {
 
     /// Called by an idle actor: removes it if nothing is queued. After `true`
     /// the actor closes its receiver and hands on anything that slipped in.
-    pub(crate) fn try_unregister_doc(&self, doc: DocumentId, generation: u64, rx: &mpsc::Receiver<DocCommand>) -> bool {
+    pub(crate) fn try_unregister_doc(
+        &self,
+        doc: DocumentId,
+        generation: u64,
+        rx: &mpsc::Receiver<DocCommand>,
+    ) -> bool {
         let mut docs = self.lock_docs();
         if !rx.is_empty() {
             return false;
@@ -211,7 +235,10 @@ impl Hub {
             .insert(peer_id.to_string(), (conn, kill));
         if let Some((old_conn, old_kill)) = old {
             if old_conn != conn {
-                old_kill.trigger(close_code::NORMAL, "replaced by a newer connection from the same peer");
+                old_kill.trigger(
+                    close_code::NORMAL,
+                    "replaced by a newer connection from the same peer",
+                );
             }
         }
     }
@@ -225,7 +252,12 @@ impl Hub {
 
     /// Closes every connection (shutdown).
     pub fn close_all(&self, text: &str) {
-        for (_, kill) in self.peers.lock().unwrap_or_else(|e| e.into_inner()).values() {
+        for (_, kill) in self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
             kill.trigger(close_code::GOING_AWAY, text);
         }
     }

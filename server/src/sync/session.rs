@@ -54,7 +54,11 @@ pub struct Session {
 
 impl Session {
     pub fn new(server_peer_id: PeerId, storage_id: Option<String>) -> Self {
-        Self { server_peer_id, storage_id, state: State::AwaitingJoin }
+        Self {
+            server_peer_id,
+            storage_id,
+            state: State::AwaitingJoin,
+        }
     }
 
     pub fn peer_id(&self) -> Option<&str> {
@@ -79,13 +83,19 @@ impl Session {
         }
         match protocol::decode(frame) {
             Ok(msg) => self.on_message(msg),
-            Err(e) => self.fail(close_code::PROTOCOL_ERROR, &format!("undecodable message: {e}")),
+            Err(e) => self.fail(
+                close_code::PROTOCOL_ERROR,
+                &format!("undecodable message: {e}"),
+            ),
         }
     }
 
     /// Text frames are not part of the protocol.
     pub fn on_text_frame(&mut self) -> Vec<Action> {
-        self.fail(close_code::UNSUPPORTED_DATA, "text frames are not supported; send CBOR in binary frames")
+        self.fail(
+            close_code::UNSUPPORTED_DATA,
+            "text frames are not supported; send CBOR in binary frames",
+        )
     }
 
     /// Ends the session with a protocol `error` message, then a close.
@@ -98,12 +108,20 @@ impl Session {
                 target_id,
                 message: text.to_string(),
             }),
-            Action::Close(CloseReason { code, text: truncate(text) }),
+            Action::Close(CloseReason {
+                code,
+                text: truncate(text),
+            }),
         ]
     }
 
     fn on_message(&mut self, msg: Message) -> Vec<Action> {
-        if let Message::Join { sender_id, supported_protocol_versions, .. } = msg {
+        if let Message::Join {
+            sender_id,
+            supported_protocol_versions,
+            ..
+        } = msg
+        {
             return self.on_join(sender_id, supported_protocol_versions);
         }
         let peer = match &self.state {
@@ -118,16 +136,25 @@ impl Session {
         if msg.sender_id() != peer {
             return self.fail(
                 close_code::PROTOCOL_ERROR,
-                &format!("senderId `{}` does not match the joined peer `{peer}`", msg.sender_id()),
+                &format!(
+                    "senderId `{}` does not match the joined peer `{peer}`",
+                    msg.sender_id()
+                ),
             );
         }
         match msg {
-            Message::Sync { document_id, data, .. } => self.on_sync(document_id, &data, false),
-            Message::Request { document_id, data, .. } => self.on_sync(document_id, &data, true),
+            Message::Sync {
+                document_id, data, ..
+            } => self.on_sync(document_id, &data, false),
+            Message::Request {
+                document_id, data, ..
+            } => self.on_sync(document_id, &data, true),
             m @ Message::Ephemeral { .. } => vec![Action::Ephemeral(m)],
             // The server does not gossip remote heads; clients that enable it
             // send these and must not be cut off for it.
-            Message::RemoteSubscriptionChange { .. } | Message::RemoteHeadsChanged { .. } => Vec::new(),
+            Message::RemoteSubscriptionChange { .. } | Message::RemoteHeadsChanged { .. } => {
+                Vec::new()
+            }
             // A client telling us it lacks a doc we offered: nothing to do.
             Message::DocUnavailable { .. } => Vec::new(),
             Message::Error { message, .. } => {
@@ -138,18 +165,27 @@ impl Session {
                     text: "peer reported an error".into(),
                 })]
             }
-            Message::Peer { .. } => self.fail(close_code::PROTOCOL_ERROR, "`peer` is sent by servers, not clients"),
+            Message::Peer { .. } => self.fail(
+                close_code::PROTOCOL_ERROR,
+                "`peer` is sent by servers, not clients",
+            ),
             Message::Join { .. } => unreachable!("handled above"),
         }
     }
 
     fn on_join(&mut self, sender_id: PeerId, versions: Vec<String>) -> Vec<Action> {
         if sender_id.is_empty() || sender_id.len() > 256 {
-            return self.fail(close_code::PROTOCOL_ERROR, "senderId must be 1 to 256 characters");
+            return self.fail(
+                close_code::PROTOCOL_ERROR,
+                "senderId must be 1 to 256 characters",
+            );
         }
         if let State::Joined(existing) = &self.state {
             if *existing != sender_id {
-                return self.fail(close_code::PROTOCOL_ERROR, "a connection cannot change its peer id");
+                return self.fail(
+                    close_code::PROTOCOL_ERROR,
+                    "a connection cannot change its peer id",
+                );
             }
         }
         if !versions.iter().any(|v| v == PROTOCOL_V1) {
@@ -164,7 +200,10 @@ impl Session {
             Action::Send(Message::Peer {
                 sender_id: self.server_peer_id.clone(),
                 target_id: sender_id,
-                peer_metadata: Some(PeerMetadata { storage_id: self.storage_id.clone(), is_ephemeral: false }),
+                peer_metadata: Some(PeerMetadata {
+                    storage_id: self.storage_id.clone(),
+                    is_ephemeral: false,
+                }),
                 selected_protocol_version: PROTOCOL_V1.into(),
             }),
         ]
@@ -208,7 +247,12 @@ mod tests {
     }
 
     fn sync_frame(peer: &str, doc: DocumentId, data: Vec<u8>) -> Vec<u8> {
-        protocol::encode(&Message::Sync { sender_id: peer.into(), target_id: "srv".into(), document_id: doc, data })
+        protocol::encode(&Message::Sync {
+            sender_id: peer.into(),
+            target_id: "srv".into(),
+            document_id: doc,
+            data,
+        })
     }
 
     fn closes_with_error(actions: &[Action], code: u16, needle: &str) {
@@ -216,7 +260,10 @@ mod tests {
             matches!(&actions[0], Action::Send(Message::Error { message, .. }) if message.contains(needle)),
             "{actions:?}"
         );
-        assert!(matches!(&actions[1], Action::Close(r) if r.code == code), "{actions:?}");
+        assert!(
+            matches!(&actions[1], Action::Close(r) if r.code == code),
+            "{actions:?}"
+        );
     }
 
     #[test]
@@ -225,10 +272,18 @@ mod tests {
         let acts = s.on_frame(&join("dev-1"));
         assert!(matches!(&acts[0], Action::Joined(p) if p == "dev-1"));
         match &acts[1] {
-            Action::Send(Message::Peer { target_id, selected_protocol_version, peer_metadata, .. }) => {
+            Action::Send(Message::Peer {
+                target_id,
+                selected_protocol_version,
+                peer_metadata,
+                ..
+            }) => {
                 assert_eq!(target_id, "dev-1");
                 assert_eq!(selected_protocol_version, "1");
-                assert_eq!(peer_metadata.as_ref().unwrap().storage_id.as_deref(), Some("store-1"));
+                assert_eq!(
+                    peer_metadata.as_ref().unwrap().storage_id.as_deref(),
+                    Some("store-1")
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -243,12 +298,23 @@ mod tests {
             peer_metadata: None,
             supported_protocol_versions: vec!["2".into()],
         });
-        closes_with_error(&s.on_frame(&frame), close_code::PROTOCOL_ERROR, "unsupported protocol version");
+        closes_with_error(
+            &s.on_frame(&frame),
+            close_code::PROTOCOL_ERROR,
+            "unsupported protocol version",
+        );
 
         let mut s = Session::new("srv".into(), None);
         let doc = DocumentId::random();
-        closes_with_error(&s.on_frame(&sync_frame("d", doc, vec![1])), close_code::PROTOCOL_ERROR, "expected a join");
-        assert!(s.on_frame(&join("d")).is_empty(), "a closed session ignores further frames");
+        closes_with_error(
+            &s.on_frame(&sync_frame("d", doc, vec![1])),
+            close_code::PROTOCOL_ERROR,
+            "expected a join",
+        );
+        assert!(
+            s.on_frame(&join("d")).is_empty(),
+            "a closed session ignores further frames"
+        );
     }
 
     #[test]
@@ -256,25 +322,43 @@ mod tests {
         let mut s = Session::new("srv".into(), None);
         s.on_frame(&join("d"));
         let doc = DocumentId::random();
-        let msg = Automerge::new().generate_sync_message(&mut sync::State::new()).unwrap();
+        let msg = Automerge::new()
+            .generate_sync_message(&mut sync::State::new())
+            .unwrap();
         let acts = s.on_frame(&sync_frame("d", doc, msg.encode()));
         assert!(matches!(&acts[0], Action::Sync { doc: d, request: false, .. } if *d == doc));
 
-        closes_with_error(&s.on_frame(&sync_frame("d", doc, vec![0x42, 1, 2, 3])), close_code::PROTOCOL_ERROR, "invalid Automerge sync message");
+        closes_with_error(
+            &s.on_frame(&sync_frame("d", doc, vec![0x42, 1, 2, 3])),
+            close_code::PROTOCOL_ERROR,
+            "invalid Automerge sync message",
+        );
     }
 
     #[test]
     fn rejects_garbage_spoofed_senders_text_and_server_messages() {
         let mut s = Session::new("srv".into(), None);
-        closes_with_error(&s.on_frame(b"\x00\x01garbage"), close_code::PROTOCOL_ERROR, "undecodable");
+        closes_with_error(
+            &s.on_frame(b"\x00\x01garbage"),
+            close_code::PROTOCOL_ERROR,
+            "undecodable",
+        );
 
         let mut s = Session::new("srv".into(), None);
         s.on_frame(&join("d"));
         let doc = DocumentId::random();
-        closes_with_error(&s.on_frame(&sync_frame("someone-else", doc, vec![1])), close_code::PROTOCOL_ERROR, "does not match");
+        closes_with_error(
+            &s.on_frame(&sync_frame("someone-else", doc, vec![1])),
+            close_code::PROTOCOL_ERROR,
+            "does not match",
+        );
 
         let mut s = Session::new("srv".into(), None);
-        closes_with_error(&s.on_text_frame(), close_code::UNSUPPORTED_DATA, "text frames");
+        closes_with_error(
+            &s.on_text_frame(),
+            close_code::UNSUPPORTED_DATA,
+            "text frames",
+        );
 
         let mut s = Session::new("srv".into(), None);
         s.on_frame(&join("d"));
@@ -284,7 +368,11 @@ mod tests {
             peer_metadata: None,
             selected_protocol_version: "1".into(),
         });
-        closes_with_error(&s.on_frame(&peer), close_code::PROTOCOL_ERROR, "sent by servers");
+        closes_with_error(
+            &s.on_frame(&peer),
+            close_code::PROTOCOL_ERROR,
+            "sent by servers",
+        );
     }
 
     #[test]
@@ -299,6 +387,10 @@ mod tests {
         });
         assert!(s.on_frame(&sub).is_empty());
         assert!(matches!(s.on_frame(&join("d"))[0], Action::Joined(_)));
-        closes_with_error(&s.on_frame(&join("other")), close_code::PROTOCOL_ERROR, "cannot change its peer id");
+        closes_with_error(
+            &s.on_frame(&join("other")),
+            close_code::PROTOCOL_ERROR,
+            "cannot change its peer id",
+        );
     }
 }

@@ -48,7 +48,11 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(hub: Arc<Hub>, ws: actix_ws::Session, peer_addr: String) -> (Self, mpsc::Receiver<Message>) {
+    fn new(
+        hub: Arc<Hub>,
+        ws: actix_ws::Session,
+        peer_addr: String,
+    ) -> (Self, mpsc::Receiver<Message>) {
         let (out_tx, out_rx) = mpsc::channel(hub.config.peer_queue);
         let proto = Session::new(hub.server_peer_id.clone(), Some(hub.storage_id.clone()));
         let conn = hub.next_conn_id();
@@ -157,12 +161,16 @@ impl Connection {
                         tracing::warn!(conn = self.conn, addr = %self.peer_addr, peer = ?self.handle.as_ref().map(|h| &h.peer_id), error = %message, "protocol error");
                     }
                     if self.send(&msg).await.is_err() {
-                        return Some(CloseReason { code: close_code::NORMAL, text: String::new() });
+                        return Some(CloseReason {
+                            code: close_code::NORMAL,
+                            text: String::new(),
+                        });
                     }
                 }
                 Action::Joined(peer_id) => {
                     if self.handle.is_none() {
-                        self.hub.register_peer(&peer_id, self.conn, self.kill.clone());
+                        self.hub
+                            .register_peer(&peer_id, self.conn, self.kill.clone());
                         self.handle = Some(PeerHandle {
                             conn: self.conn,
                             peer_id,
@@ -172,13 +180,25 @@ impl Connection {
                     }
                 }
                 Action::Sync { doc, msg, request } => {
-                    let Some(peer) = self.handle.clone() else { continue };
+                    let Some(peer) = self.handle.clone() else {
+                        continue;
+                    };
                     self.docs.insert(doc);
-                    self.hub.dispatch(doc, DocCommand::Sync { peer, msg, request }).await;
+                    self.hub
+                        .dispatch(doc, DocCommand::Sync { peer, msg, request })
+                        .await;
                 }
                 Action::Ephemeral(msg) => {
                     if let Some(doc) = msg.document_id() {
-                        self.hub.dispatch_if_loaded(doc, DocCommand::Ephemeral { from: self.conn, msg }).await;
+                        self.hub
+                            .dispatch_if_loaded(
+                                doc,
+                                DocCommand::Ephemeral {
+                                    from: self.conn,
+                                    msg,
+                                },
+                            )
+                            .await;
                     }
                 }
                 Action::Close(reason) => return Some(reason),
@@ -189,7 +209,9 @@ impl Connection {
 
     async fn cleanup(&mut self) {
         for doc in self.docs.drain() {
-            self.hub.dispatch_if_loaded(doc, DocCommand::PeerLeft { conn: self.conn }).await;
+            self.hub
+                .dispatch_if_loaded(doc, DocCommand::PeerLeft { conn: self.conn })
+                .await;
         }
         if let Some(h) = &self.handle {
             self.hub.unregister_peer(&h.peer_id, self.conn);
