@@ -18,8 +18,14 @@ pub enum DocumentIdError {
 }
 
 impl DocumentId {
+    /// A new id laid out as a UUID v4, as automerge-repo makes them (some
+    /// implementations, e.g. automerge-repo 1.x, reject ids that are not
+    /// valid UUIDs).
     pub fn random() -> Self {
-        Self(rand::random())
+        let mut b: [u8; 16] = rand::random();
+        b[6] = (b[6] & 0x0f) | 0x40; // version 4
+        b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+        Self(b)
     }
 
     pub fn from_bytes(bytes: [u8; 16]) -> Self {
@@ -81,6 +87,15 @@ mod tests {
         assert_eq!(id.to_string().parse::<DocumentId>().unwrap(), id);
         assert_eq!(DocumentId::parse_url_or_id(&id.url()).unwrap(), id);
         assert!(id.url().starts_with("automerge:"));
+    }
+
+    #[test]
+    fn random_ids_are_uuid_v4() {
+        for _ in 0..100 {
+            let b = DocumentId::random().0;
+            assert_eq!(b[6] >> 4, 4);
+            assert_eq!(b[8] >> 6, 0b10);
+        }
     }
 
     #[test]

@@ -425,13 +425,15 @@ impl Fields {
         Ok(Self { msg_type, entries })
     }
 
-    /// The value of a field; CBOR null and undefined count as absent.
+    /// The value of a field; CBOR null and undefined count as absent. Tags are
+    /// looked through: older automerge-repo (1.x) sends byte strings as cbor-x
+    /// typed arrays (tag 64).
     fn get(&self, field: &str) -> Option<&Value> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k == field)
-            .map(|(_, v)| v)
-            .filter(|v| !v.is_null())
+        let mut v = self.entries.iter().find(|(k, _)| k == field).map(|(_, v)| v)?;
+        while let Value::Tag(_, inner) = v {
+            v = inner;
+        }
+        (!v.is_null()).then_some(v)
     }
 
     fn missing(&self, field: &'static str) -> DecodeError {
@@ -717,6 +719,19 @@ mod tests {
                 remove: vec!["st".into()]
             }
         );
+    }
+
+    #[test]
+    fn accepts_tagged_byte_strings_from_older_clients() {
+        let doc = DocumentId::random();
+        let frame = cbor(Value::Map(vec![
+            (t("type"), t("sync")),
+            (t("senderId"), t("old")),
+            (t("targetId"), t("srv")),
+            (t("documentId"), t(&doc.to_string())),
+            (t("data"), Value::Tag(64, Box::new(Value::Bytes(vec![1, 2, 3])))),
+        ]));
+        assert!(matches!(decode(&frame).unwrap(), Message::Sync { data, .. } if data == vec![1, 2, 3]));
     }
 
     #[test]
