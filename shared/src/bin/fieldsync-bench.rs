@@ -159,7 +159,13 @@ async fn main() {
 
     eprintln!("bench: connecting {} devices to {}", args.devices, args.url);
     for d in &devices {
-        d.connect(&args.url).await.expect("connect");
+        let mut attempt = 0;
+        while let Err(e) = d.connect(&args.url).await {
+            attempt += 1;
+            assert!(attempt < 5, "connect failed: {e}");
+            eprintln!("bench: connect failed ({e}); retrying");
+            tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+        }
     }
 
     // Document j is created by device j % N and shared with device (j+1) % N.
