@@ -76,6 +76,8 @@ struct Shared {
 
 #[derive(Default)]
 struct ConnState {
+    /// Set by `connect`, cleared (before the wake-up) when the connection ends.
+    connected: bool,
     server_peer: Option<PeerId>,
     server_storage_id: Option<String>,
     stop: Option<Arc<Notify>>,
@@ -280,10 +282,7 @@ impl Device {
     }
 
     pub fn is_connected(&self) -> bool {
-        lock(&self.shared.conn)
-            .task
-            .as_ref()
-            .is_some_and(|t| !t.is_finished())
+        lock(&self.shared.conn).connected
     }
 
     /// The server's storage id (from the handshake).
@@ -362,20 +361,19 @@ impl Device {
             }
         }
         let stop = Arc::new(Notify::new());
-        let task = tokio::spawn(run_connection(
-            self.clone(),
-            ws,
-            server_peer.clone(),
-            stop.clone(),
-        ));
-        let mut conn = lock(&self.shared.conn);
-        conn.server_peer = Some(server_peer);
-        conn.server_storage_id = storage;
-        conn.stop = Some(stop);
-        conn.task = Some(task);
-        conn.last_error = None;
-        conn.last_close = None;
-        drop(conn);
+        {
+            // Marked connected before the task runs, so a connection that ends
+            // at once cannot be left looking alive.
+            let mut conn = lock(&self.shared.conn);
+            conn.connected = true;
+            conn.server_peer = Some(server_peer.clone());
+            conn.server_storage_id = storage;
+            conn.stop = Some(stop.clone());
+            conn.last_error = None;
+            conn.last_close = None;
+        }
+        let task = tokio::spawn(run_connection(self.clone(), ws, server_peer, stop));
+        lock(&self.shared.conn).task = Some(task);
         self.shared.wake.notify_one();
         self.bump();
         Ok(())
@@ -504,8 +502,12 @@ async fn run_connection(device: Device, mut ws: Ws, server: PeerId, stop: Arc<No
 }
 
 fn finish(device: &Device, frame: Option<CloseFrame>) {
-    if let Some(f) = frame {
-        lock(&device.shared.conn).last_close = Some((u16::from(f.code), f.reason.to_string()));
+    {
+        let mut conn = lock(&device.shared.conn);
+        conn.connected = false;
+        if let Some(f) = frame {
+            conn.last_close = Some((u16::from(f.code), f.reason.to_string()));
+        }
     }
     device.bump();
 }

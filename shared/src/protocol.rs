@@ -429,7 +429,11 @@ impl Fields {
     /// looked through: older automerge-repo (1.x) sends byte strings as cbor-x
     /// typed arrays (tag 64).
     fn get(&self, field: &str) -> Option<&Value> {
-        let mut v = self.entries.iter().find(|(k, _)| k == field).map(|(_, v)| v)?;
+        let mut v = self
+            .entries
+            .iter()
+            .find(|(k, _)| k == field)
+            .map(|(_, v)| v)?;
         while let Value::Tag(_, inner) = v {
             v = inner;
         }
@@ -729,9 +733,14 @@ mod tests {
             (t("senderId"), t("old")),
             (t("targetId"), t("srv")),
             (t("documentId"), t(&doc.to_string())),
-            (t("data"), Value::Tag(64, Box::new(Value::Bytes(vec![1, 2, 3])))),
+            (
+                t("data"),
+                Value::Tag(64, Box::new(Value::Bytes(vec![1, 2, 3]))),
+            ),
         ]));
-        assert!(matches!(decode(&frame).unwrap(), Message::Sync { data, .. } if data == vec![1, 2, 3]));
+        assert!(
+            matches!(decode(&frame).unwrap(), Message::Sync { data, .. } if data == vec![1, 2, 3])
+        );
     }
 
     #[test]
