@@ -299,7 +299,43 @@ async fn a_second_join_replaces_the_old_connection(db: TestDb) {
         .unwrap();
 }
 
+/// A device with an on-disk store keeps its offline edits across an app
+/// restart and syncs them on the next connect.
+async fn offline_edits_survive_a_device_restart(db: TestDb) {
+    let server = Server::start(&db, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let id = {
+        let phone = Device::open("tech-phone", dir.path()).unwrap();
+        let id = phone.create(new_ticket);
+        phone
+            .change(id, |d| d.put(ROOT, "work_done", "offline edit").unwrap())
+            .unwrap();
+        assert_eq!(phone.pending(), vec![id]);
+        id
+        // The app is killed here, never having been online.
+    };
+    let phone = Device::open("tech-phone", dir.path()).unwrap();
+    assert_eq!(
+        phone.pending(),
+        vec![id],
+        "the offline queue survived the restart"
+    );
+    phone.connect(&server.sync_url()).await.unwrap();
+    phone.wait_acknowledged(id, WAIT).await.unwrap();
+    assert!(phone.pending().is_empty());
+
+    let office = fetch(&server, "office", id).await;
+    assert_eq!(
+        office
+            .read(id, |d| get_str(d, "work_done"))
+            .flatten()
+            .as_deref(),
+        Some("offline edit")
+    );
+}
+
 on_both_backends!(
+    offline_edits_survive_a_device_restart,
     fan_out_live,
     offline_edits_converge,
     acknowledged_changes_survive_a_crash,

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 
+use crate::api::ApiState;
+use crate::auth::accounts;
+use crate::auth::jwt::{self, JwtKeys};
 use crate::db::{Backend, Db};
 use crate::metrics::METRICS;
 use crate::storage::{self, committer::Committer};
@@ -19,6 +22,9 @@ pub struct ServeOptions {
     pub port: u16,
     pub workers: usize,
     pub commit_linger: std::time::Duration,
+    /// JWT signing secret; generated and stored in the database when absent.
+    pub jwt_secret: Option<String>,
+    pub access_token_ttl: std::time::Duration,
     pub sync: SyncConfig,
 }
 
@@ -43,11 +49,26 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
     let committer = Committer::start(db.clone(), commit_workers, opts.commit_linger);
     let hub = Hub::new(db.clone(), committer, opts.sync.clone(), storage_id);
+    let secret = match opts.jwt_secret.clone() {
+        Some(s) => s,
+        None => {
+            let fresh = jwt::generate_secret();
+            db.run(move |c| storage::meta_get_or_init(c, "jwt_secret", &fresh))
+                .await?
+        }
+    };
+    let api = Arc::new(ApiState {
+        db: db.clone(),
+        keys: JwtKeys::new(secret.as_bytes(), opts.access_token_ttl),
+    });
+    let no_users = db.run(accounts::count).await? == 0;
 
     let app_hub = hub.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(app_hub.clone()))
+            .app_data(web::Data::new(api.clone()))
+            .configure(crate::api::configure)
             .route("/sync", web::get().to(ws::sync_endpoint))
             .route("/health", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
@@ -83,6 +104,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         out,
         "  health/metrics: http://{base}/health  http://{base}/metrics"
     )?;
+    if no_users {
+        writeln!(
+            out,
+            "  no accounts yet: create an admin with `fieldsync user add <name> --role admin`"
+        )?;
+    }
     out.flush()?;
     drop(out);
 

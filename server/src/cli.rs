@@ -7,9 +7,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::app::{self, ServeOptions};
+use crate::audit::{self, Action, Entry};
+use crate::auth::accounts;
+use crate::db::transaction;
 use crate::db::Db;
 use crate::storage;
 use crate::sync::hub::SyncConfig;
+use fieldsync_shared::roles::Role;
 
 #[derive(Parser)]
 #[command(
@@ -54,18 +58,49 @@ enum Command {
         /// one commit (0 disables).
         #[arg(long, env = "FIELDSYNC_COMMIT_LINGER_US", default_value_t = 500)]
         commit_linger_us: u64,
+        /// Secret for signing access tokens (default: generated once and kept
+        /// in the database, shared by all instances on it).
+        #[arg(long, env = "FIELDSYNC_JWT_SECRET", hide_env_values = true)]
+        jwt_secret: Option<String>,
+        /// Lifetime of access tokens, in seconds.
+        #[arg(long, env = "FIELDSYNC_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+        access_token_ttl_secs: u64,
         /// Write a snapshot after this many loose changes of one document.
         #[arg(long, env = "FIELDSYNC_COMPACT_AFTER", default_value_t = 1000)]
         compact_after: usize,
     },
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Manage accounts. Passwords are read from the first line of stdin.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Fold loose changes into snapshots (safe while the server runs).
     Compact {
         /// Only documents with at least this many loose changes.
         #[arg(long, default_value_t = 2)]
         min_changes: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account (`echo "$PW" | fieldsync user add alice --role dispatcher`).
+    Add {
+        username: String,
+        /// technician, dispatcher, back_office, supervisor, manager or admin
+        #[arg(long)]
+        role: Role,
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+    /// List accounts.
+    List,
+    /// Disable an account (it can no longer log in or refresh tokens).
+    Disable { username: String },
+    /// Re-enable a disabled account.
+    Enable { username: String },
+    /// Set a new password (read from stdin).
+    SetPassword { username: String },
 }
 
 pub fn main() -> ExitCode {
@@ -79,6 +114,8 @@ pub fn main() -> ExitCode {
             max_message_bytes,
             idle_evict_secs,
             commit_linger_us,
+            jwt_secret,
+            access_token_ttl_secs,
             compact_after,
         } => {
             let opts = ServeOptions {
@@ -87,6 +124,8 @@ pub fn main() -> ExitCode {
                 port,
                 workers,
                 commit_linger: Duration::from_micros(commit_linger_us),
+                jwt_secret,
+                access_token_ttl: Duration::from_secs(access_token_ttl_secs.max(1)),
                 sync: SyncConfig {
                     max_message_bytes,
                     idle_evict: Duration::from_secs(idle_evict_secs),
@@ -106,6 +145,7 @@ pub fn main() -> ExitCode {
             })
             .map_err(Into::into),
         Command::Compact { min_changes } => compact(&cli.database, min_changes),
+        Command::User(cmd) => user_command(&cli.database, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,6 +192,92 @@ fn compact(database: &str, min_changes: i64) -> anyhow::Result<()> {
                 "  {}/{total} documents compacted, {removed} change rows folded",
                 i + 1
             );
+        }
+    }
+    Ok(())
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(
+        !pw.is_empty(),
+        "no password on stdin (pipe it in: echo \"$PW\" | fieldsync user ...)"
+    );
+    Ok(pw)
+}
+
+fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
+    let db = Db::open(database, 1)?;
+    let cli_audit = |c: &mut crate::db::DbConn, action: Action, subject: &str| {
+        audit::record(
+            c,
+            Entry {
+                action,
+                actor_user_id: None,
+                subject: Some(subject),
+                detail: serde_json::json!({"via": "cli"}),
+                ip: None,
+            },
+        )
+    };
+    match cmd {
+        UserCommand::Add {
+            username,
+            role,
+            display_name,
+        } => {
+            let password = read_password()?;
+            let user = db.run_blocking(|c| {
+                Ok(transaction(c, |c| {
+                    let u = accounts::create(c, &username, &display_name, role, &password)?;
+                    cli_audit(c, Action::UserCreated, &u.username)?;
+                    Ok::<_, accounts::AccountError>(u)
+                }))
+            })??;
+            println!("created {} ({}) id {}", user.username, user.role, user.id);
+        }
+        UserCommand::List => {
+            let users = db.run_blocking(accounts::list)?;
+            println!("{:<24} {:<12} {:<9} NAME", "USERNAME", "ROLE", "STATUS");
+            for u in users {
+                let status = if u.disabled { "disabled" } else { "active" };
+                println!(
+                    "{:<24} {:<12} {:<9} {}",
+                    u.username,
+                    u.role.as_str(),
+                    status,
+                    u.display_name
+                );
+            }
+        }
+        UserCommand::Disable { username } => {
+            db.run_blocking(|c| {
+                Ok(transaction(c, |c| {
+                    accounts::set_disabled(c, &username, true)?;
+                    cli_audit(c, Action::UserDisabled, &username)?;
+                    Ok::<_, accounts::AccountError>(())
+                }))
+            })??;
+            println!("disabled {username}");
+        }
+        UserCommand::Enable { username } => {
+            db.run_blocking(|c| Ok(accounts::set_disabled(c, &username, false)))??;
+            println!("enabled {username}");
+        }
+        UserCommand::SetPassword { username } => {
+            let password = read_password()?;
+            db.run_blocking(|c| {
+                Ok(transaction(c, |c| {
+                    accounts::set_password(c, &username, &password)?;
+                    cli_audit(c, Action::PasswordChanged, &username)?;
+                    Ok::<_, accounts::AccountError>(())
+                }))
+            })??;
+            println!("password changed for {username}");
         }
     }
     Ok(())

@@ -1,7 +1,10 @@
 //! fieldsync server: an offline-first sync backend for field-service tickets.
 //! See README.md for the architecture and DESIGN notes.
 
+pub mod api;
 pub mod app;
+pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod db;
 pub mod metrics;

@@ -4,6 +4,7 @@
 
 pub mod doc_id;
 pub mod protocol;
+pub mod roles;
 
 pub use doc_id::DocumentId;
 

@@ -38,33 +38,35 @@ macro_rules! on_conn {
 }
 pub(crate) use on_conn;
 
-/// A write transaction. SQLite takes the write lock up front (`BEGIN IMMEDIATE`)
-/// so two writers never deadlock upgrading a read lock; PostgreSQL uses a plain
-/// transaction.
-pub trait WriteTx: Connection {
-    fn write_tx<T, E, F>(&mut self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut Self) -> Result<T, E>,
-        E: From<diesel::result::Error>;
-}
-
-impl WriteTx for SqliteConnection {
-    fn write_tx<T, E, F>(&mut self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut Self) -> Result<T, E>,
-        E: From<diesel::result::Error>,
-    {
-        self.immediate_transaction(f)
+/// Runs `f` in one write transaction on whichever backend `conn` holds.
+/// SQLite takes the write lock up front (`BEGIN IMMEDIATE`) so two writers
+/// never deadlock upgrading a read lock; PostgreSQL uses a plain `BEGIN`.
+/// Rolled back if `f` fails.
+pub fn transaction<T, E>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<DbError>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    match conn {
+        DbConn::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        DbConn::Postgres(c) => AnsiTransactionManager::begin_transaction(c),
     }
-}
-
-impl WriteTx for PgConnection {
-    fn write_tx<T, E, F>(&mut self, f: F) -> Result<T, E>
-    where
-        F: FnOnce(&mut Self) -> Result<T, E>,
-        E: From<diesel::result::Error>,
-    {
-        self.transaction(f)
+    .map_err(DbError::from)?;
+    match f(conn) {
+        Ok(v) => {
+            on_conn!(conn, |c| AnsiTransactionManager::commit_transaction(c))
+                .map_err(DbError::from)?;
+            Ok(v)
+        }
+        Err(e) => {
+            if let Err(rb) = on_conn!(conn, |c| AnsiTransactionManager::rollback_transaction(c)) {
+                tracing::error!(error = %rb, "rollback failed");
+            }
+            Err(e)
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use automerge::{Automerge, ChangeHash};
 use diesel::prelude::*;
 
 use crate::db::schema::{doc_changes, doc_snapshots, server_meta};
-use crate::db::{now_millis, on_conn, DbConn, DbError, WriteTx};
+use crate::db::{now_millis, on_conn, transaction, DbConn, DbError};
 
 /// One change to append: its hash (the idempotency key) and encoded bytes.
 #[derive(Clone, Debug)]
@@ -54,10 +54,10 @@ pub fn append_changes(conn: &mut DbConn, writes: &[DocWrite]) -> Result<usize, D
     if rows.is_empty() {
         return Ok(0);
     }
-    match conn {
+    transaction(conn, |conn| match conn {
         // SQLite has no multi-row INSERT … ON CONFLICT in diesel; per-row
         // inserts inside one transaction are cheap in-process.
-        DbConn::Sqlite(c) => c.write_tx(|c| {
+        DbConn::Sqlite(c) => {
             let mut inserted = 0;
             for row in &rows {
                 inserted += diesel::insert_into(doc_changes::table)
@@ -66,9 +66,9 @@ pub fn append_changes(conn: &mut DbConn, writes: &[DocWrite]) -> Result<usize, D
                     .execute(c)?;
             }
             Ok(inserted)
-        }),
+        }
         // One round trip per 500 rows.
-        DbConn::Postgres(c) => c.write_tx(|c| {
+        DbConn::Postgres(c) => {
             let mut inserted = 0;
             for chunk in rows.chunks(500) {
                 inserted += diesel::insert_into(doc_changes::table)
@@ -77,8 +77,8 @@ pub fn append_changes(conn: &mut DbConn, writes: &[DocWrite]) -> Result<usize, D
                     .execute(c)?;
             }
             Ok(inserted)
-        }),
-    }
+        }
+    })
 }
 
 pub struct SnapshotRow {
@@ -180,50 +180,55 @@ pub fn write_snapshot(
 ) -> Result<CompactionResult, DbError> {
     let heads_bytes = encode_heads(heads);
     let change_count = known.len() as i64;
-    on_conn!(conn, |c| c.write_tx(|c| {
-        let stored_changes: Vec<(i64, Vec<u8>)> = doc_changes::table
-            .filter(doc_changes::doc_id.eq(doc_id))
-            .select((doc_changes::id, doc_changes::hash))
-            .load(c)?;
-        let covered_changes: Vec<i64> = stored_changes
-            .into_iter()
-            .filter(|(_, h)| decode_hash(h).map(|h| known.contains(&h)).unwrap_or(false))
-            .map(|(id, _)| id)
-            .collect();
-        let stored_snaps: Vec<(i64, Vec<u8>)> = doc_snapshots::table
-            .filter(doc_snapshots::doc_id.eq(doc_id))
-            .select((doc_snapshots::id, doc_snapshots::heads))
-            .load(c)?;
-        let covered_snaps: Vec<i64> = stored_snaps
-            .into_iter()
-            .filter(|(_, h)| {
-                decode_heads(h)
-                    .map(|hs| hs.iter().all(|h| known.contains(h)))
-                    .unwrap_or(false)
-            })
-            .map(|(id, _)| id)
-            .collect();
-        diesel::insert_into(doc_snapshots::table)
-            .values((
-                doc_snapshots::doc_id.eq(doc_id),
-                doc_snapshots::heads.eq(&heads_bytes),
-                doc_snapshots::bytes.eq(saved),
-                doc_snapshots::change_count.eq(change_count),
-                doc_snapshots::created_at.eq(now_millis()),
-            ))
-            .execute(c)?;
-        for ids in covered_changes.chunks(500) {
-            diesel::delete(doc_changes::table.filter(doc_changes::id.eq_any(ids))).execute(c)?;
-        }
-        if !covered_snaps.is_empty() {
-            diesel::delete(doc_snapshots::table.filter(doc_snapshots::id.eq_any(&covered_snaps)))
+    transaction(conn, |conn| {
+        on_conn!(conn, |c| {
+            let stored_changes: Vec<(i64, Vec<u8>)> = doc_changes::table
+                .filter(doc_changes::doc_id.eq(doc_id))
+                .select((doc_changes::id, doc_changes::hash))
+                .load(c)?;
+            let covered_changes: Vec<i64> = stored_changes
+                .into_iter()
+                .filter(|(_, h)| decode_hash(h).map(|h| known.contains(&h)).unwrap_or(false))
+                .map(|(id, _)| id)
+                .collect();
+            let stored_snaps: Vec<(i64, Vec<u8>)> = doc_snapshots::table
+                .filter(doc_snapshots::doc_id.eq(doc_id))
+                .select((doc_snapshots::id, doc_snapshots::heads))
+                .load(c)?;
+            let covered_snaps: Vec<i64> = stored_snaps
+                .into_iter()
+                .filter(|(_, h)| {
+                    decode_heads(h)
+                        .map(|hs| hs.iter().all(|h| known.contains(h)))
+                        .unwrap_or(false)
+                })
+                .map(|(id, _)| id)
+                .collect();
+            diesel::insert_into(doc_snapshots::table)
+                .values((
+                    doc_snapshots::doc_id.eq(doc_id),
+                    doc_snapshots::heads.eq(&heads_bytes),
+                    doc_snapshots::bytes.eq(saved),
+                    doc_snapshots::change_count.eq(change_count),
+                    doc_snapshots::created_at.eq(now_millis()),
+                ))
                 .execute(c)?;
-        }
-        Ok::<_, DbError>(CompactionResult {
-            changes_removed: covered_changes.len(),
-            snapshots_removed: covered_snaps.len(),
+            for ids in covered_changes.chunks(500) {
+                diesel::delete(doc_changes::table.filter(doc_changes::id.eq_any(ids)))
+                    .execute(c)?;
+            }
+            if !covered_snaps.is_empty() {
+                diesel::delete(
+                    doc_snapshots::table.filter(doc_snapshots::id.eq_any(&covered_snaps)),
+                )
+                .execute(c)?;
+            }
+            Ok::<_, DbError>(CompactionResult {
+                changes_removed: covered_changes.len(),
+                snapshots_removed: covered_snaps.len(),
+            })
         })
-    }))
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

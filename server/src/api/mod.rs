@@ -1,0 +1,141 @@
+//! The REST API under `/api/v1`: JSON in and out, errors as
+//! `{"error": {"code", "message"}}` with the matching HTTP status.
+
+pub mod auth;
+pub mod users;
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use fieldsync_shared::roles::Role;
+
+use crate::auth::accounts::{AccountError, User};
+use crate::auth::jwt::JwtKeys;
+use crate::auth::sessions::SessionError;
+use crate::db::{Db, DbError};
+
+/// What request handlers share.
+pub struct ApiState {
+    pub db: Db,
+    pub keys: JwtKeys,
+}
+
+pub type State = web::Data<Arc<ApiState>>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .json(serde_json::json!({ "error": { "code": self.code, "message": self.message } }))
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        tracing::error!(error = %e, "database error in API request");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::InvalidCredentials => {
+                Self::unauthorized("invalid_credentials", e.to_string())
+            }
+            SessionError::InvalidRefreshToken => {
+                Self::unauthorized("invalid_refresh_token", e.to_string())
+            }
+            SessionError::Db(db) => db.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::BadUsername | AccountError::Password(_) => {
+                Self::bad_request(e.to_string())
+            }
+            AccountError::UsernameTaken(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            AccountError::NotFound(_) => Self::not_found(e.to_string()),
+            AccountError::Db(db) => db.into(),
+        }
+    }
+}
+
+/// 403 unless `user` has one of `roles`.
+pub fn require_role(user: &User, roles: &[Role]) -> Result<(), ApiError> {
+    if roles.contains(&user.role) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "role `{}` may not do this",
+            user.role
+        )))
+    }
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(64 * 1024)
+                    .error_handler(|err, _| {
+                        ApiError::bad_request(format!("invalid JSON body: {err}")).into()
+                    }),
+            )
+            .route("/auth/login", web::post().to(auth::login))
+            .route("/auth/refresh", web::post().to(auth::refresh))
+            .route("/auth/logout", web::post().to(auth::logout))
+            .route("/me", web::get().to(auth::me))
+            .route("/users", web::get().to(users::list))
+            .route("/users", web::post().to(users::create))
+            .route("/users/{username}/disable", web::post().to(users::disable))
+            .route(
+                "/users/{username}/password",
+                web::put().to(users::set_password),
+            )
+            .route("/audit", web::get().to(users::audit)),
+    );
+}

@@ -1,0 +1,155 @@
+//! Admin API: accounts and the audit log.
+
+use actix_web::{web, HttpResponse};
+use fieldsync_shared::roles::Role;
+use serde::Deserialize;
+
+use super::auth::AuthUser;
+use super::{require_role, ApiError, State};
+use crate::audit::{self, Action, Entry};
+use crate::auth::accounts;
+use crate::db::transaction;
+
+pub async fn list(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, &[Role::Admin])?;
+    let users = state.db.run(accounts::list).await?;
+    Ok(HttpResponse::Ok().json(users))
+}
+
+#[derive(Deserialize)]
+pub struct NewUser {
+    username: String,
+    #[serde(default)]
+    display_name: String,
+    role: String,
+    password: String,
+}
+
+pub async fn create(
+    state: State,
+    user: AuthUser,
+    body: web::Json<NewUser>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, &[Role::Admin])?;
+    let NewUser {
+        username,
+        display_name,
+        role,
+        password,
+    } = body.into_inner();
+    let role: Role = role
+        .parse()
+        .map_err(|e: fieldsync_shared::roles::UnknownRole| ApiError::bad_request(e.to_string()))?;
+    let actor = user.0.id;
+    let created = state
+        .db
+        .run(move |c| {
+            Ok(transaction(c, |c| {
+                let u = accounts::create(c, &username, &display_name, role, &password)?;
+                audit::record(
+                    c,
+                    Entry {
+                        action: Action::UserCreated,
+                        actor_user_id: Some(&actor),
+                        subject: Some(&u.username),
+                        detail: serde_json::json!({ "role": u.role }),
+                        ip: None,
+                    },
+                )?;
+                Ok::<_, accounts::AccountError>(u)
+            }))
+        })
+        .await??;
+    Ok(HttpResponse::Created().json(created))
+}
+
+pub async fn disable(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, &[Role::Admin])?;
+    let username = path.into_inner();
+    let actor = user.0.id;
+    let updated = state
+        .db
+        .run(move |c| {
+            Ok(transaction(c, |c| {
+                let u = accounts::set_disabled(c, &username, true)?;
+                audit::record(
+                    c,
+                    Entry {
+                        action: Action::UserDisabled,
+                        actor_user_id: Some(&actor),
+                        subject: Some(&u.username),
+                        detail: serde_json::json!({}),
+                        ip: None,
+                    },
+                )?;
+                Ok::<_, accounts::AccountError>(u)
+            }))
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(updated))
+}
+
+#[derive(Deserialize)]
+pub struct NewPassword {
+    password: String,
+}
+
+/// Admins may set anyone's password; users their own.
+pub async fn set_password(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<NewPassword>,
+) -> Result<HttpResponse, ApiError> {
+    let username = path.into_inner();
+    if user.0.username != username {
+        require_role(&user.0, &[Role::Admin])?;
+    }
+    let actor = user.0.id;
+    let password = body.into_inner().password;
+    state
+        .db
+        .run(move |c| {
+            Ok(transaction(c, |c| {
+                let u = accounts::set_password(c, &username, &password)?;
+                audit::record(
+                    c,
+                    Entry {
+                        action: Action::PasswordChanged,
+                        actor_user_id: Some(&actor),
+                        subject: Some(&u.username),
+                        detail: serde_json::json!({}),
+                        ip: None,
+                    },
+                )?;
+                Ok::<_, accounts::AccountError>(())
+            }))
+        })
+        .await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    action: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn audit(
+    state: State,
+    user: AuthUser,
+    q: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, &[Role::Admin])?;
+    let AuditQuery { action, limit } = q.into_inner();
+    let limit = limit.unwrap_or(100).clamp(1, 1000);
+    let rows = state
+        .db
+        .run(move |c| audit::list(c, action.as_deref(), limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}

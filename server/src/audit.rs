@@ -1,0 +1,87 @@
+//! The append-only security audit log. Written in the same transaction as the
+//! action it records where there is one.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::audit_log;
+use crate::db::{now_millis, on_conn, DbConn, DbError};
+
+/// What happened. One place for the names, so queries can filter on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Login,
+    LoginFailed,
+    TokenRefreshed,
+    RefreshTokenReused,
+    Logout,
+    UserCreated,
+    UserDisabled,
+    PasswordChanged,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Login => "login",
+            Action::LoginFailed => "login_failed",
+            Action::TokenRefreshed => "token_refreshed",
+            Action::RefreshTokenReused => "refresh_token_reused",
+            Action::Logout => "logout",
+            Action::UserCreated => "user_created",
+            Action::UserDisabled => "user_disabled",
+            Action::PasswordChanged => "password_changed",
+        }
+    }
+}
+
+pub struct Entry<'a> {
+    pub action: Action,
+    pub actor_user_id: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub detail: serde_json::Value,
+    pub ip: Option<&'a str>,
+}
+
+pub fn record(conn: &mut DbConn, e: Entry<'_>) -> Result<(), DbError> {
+    let detail = e.detail.to_string();
+    on_conn!(conn, |c| {
+        diesel::insert_into(audit_log::table)
+            .values((
+                audit_log::at.eq(now_millis()),
+                audit_log::actor_user_id.eq(e.actor_user_id),
+                audit_log::action.eq(e.action.as_str()),
+                audit_log::subject.eq(e.subject),
+                audit_log::detail.eq(&detail),
+                audit_log::ip.eq(e.ip),
+            ))
+            .execute(c)
+            .map(|_| ())
+            .map_err(DbError::from)
+    })
+}
+
+#[derive(Debug, Serialize, Queryable)]
+pub struct Row {
+    pub id: i64,
+    pub at: i64,
+    pub actor_user_id: Option<String>,
+    pub action: String,
+    pub subject: Option<String>,
+    pub detail: String,
+    pub ip: Option<String>,
+}
+
+/// Newest first; optionally one action only.
+pub fn list(conn: &mut DbConn, action: Option<&str>, limit: i64) -> Result<Vec<Row>, DbError> {
+    on_conn!(conn, |c| {
+        let mut q = audit_log::table
+            .order(audit_log::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(a) = action {
+            q = q.filter(audit_log::action.eq(a));
+        }
+        q.load::<Row>(c).map_err(DbError::from)
+    })
+}

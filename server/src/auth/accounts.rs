@@ -1,0 +1,211 @@
+//! User accounts: creation, lookup, disabling, password changes.
+
+use diesel::prelude::*;
+use fieldsync_shared::roles::Role;
+use serde::Serialize;
+
+use super::password::{self, PasswordError};
+use crate::db::schema::users;
+use crate::db::{now_millis, on_conn, DbConn, DbError};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("username must be 1-64 characters of letters, digits, '.', '_', '-' or '@'")]
+    BadUsername,
+    #[error("username `{0}` is taken")]
+    UsernameTaken(String),
+    #[error("no such user `{0}`")]
+    NotFound(String),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+type UserRow = (String, String, String, String, bool, i64);
+
+fn to_user(row: UserRow) -> Result<User, DbError> {
+    let (id, username, display_name, role, disabled, created_at) = row;
+    let role = role
+        .parse()
+        .map_err(|e| DbError::Corrupt(format!("user {id}: {e}")))?;
+    Ok(User {
+        id,
+        username,
+        display_name,
+        role,
+        disabled,
+        created_at,
+    })
+}
+
+fn valid_username(u: &str) -> bool {
+    (1..=64).contains(&u.len())
+        && u.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+}
+
+pub fn create(
+    conn: &mut DbConn,
+    username: &str,
+    display_name: &str,
+    role: Role,
+    password: &str,
+) -> Result<User, AccountError> {
+    if !valid_username(username) {
+        return Err(AccountError::BadUsername);
+    }
+    let hash = password::hash(password)?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let now = now_millis();
+    let display = if display_name.trim().is_empty() {
+        username
+    } else {
+        display_name.trim()
+    };
+    let inserted = on_conn!(conn, |c| diesel::insert_into(users::table)
+        .values((
+            users::id.eq(&id),
+            users::username.eq(username),
+            users::display_name.eq(display),
+            users::role.eq(role.as_str()),
+            users::password_hash.eq(&hash),
+            users::disabled.eq(false),
+            users::created_at.eq(now),
+            users::updated_at.eq(now),
+        ))
+        .on_conflict_do_nothing()
+        .execute(c)
+        .map_err(DbError::from))?;
+    if inserted == 0 {
+        return Err(AccountError::UsernameTaken(username.to_string()));
+    }
+    Ok(User {
+        id,
+        username: username.into(),
+        display_name: display.into(),
+        role,
+        disabled: false,
+        created_at: now,
+    })
+}
+
+/// The user and their password hash, for login.
+pub fn find_for_login(
+    conn: &mut DbConn,
+    username: &str,
+) -> Result<Option<(User, String)>, DbError> {
+    let row: Option<(UserRow, String)> = on_conn!(conn, |c| users::table
+        .filter(users::username.eq(username))
+        .select((
+            (
+                users::id,
+                users::username,
+                users::display_name,
+                users::role,
+                users::disabled,
+                users::created_at
+            ),
+            users::password_hash,
+        ))
+        .first(c)
+        .optional()
+        .map_err(DbError::from))?;
+    row.map(|(u, h)| Ok((to_user(u)?, h))).transpose()
+}
+
+pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<User>, DbError> {
+    let row: Option<UserRow> = on_conn!(conn, |c| users::table
+        .find(id)
+        .select((
+            users::id,
+            users::username,
+            users::display_name,
+            users::role,
+            users::disabled,
+            users::created_at
+        ))
+        .first(c)
+        .optional()
+        .map_err(DbError::from))?;
+    row.map(to_user).transpose()
+}
+
+pub fn list(conn: &mut DbConn) -> Result<Vec<User>, DbError> {
+    let rows: Vec<UserRow> = on_conn!(conn, |c| users::table
+        .order(users::username)
+        .select((
+            users::id,
+            users::username,
+            users::display_name,
+            users::role,
+            users::disabled,
+            users::created_at
+        ))
+        .load(c)
+        .map_err(DbError::from))?;
+    rows.into_iter().map(to_user).collect()
+}
+
+pub fn count(conn: &mut DbConn) -> Result<i64, DbError> {
+    on_conn!(conn, |c| users::table
+        .count()
+        .get_result(c)
+        .map_err(DbError::from))
+}
+
+/// Disables (or re-enables) by username; returns the user.
+pub fn set_disabled(
+    conn: &mut DbConn,
+    username: &str,
+    disabled: bool,
+) -> Result<User, AccountError> {
+    let n = on_conn!(conn, |c| diesel::update(
+        users::table.filter(users::username.eq(username))
+    )
+    .set((
+        users::disabled.eq(disabled),
+        users::updated_at.eq(now_millis())
+    ))
+    .execute(c)
+    .map_err(DbError::from))?;
+    if n == 0 {
+        return Err(AccountError::NotFound(username.to_string()));
+    }
+    Ok(find_for_login(conn, username)?
+        .ok_or_else(|| AccountError::NotFound(username.into()))?
+        .0)
+}
+
+pub fn set_password(
+    conn: &mut DbConn,
+    username: &str,
+    password: &str,
+) -> Result<User, AccountError> {
+    let hash = password::hash(password)?;
+    let n = on_conn!(conn, |c| diesel::update(
+        users::table.filter(users::username.eq(username))
+    )
+    .set((
+        users::password_hash.eq(&hash),
+        users::updated_at.eq(now_millis())
+    ))
+    .execute(c)
+    .map_err(DbError::from))?;
+    if n == 0 {
+        return Err(AccountError::NotFound(username.to_string()));
+    }
+    Ok(find_for_login(conn, username)?
+        .ok_or_else(|| AccountError::NotFound(username.into()))?
+        .0)
+}
