@@ -17,6 +17,7 @@ pub enum Action {
     Logout,
     UserCreated,
     UserDisabled,
+    UserEnabled,
     PasswordChanged,
 }
 
@@ -30,6 +31,7 @@ impl Action {
             Action::Logout => "logout",
             Action::UserCreated => "user_created",
             Action::UserDisabled => "user_disabled",
+            Action::UserEnabled => "user_enabled",
             Action::PasswordChanged => "password_changed",
         }
     }

@@ -7,9 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::app::{self, ServeOptions};
-use crate::audit::{self, Action, Entry};
+use crate::audit::Action;
 use crate::auth::accounts;
-use crate::db::transaction;
 use crate::db::Db;
 use crate::storage;
 use crate::sync::hub::SyncConfig;
@@ -212,18 +211,7 @@ fn read_password() -> anyhow::Result<String> {
 
 fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
     let db = Db::open(database, 1)?;
-    let cli_audit = |c: &mut crate::db::DbConn, action: Action, subject: &str| {
-        audit::record(
-            c,
-            Entry {
-                action,
-                actor_user_id: None,
-                subject: Some(subject),
-                detail: serde_json::json!({"via": "cli"}),
-                ip: None,
-            },
-        )
-    };
+    let via_cli = || serde_json::json!({ "via": "cli" });
     match cmd {
         UserCommand::Add {
             username,
@@ -232,11 +220,14 @@ fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
         } => {
             let password = read_password()?;
             let user = db.run_blocking(|c| {
-                Ok(transaction(c, |c| {
-                    let u = accounts::create(c, &username, &display_name, role, &password)?;
-                    cli_audit(c, Action::UserCreated, &u.username)?;
-                    Ok::<_, accounts::AccountError>(u)
-                }))
+                Ok(accounts::audited(
+                    c,
+                    Action::UserCreated,
+                    None,
+                    &username,
+                    via_cli(),
+                    |c| accounts::create(c, &username, &display_name, role, &password),
+                ))
             })??;
             println!("created {} ({}) id {}", user.username, user.role, user.id);
         }
@@ -256,26 +247,41 @@ fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Disable { username } => {
             db.run_blocking(|c| {
-                Ok(transaction(c, |c| {
-                    accounts::set_disabled(c, &username, true)?;
-                    cli_audit(c, Action::UserDisabled, &username)?;
-                    Ok::<_, accounts::AccountError>(())
-                }))
+                Ok(accounts::audited(
+                    c,
+                    Action::UserDisabled,
+                    None,
+                    &username,
+                    via_cli(),
+                    |c| accounts::set_disabled(c, &username, true),
+                ))
             })??;
             println!("disabled {username}");
         }
         UserCommand::Enable { username } => {
-            db.run_blocking(|c| Ok(accounts::set_disabled(c, &username, false)))??;
+            db.run_blocking(|c| {
+                Ok(accounts::audited(
+                    c,
+                    Action::UserEnabled,
+                    None,
+                    &username,
+                    via_cli(),
+                    |c| accounts::set_disabled(c, &username, false),
+                ))
+            })??;
             println!("enabled {username}");
         }
         UserCommand::SetPassword { username } => {
             let password = read_password()?;
             db.run_blocking(|c| {
-                Ok(transaction(c, |c| {
-                    accounts::set_password(c, &username, &password)?;
-                    cli_audit(c, Action::PasswordChanged, &username)?;
-                    Ok::<_, accounts::AccountError>(())
-                }))
+                Ok(accounts::audited(
+                    c,
+                    Action::PasswordChanged,
+                    None,
+                    &username,
+                    via_cli(),
+                    |c| accounts::set_password(c, &username, &password),
+                ))
             })??;
             println!("password changed for {username}");
         }

@@ -6,9 +6,8 @@ use serde::Deserialize;
 
 use super::auth::AuthUser;
 use super::{require_role, ApiError, State};
-use crate::audit::{self, Action, Entry};
+use crate::audit::{self, Action};
 use crate::auth::accounts;
-use crate::db::transaction;
 
 pub async fn list(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Admin])?;
@@ -41,23 +40,18 @@ pub async fn create(
         .parse()
         .map_err(|e: fieldsync_shared::roles::UnknownRole| ApiError::bad_request(e.to_string()))?;
     let actor = user.0.id;
+    let detail = serde_json::json!({ "role": role });
     let created = state
         .db
         .run(move |c| {
-            Ok(transaction(c, |c| {
-                let u = accounts::create(c, &username, &display_name, role, &password)?;
-                audit::record(
-                    c,
-                    Entry {
-                        action: Action::UserCreated,
-                        actor_user_id: Some(&actor),
-                        subject: Some(&u.username),
-                        detail: serde_json::json!({ "role": u.role }),
-                        ip: None,
-                    },
-                )?;
-                Ok::<_, accounts::AccountError>(u)
-            }))
+            Ok(accounts::audited(
+                c,
+                Action::UserCreated,
+                Some(&actor),
+                &username,
+                detail,
+                |c| accounts::create(c, &username, &display_name, role, &password),
+            ))
         })
         .await??;
     Ok(HttpResponse::Created().json(created))
@@ -74,20 +68,14 @@ pub async fn disable(
     let updated = state
         .db
         .run(move |c| {
-            Ok(transaction(c, |c| {
-                let u = accounts::set_disabled(c, &username, true)?;
-                audit::record(
-                    c,
-                    Entry {
-                        action: Action::UserDisabled,
-                        actor_user_id: Some(&actor),
-                        subject: Some(&u.username),
-                        detail: serde_json::json!({}),
-                        ip: None,
-                    },
-                )?;
-                Ok::<_, accounts::AccountError>(u)
-            }))
+            Ok(accounts::audited(
+                c,
+                Action::UserDisabled,
+                Some(&actor),
+                &username,
+                serde_json::json!({}),
+                |c| accounts::set_disabled(c, &username, true),
+            ))
         })
         .await??;
     Ok(HttpResponse::Ok().json(updated))
@@ -114,20 +102,14 @@ pub async fn set_password(
     state
         .db
         .run(move |c| {
-            Ok(transaction(c, |c| {
-                let u = accounts::set_password(c, &username, &password)?;
-                audit::record(
-                    c,
-                    Entry {
-                        action: Action::PasswordChanged,
-                        actor_user_id: Some(&actor),
-                        subject: Some(&u.username),
-                        detail: serde_json::json!({}),
-                        ip: None,
-                    },
-                )?;
-                Ok::<_, accounts::AccountError>(())
-            }))
+            Ok(accounts::audited(
+                c,
+                Action::PasswordChanged,
+                Some(&actor),
+                &username,
+                serde_json::json!({}),
+                |c| accounts::set_password(c, &username, &password),
+            ))
         })
         .await??;
     Ok(HttpResponse::NoContent().finish())

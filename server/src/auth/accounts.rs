@@ -5,8 +5,9 @@ use fieldsync_shared::roles::Role;
 use serde::Serialize;
 
 use super::password::{self, PasswordError};
+use crate::audit::{self, Action, Entry};
 use crate::db::schema::users;
-use crate::db::{now_millis, on_conn, DbConn, DbError};
+use crate::db::{now_millis, on_conn, transaction, DbConn, DbError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct User {
@@ -179,12 +180,7 @@ pub fn set_disabled(
     ))
     .execute(c)
     .map_err(DbError::from))?;
-    if n == 0 {
-        return Err(AccountError::NotFound(username.to_string()));
-    }
-    Ok(find_for_login(conn, username)?
-        .ok_or_else(|| AccountError::NotFound(username.into()))?
-        .0)
+    updated_user(conn, username, n)
 }
 
 pub fn set_password(
@@ -202,10 +198,42 @@ pub fn set_password(
     ))
     .execute(c)
     .map_err(DbError::from))?;
-    if n == 0 {
-        return Err(AccountError::NotFound(username.to_string()));
-    }
-    Ok(find_for_login(conn, username)?
-        .ok_or_else(|| AccountError::NotFound(username.into()))?
-        .0)
+    updated_user(conn, username, n)
+}
+
+/// The user after an update by username that touched `rows` rows.
+fn updated_user(conn: &mut DbConn, username: &str, rows: usize) -> Result<User, AccountError> {
+    let found = if rows == 0 {
+        None
+    } else {
+        find_for_login(conn, username)?
+    };
+    found
+        .map(|(u, _)| u)
+        .ok_or_else(|| AccountError::NotFound(username.to_string()))
+}
+
+/// Runs an account change and its audit entry in one transaction.
+pub fn audited<T>(
+    conn: &mut DbConn,
+    action: Action,
+    actor_user_id: Option<&str>,
+    subject: &str,
+    detail: serde_json::Value,
+    change: impl FnOnce(&mut DbConn) -> Result<T, AccountError>,
+) -> Result<T, AccountError> {
+    transaction(conn, |conn| {
+        let v = change(conn)?;
+        audit::record(
+            conn,
+            Entry {
+                action,
+                actor_user_id,
+                subject: Some(subject),
+                detail,
+                ip: None,
+            },
+        )?;
+        Ok(v)
+    })
 }
