@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use automerge::sync::{self, SyncDoc};
-use automerge::{Automerge, Change, ChangeHash};
+use automerge::{Automerge, Change, ChangeHash, LoadOptions, OnPartialLoad};
 use fieldsync_shared::protocol::PeerId;
 
 use crate::storage::NewChange;
@@ -171,44 +171,77 @@ enum Parsed {
     /// arrived yet are stored too: Automerge queues them on load exactly as it
     /// does in memory.
     Changes(Vec<NewChange>),
-    /// A v2 message carrying a whole compressed document: the document is
-    /// asked afterwards which changes are new.
+    /// A v2 message carrying a whole compressed document (or a bundle): the
+    /// document is asked afterwards which changes are new.
     Document,
 }
 
-/// Byte 8 of a chunk (after magic and checksum) is its type.
-const CHUNK_TYPE_DOCUMENT: u8 = 0;
+const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_CHANGE: u8 = 1;
+const CHUNK_COMPRESSED_CHANGE: u8 = 2;
 
-fn parse_chunks<'a>(chunks: impl Iterator<Item = &'a [u8]>) -> Result<Parsed, ApplyError> {
+/// Splits bytes holding one or more concatenated Automerge chunks (a sync
+/// message may pack several changes into one entry). Layout of a chunk:
+/// magic (4) | checksum (4) | type (1) | uLEB128 length | data.
+fn split_chunks(mut bytes: &[u8]) -> Result<Vec<(u8, &[u8])>, String> {
     let mut out = Vec::new();
-    let mut has_document = false;
-    for (index, chunk) in chunks.enumerate() {
-        if chunk.get(8) == Some(&CHUNK_TYPE_DOCUMENT) {
-            Automerge::load(chunk).map_err(|e| ApplyError::Corrupt {
-                index,
-                reason: e.to_string(),
-            })?;
-            has_document = true;
-            continue;
+    while !bytes.is_empty() {
+        if bytes.len() < 9 || bytes[..4] != MAGIC {
+            return Err("not an Automerge chunk (bad magic bytes)".into());
         }
-        let change = Change::from_bytes(chunk.to_vec()).map_err(|e| ApplyError::Corrupt {
-            index,
-            reason: e.to_string(),
-        })?;
-        // Parsing does not verify the header checksum (the first 4 bytes of
-        // the change hash); Automerge's loader would then drop the chunk.
-        if chunk.get(4..8) != Some(&change.hash().0[..4]) {
-            return Err(ApplyError::Corrupt {
-                index,
-                reason: "checksum mismatch".into(),
-            });
+        let (mut len, mut shift, mut pos) = (0u64, 0u32, 9usize);
+        loop {
+            let b = *bytes.get(pos).ok_or("truncated chunk length")?;
+            if shift > 63 {
+                return Err("chunk length overflows".into());
+            }
+            len |= u64::from(b & 0x7f) << shift;
+            pos += 1;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
         }
-        out.push(NewChange {
-            hash: change.hash(),
-            bytes: change.raw_bytes().to_vec(),
-        });
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|e| *e <= bytes.len())
+            .ok_or("chunk is longer than the data")?;
+        out.push((bytes[8], &bytes[..end]));
+        bytes = &bytes[end..];
     }
-    Ok(if has_document {
+    Ok(out)
+}
+
+fn parse_chunks<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<Parsed, ApplyError> {
+    let mut out = Vec::new();
+    let mut needs_diff = false;
+    for (index, entry) in entries.enumerate() {
+        let corrupt = |reason: String| ApplyError::Corrupt { index, reason };
+        for (kind, chunk) in split_chunks(entry).map_err(corrupt)? {
+            if kind == CHUNK_CHANGE || kind == CHUNK_COMPRESSED_CHANGE {
+                let change =
+                    Change::from_bytes(chunk.to_vec()).map_err(|e| corrupt(e.to_string()))?;
+                // Parsing does not verify the header checksum (the first 4
+                // bytes of the change hash); Automerge's loader would then
+                // silently drop the chunk.
+                if chunk[4..8] != change.hash().0[..4] {
+                    return Err(corrupt("checksum mismatch".into()));
+                }
+                out.push(NewChange {
+                    hash: change.hash(),
+                    bytes: change.raw_bytes().to_vec(),
+                });
+            } else {
+                // A whole document or a bundle of changes: check it loads
+                // cleanly, then ask the document afterwards what is new.
+                let strict = LoadOptions::new().on_partial_load(OnPartialLoad::Error);
+                Automerge::load_with_options(chunk, strict).map_err(|e| corrupt(e.to_string()))?;
+                needs_diff = true;
+            }
+        }
+    }
+    Ok(if needs_diff {
         Parsed::Document
     } else {
         Parsed::Changes(out)
@@ -299,6 +332,29 @@ mod tests {
         let r = server.receive(3, "peer3", m).unwrap();
         let out = server.after_commit(3, r.heads_changed);
         assert!(out.iter().all(|(c, _, _)| *c == 3));
+    }
+
+    #[test]
+    fn several_changes_packed_in_one_entry_are_accepted_and_stored() {
+        let mut server = DocState::new(Automerge::new());
+        let mut a = AutoCommit::new();
+        let mut packed = Vec::new();
+        for i in 0..3 {
+            a.put(ROOT, "n", i).unwrap();
+            a.commit();
+            packed.extend_from_slice(a.get_last_local_change().unwrap().raw_bytes());
+        }
+        let msg = sync::Message {
+            heads: a.get_heads(),
+            need: vec![],
+            have: vec![],
+            changes: vec![packed].into(),
+            supported_capabilities: None,
+            version: sync::MessageVersion::V1,
+        };
+        let r = server.receive(1, "peer1", msg).unwrap();
+        assert_eq!(r.new_changes.len(), 3);
+        assert_eq!(server.doc().get_heads(), a.get_heads());
     }
 
     #[test]
