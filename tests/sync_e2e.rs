@@ -277,13 +277,14 @@ async fn ephemeral_messages_reach_the_other_peers(db: TestDb) {
 async fn a_second_join_replaces_the_old_connection(db: TestDb) {
     let server = Server::start(&db, &[]);
     let first = Device::new("same-peer");
-    first.connect(&server.sync_url()).await.unwrap();
+    let phone = server.sync_url_for(&server.token, "phone-1");
+    first.connect(&phone).await.unwrap();
     let id = first.create(new_ticket);
     first.wait_acknowledged(id, WAIT).await.unwrap();
 
     let second = Device::new("same-peer");
     second.want(id);
-    second.connect(&server.sync_url()).await.unwrap();
+    second.connect(&phone).await.unwrap();
     first
         .wait_until(WAIT, "old connection closed", |d| !d.is_connected())
         .await

@@ -2,7 +2,7 @@
 // by line over stdin/stdout (one JSON object per line each way). fieldsync's
 // interop test uses it to prove a real JS device and a Rust device converge
 // through the server. Try it by hand:
-//   node device.mjs ws://127.0.0.1:3030/sync
+//   node device.mjs "ws://127.0.0.1:3030/sync?token=<access token>&device=js-1"
 //   {"cmd":"create","doc":{"title":"pump","notes":""}}
 import { Repo } from "@automerge/automerge-repo"
 import { WebSocketClientAdapter } from "@automerge/automerge-repo-network-websocket"

@@ -113,6 +113,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
+    tokio::spawn(close_blocked_devices(hub.clone(), db.clone()));
+
     let result = server.run().await;
     hub.close_all("server shutting down");
     result.context("HTTP server failed")
@@ -149,4 +151,31 @@ async fn index() -> HttpResponse {
             "fieldsync sync server\n\nConnect an automerge-repo client to ws://<this host>/sync\n\
          (e.g. new WebSocketClientAdapter(\"ws://host:port/sync\")).\n",
         )
+}
+
+/// Closes live sync sessions of devices that were revoked or whose user was
+/// disabled, within `CHECK_EVERY` — whoever made the change (API, CLI, another
+/// instance on the same database).
+async fn close_blocked_devices(hub: Arc<Hub>, db: Db) {
+    const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+    let mut tick = tokio::time::interval(CHECK_EVERY);
+    loop {
+        tick.tick().await;
+        let connected = hub.connected_devices();
+        if connected.is_empty() {
+            continue;
+        }
+        match db
+            .run(move |c| crate::auth::devices::blocked_among(c, &connected))
+            .await
+        {
+            Ok(blocked) => {
+                for device in blocked {
+                    tracing::info!(%device, "closing sync sessions of a revoked device or disabled user");
+                    hub.close_device(&device, "device revoked or account disabled");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not check for revoked devices"),
+        }
+    }
 }

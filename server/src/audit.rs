@@ -19,6 +19,9 @@ pub enum Action {
     UserDisabled,
     UserEnabled,
     PasswordChanged,
+    DeviceRegistered,
+    DeviceRevoked,
+    SyncRefused,
 }
 
 impl Action {
@@ -33,6 +36,9 @@ impl Action {
             Action::UserDisabled => "user_disabled",
             Action::UserEnabled => "user_enabled",
             Action::PasswordChanged => "password_changed",
+            Action::DeviceRegistered => "device_registered",
+            Action::DeviceRevoked => "device_revoked",
+            Action::SyncRefused => "sync_refused",
         }
     }
 }

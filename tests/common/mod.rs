@@ -102,12 +102,18 @@ impl Drop for TestDb {
     }
 }
 
+/// The account the harness signs its devices in with.
+pub const HARNESS_USER: &str = "harness-admin";
+pub const HARNESS_PASSWORD: &str = "harness-password";
+
 /// A running `fieldsync serve`.
 pub struct Server {
     child: Child,
     pub port: u16,
     pub database_url: String,
     args: Vec<String>,
+    /// Access token of `HARNESS_USER`.
+    pub token: String,
 }
 
 impl Server {
@@ -116,6 +122,12 @@ impl Server {
     }
 
     fn start_url(database_url: &str, args: Vec<String>) -> Self {
+        // Idempotent: on a restart the account exists already.
+        cli(
+            database_url,
+            &["user", "add", HARNESS_USER, "--role", "admin"],
+            &format!("{HARNESS_PASSWORD}\n"),
+        );
         let mut child = Command::new(env!("CARGO_BIN_EXE_fieldsync"))
             .args(["--database", database_url, "serve", "--port", "0"])
             .args(&args)
@@ -146,15 +158,45 @@ impl Server {
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Self {
+        let mut server = Self {
             child,
             port,
             database_url: database_url.to_string(),
             args,
-        }
+            token: String::new(),
+        };
+        server.token = server.login(HARNESS_USER, HARNESS_PASSWORD);
+        server
     }
 
+    /// Logs in and returns the access token.
+    pub fn login(&self, user: &str, password: &str) -> String {
+        let (status, body) = http(
+            self.port,
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(serde_json::json!({"username": user, "password": password})),
+        );
+        assert_eq!(status, 200, "login of {user} failed: {body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// An authenticated sync URL for a new device of the harness user.
     pub fn sync_url(&self) -> String {
+        self.sync_url_for(&self.token, &uuid::Uuid::new_v4().to_string())
+    }
+
+    /// The sync URL for `device` signed in with `token`.
+    pub fn sync_url_for(&self, token: &str, device: &str) -> String {
+        format!(
+            "ws://127.0.0.1:{}/sync?token={token}&device={device}",
+            self.port
+        )
+    }
+
+    /// The sync URL without credentials.
+    pub fn bare_sync_url(&self) -> String {
         format!("ws://127.0.0.1:{}/sync", self.port)
     }
 

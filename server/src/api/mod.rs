@@ -2,6 +2,7 @@
 //! `{"error": {"code", "message"}}` with the matching HTTP status.
 
 pub mod auth;
+pub mod devices;
 pub mod users;
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use actix_web::{web, HttpResponse, ResponseError};
 use fieldsync_shared::roles::Role;
 
 use crate::auth::accounts::{AccountError, User};
+use crate::auth::devices::DeviceError;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::sessions::SessionError;
 use crate::db::{Db, DbError};
@@ -103,6 +105,17 @@ impl From<AccountError> for ApiError {
     }
 }
 
+impl From<DeviceError> for ApiError {
+    fn from(e: DeviceError) -> Self {
+        match e {
+            DeviceError::BadId => Self::bad_request(e.to_string()),
+            DeviceError::Revoked(_) | DeviceError::OtherUser(_) => Self::forbidden(e.to_string()),
+            DeviceError::NotFound(_) => Self::not_found(e.to_string()),
+            DeviceError::Db(db) => db.into(),
+        }
+    }
+}
+
 /// 403 unless `user` has one of `roles`.
 pub fn require_role(user: &User, roles: &[Role]) -> Result<(), ApiError> {
     if roles.contains(&user.role) {
@@ -136,6 +149,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/users/{username}/password",
                 web::put().to(users::set_password),
             )
-            .route("/audit", web::get().to(users::audit)),
+            .route("/audit", web::get().to(users::audit))
+            .route("/devices", web::get().to(devices::list))
+            .route("/devices", web::post().to(devices::register))
+            .route("/devices/{id}/revoke", web::post().to(devices::revoke)),
     );
 }

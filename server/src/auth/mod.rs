@@ -2,6 +2,7 @@
 //! refresh tokens.
 
 pub mod accounts;
+pub mod devices;
 pub mod jwt;
 pub mod password;
 pub mod sessions;

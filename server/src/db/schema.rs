@@ -65,3 +65,18 @@ diesel::table! {
         ip -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    devices (id) {
+        id -> Text,
+        user_id -> Text,
+        name -> Text,
+        platform -> Text,
+        created_at -> BigInt,
+        last_seen_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(devices -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(devices, users);

@@ -131,6 +131,9 @@ pub enum DocCommand {
     },
 }
 
+/// Joined connections by (device id, peer id).
+type PeerRegistry = HashMap<(String, PeerId), (ConnId, Arc<KillSwitch>)>;
+
 struct DocEntry {
     generation: u64,
     tx: mpsc::Sender<DocCommand>,
@@ -143,7 +146,9 @@ pub struct Hub {
     pub server_peer_id: PeerId,
     pub storage_id: String,
     docs: Mutex<HashMap<DocumentId, DocEntry>>,
-    peers: Mutex<HashMap<PeerId, (ConnId, Arc<KillSwitch>)>>,
+    /// Joined connections by (device id, peer id): a peer id only replaces
+    /// connections of the same device, never another user's.
+    peers: Mutex<PeerRegistry>,
     next_id: AtomicU64,
 }
 
@@ -225,14 +230,22 @@ impl Hub {
         true
     }
 
-    /// Registers a joined peer; an older connection with the same peer id is
-    /// closed (as the reference server does).
-    pub fn register_peer(&self, peer_id: &str, conn: ConnId, kill: Arc<KillSwitch>) {
+    fn lock_peers(&self) -> std::sync::MutexGuard<'_, PeerRegistry> {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a joined peer; an older connection of the same device with
+    /// the same peer id is closed (as the reference server does).
+    pub fn register_peer(
+        &self,
+        device_id: &str,
+        peer_id: &str,
+        conn: ConnId,
+        kill: Arc<KillSwitch>,
+    ) {
         let old = self
-            .peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(peer_id.to_string(), (conn, kill));
+            .lock_peers()
+            .insert((device_id.to_string(), peer_id.to_string()), (conn, kill));
         if let Some((old_conn, old_kill)) = old {
             if old_conn != conn {
                 old_kill.trigger(
@@ -243,21 +256,34 @@ impl Hub {
         }
     }
 
-    pub fn unregister_peer(&self, peer_id: &str, conn: ConnId) {
-        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-        if peers.get(peer_id).is_some_and(|(c, _)| *c == conn) {
-            peers.remove(peer_id);
+    pub fn unregister_peer(&self, device_id: &str, peer_id: &str, conn: ConnId) {
+        let mut peers = self.lock_peers();
+        let key = (device_id.to_string(), peer_id.to_string());
+        if peers.get(&key).is_some_and(|(c, _)| *c == conn) {
+            peers.remove(&key);
+        }
+    }
+
+    /// Devices with a live, joined connection.
+    pub fn connected_devices(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.lock_peers().keys().map(|(d, _)| d.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Closes every live connection of a device (revoked, user disabled).
+    pub fn close_device(&self, device_id: &str, text: &str) {
+        for ((d, _), (_, kill)) in self.lock_peers().iter() {
+            if d == device_id {
+                kill.trigger(close_code::POLICY, text);
+            }
         }
     }
 
     /// Closes every connection (shutdown).
     pub fn close_all(&self, text: &str) {
-        for (_, kill) in self
-            .peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-        {
+        for (_, kill) in self.lock_peers().values() {
             kill.trigger(close_code::GOING_AWAY, text);
         }
     }

@@ -12,15 +12,106 @@ use fieldsync_shared::protocol::{self, Message};
 use fieldsync_shared::DocumentId;
 use tokio::sync::mpsc;
 
+use serde::Deserialize;
+
 use super::hub::{DocCommand, Hub, KillSwitch, PeerHandle};
 use super::session::{close_code, Action, CloseReason, Session};
+use crate::api::{ApiError, ApiState};
+use crate::audit::{self, Action as AuditAction, Entry};
+use crate::auth::accounts::{self, User};
+use crate::auth::devices::{self, Device, DeviceError};
+use crate::auth::jwt::TokenError;
+use crate::db::transaction;
 use crate::metrics::METRICS;
+
+/// Who is on the other end, checked before the upgrade: no document data
+/// flows for an unauthenticated connection.
+pub struct Identity {
+    pub user: User,
+    pub device: Device,
+    /// Access-token expiry (unix seconds): the connection closes then.
+    pub expires_at: i64,
+}
+
+#[derive(Deserialize)]
+struct SyncQuery {
+    token: Option<String>,
+    device: Option<String>,
+    device_name: Option<String>,
+    platform: Option<String>,
+}
+
+/// Browsers cannot set headers on a WebSocket, so the access token and the
+/// device id travel in the query: `/sync?token=<access token>&device=<id>`
+/// (optional `device_name`, `platform` on first use). Refusals are plain HTTP
+/// 400/401/403 with the usual JSON error body.
+async fn authenticate(req: &HttpRequest, api: &ApiState) -> Result<Identity, ApiError> {
+    let q = web::Query::<SyncQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?
+        .into_inner();
+    let token = q.token.ok_or_else(|| {
+        ApiError::unauthorized(
+            "missing_token",
+            "connect to /sync?token=<access token>&device=<device id>",
+        )
+    })?;
+    let claims = api.keys.verify(&token).map_err(|e| match e {
+        TokenError::Expired => ApiError::unauthorized(
+            "token_expired",
+            "access token expired; refresh it and reconnect",
+        ),
+        TokenError::Invalid => ApiError::unauthorized("invalid_token", "access token is invalid"),
+    })?;
+    let device_id = q.device.ok_or_else(|| {
+        ApiError::bad_request("the `device` query parameter (a stable device id) is required")
+    })?;
+    let (name, platform) = (
+        q.device_name.unwrap_or_default(),
+        q.platform.unwrap_or_default(),
+    );
+    let ip = req.peer_addr().map(|a| a.ip().to_string());
+    let identity = api
+        .db
+        .run(move |c| {
+            let refused = |c: &mut crate::db::DbConn, user: Option<&str>, why: &str| {
+                audit::record(c, Entry { action: AuditAction::SyncRefused, actor_user_id: user, subject: Some(&device_id), detail: serde_json::json!({ "reason": why }), ip: ip.as_deref() })
+            };
+            let user = match accounts::get(c, &claims.sub)? {
+                Some(u) if !u.disabled => u,
+                Some(u) => {
+                    refused(c, Some(&u.id), "account disabled")?;
+                    return Ok(Err(ApiError::unauthorized("user_disabled", "this account is disabled")));
+                }
+                None => return Ok(Err(ApiError::unauthorized("invalid_token", "access token is invalid"))),
+            };
+            let result = transaction(c, |c| {
+                let (device, new) = devices::register_or_touch(c, &user, &device_id, &name, &platform)?;
+                if new {
+                    audit::record(c, Entry { action: AuditAction::DeviceRegistered, actor_user_id: Some(&user.id), subject: Some(&device.id), detail: serde_json::json!({ "name": device.name, "platform": device.platform }), ip: ip.as_deref() })?;
+                }
+                Ok::<_, DeviceError>(device)
+            });
+            Ok(match result {
+                Ok(device) => Ok(Identity { user, device, expires_at: claims.exp }),
+                Err(DeviceError::Db(e)) => return Err(e),
+                Err(e @ DeviceError::BadId) => Err(ApiError::bad_request(e.to_string())),
+                Err(e) => {
+                    refused(c, Some(&user.id), &e.to_string())?;
+                    Err(ApiError::forbidden(e.to_string()))
+                }
+            })
+        })
+        .await??;
+    Ok(identity)
+}
 
 pub async fn sync_endpoint(
     req: HttpRequest,
     body: web::Payload,
     hub: web::Data<Arc<Hub>>,
+    api: crate::api::State,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let identity = authenticate(&req, &api).await?;
     let (response, session, stream) = actix_ws::handle(&req, body)?;
     let limit = hub.config.max_message_bytes;
     // actix-ws defaults (64 KiB frames, 1 MiB reassembled) are too small for
@@ -30,7 +121,7 @@ pub async fn sync_endpoint(
         .aggregate_continuations()
         .max_continuation_size(limit);
     let peer_addr = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let (conn, out_rx) = Connection::new(hub.get_ref().clone(), session, peer_addr);
+    let (conn, out_rx) = Connection::new(hub.get_ref().clone(), session, peer_addr, identity);
     actix_web::rt::spawn(conn.run(stream, out_rx));
     Ok(response)
 }
@@ -45,6 +136,7 @@ struct Connection {
     out_tx: mpsc::Sender<Message>,
     kill: Arc<KillSwitch>,
     docs: HashSet<DocumentId>,
+    identity: Identity,
 }
 
 impl Connection {
@@ -52,6 +144,7 @@ impl Connection {
         hub: Arc<Hub>,
         ws: actix_ws::Session,
         peer_addr: String,
+        identity: Identity,
     ) -> (Self, mpsc::Receiver<Message>) {
         let (out_tx, out_rx) = mpsc::channel(hub.config.peer_queue);
         let proto = Session::new(hub.server_peer_id.clone(), Some(hub.storage_id.clone()));
@@ -66,6 +159,7 @@ impl Connection {
             out_tx,
             kill: Arc::new(KillSwitch::default()),
             docs: HashSet::new(),
+            identity,
         };
         (me, out_rx)
     }
@@ -98,8 +192,17 @@ impl Connection {
         let mut ping = tokio::time::interval(self.hub.config.ping_interval);
         let mut last_heard = Instant::now();
         let kill = self.kill.clone();
+        let token_left = (self.identity.expires_at - chrono::Utc::now().timestamp()).max(0) as u64;
+        let token_expiry = tokio::time::sleep(std::time::Duration::from_secs(token_left));
+        tokio::pin!(token_expiry);
         loop {
             tokio::select! {
+                _ = &mut token_expiry => {
+                    return Some(CloseReason {
+                        code: close_code::POLICY,
+                        text: "access token expired; refresh it and reconnect".into(),
+                    });
+                }
                 frame = stream.recv() => {
                     last_heard = Instant::now();
                     let actions = match frame {
@@ -169,8 +272,12 @@ impl Connection {
                 }
                 Action::Joined(peer_id) => {
                     if self.handle.is_none() {
-                        self.hub
-                            .register_peer(&peer_id, self.conn, self.kill.clone());
+                        self.hub.register_peer(
+                            &self.identity.device.id,
+                            &peer_id,
+                            self.conn,
+                            self.kill.clone(),
+                        );
                         self.handle = Some(PeerHandle {
                             conn: self.conn,
                             peer_id,
@@ -214,7 +321,8 @@ impl Connection {
                 .await;
         }
         if let Some(h) = &self.handle {
-            self.hub.unregister_peer(&h.peer_id, self.conn);
+            self.hub
+                .unregister_peer(&self.identity.device.id, &h.peer_id, self.conn);
         }
     }
 }

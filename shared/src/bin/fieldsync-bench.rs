@@ -27,6 +27,9 @@ struct Args {
     server_pid: Option<u32>,
     label: String,
     max_changes: u64,
+    /// Access token for servers that require one (fieldsync); each simulated
+    /// device then connects as its own device id.
+    token: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -38,6 +41,7 @@ fn parse_args() -> Args {
         server_pid: None,
         label: String::new(),
         max_changes: 2_000_000,
+        token: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -53,8 +57,9 @@ fn parse_args() -> Args {
             "--server-pid" => a.server_pid = Some(v.parse().expect("--server-pid PID")),
             "--label" => a.label = v,
             "--max-changes" => a.max_changes = v.parse().expect("--max-changes N"),
+            "--token" => a.token = Some(v),
             "-h" | "--help" => {
-                eprintln!("usage: fieldsync-bench --url WS_URL [--devices N] [--docs M] [--duration S] [--server-pid PID] [--label L] [--max-changes N]");
+                eprintln!("usage: fieldsync-bench --url WS_URL [--token ACCESS_TOKEN] [--devices N] [--docs M] [--duration S] [--server-pid PID] [--label L] [--max-changes N]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other}"),
@@ -158,9 +163,13 @@ async fn main() {
         .collect();
 
     eprintln!("bench: connecting {} devices to {}", args.devices, args.url);
-    for d in &devices {
+    for (i, d) in devices.iter().enumerate() {
+        let url = match &args.token {
+            Some(t) => format!("{}?token={t}&device=bench-device-{i}", args.url),
+            None => args.url.clone(),
+        };
         let mut attempt = 0;
-        while let Err(e) = d.connect(&args.url).await {
+        while let Err(e) = d.connect(&url).await {
             attempt += 1;
             assert!(attempt < 5, "connect failed: {e}");
             eprintln!("bench: connect failed ({e}); retrying");

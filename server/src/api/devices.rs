@@ -1,0 +1,102 @@
+//! Devices: a user registers their own; admins and dispatchers list and revoke.
+
+use actix_web::{web, HttpResponse};
+use fieldsync_shared::roles::Role;
+use serde::Deserialize;
+
+use super::auth::AuthUser;
+use super::{require_role, ApiError, State};
+use crate::audit::{self, Action, Entry};
+use crate::auth::devices::{self, DeviceError};
+use crate::db::transaction;
+
+/// Who may see every device and revoke any.
+const DEVICE_ADMINS: &[Role] = &[Role::Admin, Role::Dispatcher];
+
+#[derive(Deserialize)]
+pub struct NewDevice {
+    /// A stable id the app generates once (e.g. a UUID); the server makes one if absent.
+    id: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    platform: String,
+}
+
+pub async fn register(
+    state: State,
+    user: AuthUser,
+    body: web::Json<NewDevice>,
+) -> Result<HttpResponse, ApiError> {
+    let NewDevice { id, name, platform } = body.into_inner();
+    let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let user = user.0;
+    let (device, new) = state
+        .db
+        .run(move |c| {
+            Ok(transaction(c, |c| {
+                let (d, new) = devices::register_or_touch(c, &user, &id, &name, &platform)?;
+                if new {
+                    audit::record(
+                        c,
+                        Entry {
+                            action: Action::DeviceRegistered,
+                            actor_user_id: Some(&user.id),
+                            subject: Some(&d.id),
+                            detail: serde_json::json!({ "name": d.name, "platform": d.platform }),
+                            ip: None,
+                        },
+                    )?;
+                }
+                Ok::<_, DeviceError>((d, new))
+            }))
+        })
+        .await??;
+    Ok(if new {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    }
+    .json(device))
+}
+
+pub async fn list(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    let own = (!DEVICE_ADMINS.contains(&user.0.role)).then(|| user.0.id.clone());
+    let list = state
+        .db
+        .run(move |c| devices::list(c, own.as_deref()))
+        .await?;
+    Ok(HttpResponse::Ok().json(list))
+}
+
+/// Revocation is permanent; live sync sessions of the device close within
+/// seconds (see app::close_blocked_devices).
+pub async fn revoke(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, DEVICE_ADMINS)?;
+    let id = path.into_inner();
+    let actor = user.0.id;
+    let device = state
+        .db
+        .run(move |c| {
+            Ok(transaction(c, |c| {
+                let d = devices::revoke(c, &id)?;
+                audit::record(
+                    c,
+                    Entry {
+                        action: Action::DeviceRevoked,
+                        actor_user_id: Some(&actor),
+                        subject: Some(&d.id),
+                        detail: serde_json::json!({ "user_id": d.user_id }),
+                        ip: None,
+                    },
+                )?;
+                Ok::<_, DeviceError>(d)
+            }))
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(device))
+}
