@@ -296,7 +296,30 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(db: TestDb) {
     assert_eq!(failed[0]["subject"], "tech");
 }
 
+async fn repeated_failed_logins_are_throttled(db: TestDb) {
+    assert!(cli(
+        &db.url,
+        &["user", "add", "vic", "--role", "technician"],
+        "vic-password\n"
+    )
+    .status
+    .success());
+    let server = Server::start(&db, &[]);
+    for _ in 0..5 {
+        assert_eq!(login(&server, "vic", "guess-guess").0, 401);
+    }
+    // Even the right password is refused now, with a clear error.
+    let (status, body) = login(&server, "vic", "vic-password");
+    assert_eq!((status, error_code(&body)), (429, "too_many_attempts"));
+    // Other accounts are unaffected.
+    assert_eq!(
+        login(&server, common::HARNESS_USER, common::HARNESS_PASSWORD).0,
+        200
+    );
+}
+
 on_both_backends!(
+    repeated_failed_logins_are_throttled,
     cli_bootstraps_the_first_admin,
     login_api_and_roles,
     refresh_tokens_rotate_and_reuse_revokes_the_family,

@@ -332,7 +332,75 @@ async fn oversized_frames_are_refused_and_large_tickets_fit(db: TestDb) {
     dev.wait_acknowledged(big, WAIT).await.unwrap();
 }
 
+/// Per-connection limits: message rate and documents per session. The
+/// offender gets an error and a close with a reason; others carry on.
+async fn connection_limits_are_enforced(db: TestDb) {
+    let server = Server::start(
+        &db,
+        &[
+            "--max-messages-per-sec",
+            "20",
+            "--max-docs-per-session",
+            "3",
+        ],
+    );
+    let (dev, id) = healthy_device(&server).await;
+    let empty = automerge::Automerge::new()
+        .generate_sync_message(&mut sync::State::new())
+        .unwrap()
+        .encode();
+
+    // A burst far beyond 2 × 20 messages.
+    let mut raw = Raw::joined(&server, "flood").await;
+    let target = raw.server_peer.clone();
+    for _ in 0..200 {
+        raw.send(&Message::Request {
+            sender_id: "flood".into(),
+            target_id: target.clone(),
+            document_id: id,
+            data: empty.clone(),
+        })
+        .await;
+    }
+    loop {
+        match raw.next().await {
+            Some(Ok(Message::Error { message, .. })) => {
+                assert!(message.contains("rate limit exceeded"), "{message}");
+                break;
+            }
+            Some(Ok(_)) => continue, // replies to the requests that got through
+            other => panic!("expected a rate-limit error, got {other:?}"),
+        }
+    }
+    assert!(matches!(raw.next().await, Some(Err((1008, _)))));
+
+    // The fourth distinct document in one session.
+    let mut raw = Raw::joined(&server, "hoarder").await;
+    for i in 0..4 {
+        let doc = DocumentId::random();
+        raw.send(&Message::Request {
+            sender_id: "hoarder".into(),
+            target_id: target.clone(),
+            document_id: doc,
+            data: empty.clone(),
+        })
+        .await;
+        if i < 3 {
+            assert!(matches!(
+                raw.next().await,
+                Some(Ok(Message::DocUnavailable { .. }))
+            ));
+        }
+    }
+    raw.expect_error_then_close(1008, "too many documents in one session (limit 3)")
+        .await;
+
+    assert!(server.metric("fieldsync_limit_violations_total") >= 2);
+    still_works(&dev, id, 1).await;
+}
+
 on_both_backends!(
+    connection_limits_are_enforced,
     undecodable_frames_are_refused,
     wrong_messages_are_refused,
     corrupt_automerge_data_leaves_the_document_unchanged,

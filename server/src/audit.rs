@@ -80,6 +80,22 @@ pub struct Row {
     pub ip: Option<String>,
 }
 
+/// How many `action` entries about `subject` were written since `since_ms`.
+pub fn count_since(
+    conn: &mut DbConn,
+    action: Action,
+    subject: &str,
+    since_ms: i64,
+) -> Result<i64, DbError> {
+    on_conn!(conn, |c| audit_log::table
+        .filter(audit_log::action.eq(action.as_str()))
+        .filter(audit_log::subject.eq(subject))
+        .filter(audit_log::at.ge(since_ms))
+        .count()
+        .get_result(c)
+        .map_err(DbError::from))
+}
+
 /// Newest first; optionally one action only.
 pub fn list(conn: &mut DbConn, action: Option<&str>, limit: i64) -> Result<Vec<Row>, DbError> {
     on_conn!(conn, |c| {

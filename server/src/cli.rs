@@ -53,6 +53,13 @@ enum Command {
         /// Seconds a document with no connected peer stays in memory.
         #[arg(long, env = "FIELDSYNC_IDLE_EVICT_SECS", default_value_t = 30)]
         idle_evict_secs: u64,
+        /// Sustained WebSocket messages per second per connection (bursts of
+        /// twice that pass); more closes the connection with a reason.
+        #[arg(long, env = "FIELDSYNC_MAX_MESSAGES_PER_SEC", default_value_t = 500)]
+        max_messages_per_sec: u32,
+        /// Distinct documents one sync connection may use.
+        #[arg(long, env = "FIELDSYNC_MAX_DOCS_PER_SESSION", default_value_t = 5000)]
+        max_docs_per_session: usize,
         /// Under concurrent load, wait this long to gather more messages into
         /// one commit (0 disables).
         #[arg(long, env = "FIELDSYNC_COMMIT_LINGER_US", default_value_t = 500)]
@@ -112,6 +119,8 @@ pub fn main() -> ExitCode {
             workers,
             max_message_bytes,
             idle_evict_secs,
+            max_messages_per_sec,
+            max_docs_per_session,
             commit_linger_us,
             jwt_secret,
             access_token_ttl_secs,
@@ -128,6 +137,8 @@ pub fn main() -> ExitCode {
                 sync: SyncConfig {
                     max_message_bytes,
                     idle_evict: Duration::from_secs(idle_evict_secs),
+                    max_messages_per_sec,
+                    max_docs_per_session,
                     compact_after: compact_after.max(1),
                     ..SyncConfig::default()
                 },

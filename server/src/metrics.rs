@@ -39,6 +39,7 @@ pub struct Metrics {
     pub commit_micros: Counter,
     pub changes_committed: Counter,
     pub slow_peers_dropped: Counter,
+    pub limit_violations: Counter,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -57,11 +58,12 @@ pub static METRICS: Metrics = Metrics {
     commit_micros: Counter::new(),
     changes_committed: Counter::new(),
     slow_peers_dropped: Counter::new(),
+    limit_violations: Counter::new(),
 };
 
 impl Metrics {
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &Counter, &str); 15] = [
+        let rows: [(&str, &str, &Counter, &str); 16] = [
             (
                 "fieldsync_connections_open",
                 "gauge",
@@ -151,6 +153,12 @@ impl Metrics {
                 "counter",
                 &self.slow_peers_dropped,
                 "Connections closed for not reading",
+            ),
+            (
+                "fieldsync_limit_violations_total",
+                "counter",
+                &self.limit_violations,
+                "Connections closed for exceeding a rate or document limit",
             ),
         ];
         let mut out = String::new();

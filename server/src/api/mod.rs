@@ -85,6 +85,11 @@ impl From<SessionError> for ApiError {
             SessionError::InvalidRefreshToken => {
                 Self::unauthorized("invalid_refresh_token", e.to_string())
             }
+            SessionError::TooManyAttempts => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                e.to_string(),
+            ),
             SessionError::Db(db) => db.into(),
         }
     }

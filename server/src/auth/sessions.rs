@@ -20,6 +20,12 @@ use crate::db::{now_millis, on_conn, transaction, DbConn, DbError};
 /// Refresh tokens live 30 days (a technician may be offline for a while).
 pub const REFRESH_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 
+/// Login throttling: after this many failed attempts for one username within
+/// the window, further attempts are refused until the window has passed. The
+/// count comes from the audit log, so it holds across server instances.
+pub const MAX_FAILED_LOGINS: i64 = 5;
+pub const FAILED_LOGIN_WINDOW_MS: i64 = 15 * 60 * 1000;
+
 #[derive(Debug, Serialize)]
 pub struct TokenPair {
     pub access_token: String,
@@ -34,6 +40,8 @@ pub struct TokenPair {
 pub enum SessionError {
     #[error("invalid username or password")]
     InvalidCredentials,
+    #[error("too many failed logins for this account; try again in 15 minutes")]
+    TooManyAttempts,
     #[error("refresh token is invalid, expired or revoked")]
     InvalidRefreshToken,
     #[error(transparent)]
@@ -86,6 +94,10 @@ pub fn login(
     password_attempt: &str,
     ip: Option<&str>,
 ) -> Result<TokenPair, SessionError> {
+    let since = now_millis() - FAILED_LOGIN_WINDOW_MS;
+    if audit::count_since(conn, Action::LoginFailed, username, since)? >= MAX_FAILED_LOGINS {
+        return Err(SessionError::TooManyAttempts);
+    }
     let found = accounts::find_for_login(conn, username)?;
     let ok = match &found {
         Some((user, hash)) => password::verify(password_attempt, hash) && !user.disabled,

@@ -35,6 +35,11 @@ pub struct SyncConfig {
     /// The server pings every `ping_interval` and drops silent connections.
     pub ping_interval: Duration,
     pub peer_timeout: Duration,
+    /// Sustained WebSocket messages per second per connection (bursts of
+    /// twice that are allowed).
+    pub max_messages_per_sec: u32,
+    /// Distinct documents one connection may sync.
+    pub max_docs_per_session: usize,
 }
 
 impl Default for SyncConfig {
@@ -46,6 +51,8 @@ impl Default for SyncConfig {
             peer_queue: 4096,
             ping_interval: Duration::from_secs(5),
             peer_timeout: Duration::from_secs(30),
+            max_messages_per_sec: 500,
+            max_docs_per_session: 5000,
         }
     }
 }

@@ -137,6 +137,38 @@ struct Connection {
     kill: Arc<KillSwitch>,
     docs: HashSet<DocumentId>,
     identity: Identity,
+    rate: RateLimit,
+}
+
+/// Token bucket: `rate` messages per second, bursts up to twice that.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(per_sec: u32) -> Self {
+        let rate = f64::from(per_sec.max(1));
+        Self {
+            rate,
+            tokens: 2.0 * rate,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
+            .min(2.0 * self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Connection {
@@ -149,6 +181,7 @@ impl Connection {
         let (out_tx, out_rx) = mpsc::channel(hub.config.peer_queue);
         let proto = Session::new(hub.server_peer_id.clone(), Some(hub.storage_id.clone()));
         let conn = hub.next_conn_id();
+        let rate = RateLimit::new(hub.config.max_messages_per_sec);
         let me = Self {
             hub,
             ws,
@@ -160,6 +193,7 @@ impl Connection {
             kill: Arc::new(KillSwitch::default()),
             docs: HashSet::new(),
             identity,
+            rate,
         };
         (me, out_rx)
     }
@@ -209,7 +243,13 @@ impl Connection {
                         None => return None,
                         Some(Ok(AggregatedMessage::Binary(bytes))) => {
                             METRICS.frames_received.inc();
-                            self.proto.on_frame(&bytes)
+                            if self.rate.take() {
+                                self.proto.on_frame(&bytes)
+                            } else {
+                                METRICS.limit_violations.inc();
+                                let limit = self.hub.config.max_messages_per_sec;
+                                self.proto.fail(close_code::POLICY, &format!("rate limit exceeded: more than {limit} messages per second"))
+                            }
                         }
                         Some(Ok(AggregatedMessage::Text(_))) => self.proto.on_text_frame(),
                         Some(Ok(AggregatedMessage::Ping(p))) => {
@@ -290,6 +330,12 @@ impl Connection {
                     let Some(peer) = self.handle.clone() else {
                         continue;
                     };
+                    let limit = self.hub.config.max_docs_per_session;
+                    if !self.docs.contains(&doc) && self.docs.len() >= limit {
+                        METRICS.limit_violations.inc();
+                        let msg = format!("too many documents in one session (limit {limit}); reconnect to sync others");
+                        return self.fail_now(close_code::POLICY, &msg).await;
+                    }
                     self.docs.insert(doc);
                     self.hub
                         .dispatch(doc, DocCommand::Sync { peer, msg, request })
@@ -312,6 +358,22 @@ impl Connection {
             }
         }
         None
+    }
+
+    /// Sends the protocol error and returns the close reason.
+    async fn fail_now(&mut self, code: u16, text: &str) -> Option<CloseReason> {
+        tracing::warn!(conn = self.conn, addr = %self.peer_addr, device = %self.identity.device.id, error = %text, "closing sync connection");
+        let mut reason = None;
+        for action in self.proto.fail(code, text) {
+            match action {
+                Action::Send(m) => {
+                    let _ = self.send(&m).await;
+                }
+                Action::Close(r) => reason = Some(r),
+                _ => {}
+            }
+        }
+        reason
     }
 
     async fn cleanup(&mut self) {
