@@ -7,10 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use automerge::transaction::Transactable;
-use automerge::ROOT;
 use common::{cli, http, Server, TestDb, WAIT};
-use fieldsync_shared::client::Device;
+use fieldsync_shared::client::{Device, DocStatus};
+use fieldsync_shared::DocumentId;
 
 /// The HTTP status a refused upgrade got (from the client's error text).
 async fn refused_status(url: &str) -> String {
@@ -111,8 +110,14 @@ async fn revoking_a_device_closes_its_sessions_and_refuses_it(db: TestDb) {
     let url = server.sync_url_for(&tom, "tom-tablet");
     let dev = Device::new("tom-tablet-peer");
     dev.connect(&url).await.unwrap();
-    let id = dev.create(|d| d.put(ROOT, "n", 1).unwrap());
-    dev.wait_acknowledged(id, WAIT).await.unwrap();
+    // The session is live: it gets answers.
+    let probe = DocumentId::random();
+    dev.want(probe);
+    dev.wait_until(WAIT, "doc-unavailable", |d| {
+        d.status(probe) == Some(DocStatus::Unavailable)
+    })
+    .await
+    .unwrap();
 
     // A technician may not revoke; a dispatcher or admin may.
     let (status, _) = http(

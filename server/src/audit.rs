@@ -22,6 +22,7 @@ pub enum Action {
     DeviceRegistered,
     DeviceRevoked,
     SyncRefused,
+    TicketAssigned,
 }
 
 impl Action {
@@ -39,6 +40,7 @@ impl Action {
             Action::DeviceRegistered => "device_registered",
             Action::DeviceRevoked => "device_revoked",
             Action::SyncRefused => "sync_refused",
+            Action::TicketAssigned => "ticket_assigned",
         }
     }
 }

@@ -8,5 +8,6 @@ pub mod auth;
 pub mod cli;
 pub mod db;
 pub mod metrics;
+pub mod sharing;
 pub mod storage;
 pub mod sync;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod devices;
+pub mod tickets;
 pub mod users;
 
 use std::sync::Arc;
@@ -157,6 +158,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/audit", web::get().to(users::audit))
             .route("/devices", web::get().to(devices::list))
             .route("/devices", web::post().to(devices::register))
-            .route("/devices/{id}/revoke", web::post().to(devices::revoke)),
+            .route("/devices/{id}/revoke", web::post().to(devices::revoke))
+            .route(
+                "/tickets/{doc_id}/assignment",
+                web::put().to(tickets::assign),
+            ),
     );
 }

@@ -80,3 +80,14 @@ diesel::table! {
 
 diesel::joinable!(devices -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(devices, users);
+
+diesel::table! {
+    ticket_assignments (id) {
+        id -> Text,
+        doc_id -> Text,
+        technician_id -> Text,
+        assigned_by -> Text,
+        assigned_at -> BigInt,
+        unassigned_at -> Nullable<BigInt>,
+    }
+}

@@ -14,6 +14,7 @@ use super::doc_state::{ConnId, DocState};
 use super::hub::{DocCommand, Hub, PeerHandle};
 use super::session::close_code;
 use crate::metrics::METRICS;
+use crate::sharing::{self, Assignment, DocAccess};
 use crate::storage::{self, DocWrite};
 
 /// Compact on eviction only when it saves a meaningful number of rows.
@@ -27,6 +28,8 @@ struct DocActor {
     handles: HashMap<ConnId, PeerHandle>,
     /// Changes stored outside a snapshot (compaction folds them in).
     loose_changes: usize,
+    /// Who the ticket is assigned to, for the share policy.
+    assignment: Assignment,
 }
 
 pub(crate) async fn run(
@@ -40,11 +43,13 @@ pub(crate) async fn run(
     let key = doc_key.clone();
     let loaded = hub
         .db
-        .run(move |c| storage::load(c, &key))
+        .run(move |c| Ok((storage::load(c, &key)?, sharing::load_assignment(c, &key)?)))
         .await
-        .and_then(|stored| Ok((stored.materialize()?, stored.changes.len())));
+        .and_then(|(stored, assignment)| {
+            Ok((stored.materialize()?, stored.changes.len(), assignment))
+        });
     match loaded {
-        Ok((doc, loose_changes)) => {
+        Ok((doc, loose_changes, assignment)) => {
             METRICS.docs_loaded.inc();
             let mut actor = DocActor {
                 hub: hub.clone(),
@@ -53,6 +58,7 @@ pub(crate) async fn run(
                 state: DocState::new(doc),
                 handles: HashMap::new(),
                 loose_changes,
+                assignment,
             };
             actor.serve(generation, &mut rx).await;
         }
@@ -121,6 +127,40 @@ impl DocActor {
                 self.state.remove_peer(conn);
                 self.handles.remove(&conn);
             }
+            DocCommand::AccessChanged(assignment) => self.on_access_changed(assignment),
+        }
+    }
+
+    fn access(&self, peer: &PeerHandle) -> DocAccess {
+        sharing::doc_access(
+            peer.role,
+            &peer.user_id,
+            !self.state.is_empty(),
+            &self.assignment,
+        )
+    }
+
+    fn unavailable(&self, peer: &PeerHandle) {
+        peer.send(Message::DocUnavailable {
+            sender_id: self.hub.server_peer_id.clone(),
+            target_id: peer.peer_id.clone(),
+            document_id: self.doc_id,
+        });
+    }
+
+    /// Reassignment: peers who lost access stop receiving the document at once.
+    fn on_access_changed(&mut self, assignment: Assignment) {
+        self.assignment = assignment;
+        let peers: Vec<PeerHandle> = self.handles.values().cloned().collect();
+        for peer in peers {
+            match self.access(&peer) {
+                DocAccess::Hidden => {
+                    self.drop_peer(peer.conn);
+                    self.unavailable(&peer);
+                }
+                DocAccess::WriteOnly => self.state.set_write_only(peer.conn, true),
+                DocAccess::Full => self.state.set_write_only(peer.conn, false),
+            }
         }
     }
 
@@ -128,8 +168,18 @@ impl DocActor {
         METRICS.sync_messages.inc();
         let conn = peer.conn;
         let peer_has_doc = !msg.heads.is_empty();
+        let access = self.access(&peer);
+        if access == DocAccess::Hidden {
+            // Exactly what an unknown document gets: no existence leak.
+            self.drop_peer(conn);
+            self.unavailable(&peer);
+            return;
+        }
         self.handles.insert(conn, peer.clone());
-        let received = match self.state.receive(conn, &peer.peer_id, msg) {
+        let received = self.state.receive(conn, &peer.peer_id, msg);
+        self.state
+            .set_write_only(conn, access == DocAccess::WriteOnly);
+        let received = match received {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "rejected sync message");
@@ -206,7 +256,7 @@ impl DocActor {
         else {
             return;
         };
-        for (conn, target) in self.state.peer_ids() {
+        for (conn, target) in self.state.reader_ids() {
             if conn == from {
                 continue;
             }

@@ -35,6 +35,8 @@ pub struct Received {
 struct PeerSync {
     peer_id: PeerId,
     state: sync::State,
+    /// May upload changes but is sent none (see sharing::DocAccess).
+    write_only: bool,
 }
 
 pub struct DocState {
@@ -63,8 +65,18 @@ impl DocState {
         !self.peers.is_empty()
     }
 
-    pub fn peer_ids(&self) -> impl Iterator<Item = (ConnId, &str)> {
-        self.peers.iter().map(|(c, p)| (*c, p.peer_id.as_str()))
+    /// Peers that receive the document (not write-only ones).
+    pub fn reader_ids(&self) -> impl Iterator<Item = (ConnId, &str)> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| !p.write_only)
+            .map(|(c, p)| (*c, p.peer_id.as_str()))
+    }
+
+    pub fn set_write_only(&mut self, conn: ConnId, write_only: bool) {
+        if let Some(p) = self.peers.get_mut(&conn) {
+            p.write_only = write_only;
+        }
     }
 
     /// Starts tracking a peer (a fresh sync state) if it is new.
@@ -72,6 +84,7 @@ impl DocState {
         self.peers.entry(conn).or_insert_with(|| PeerSync {
             peer_id: peer_id.to_string(),
             state: sync::State::new(),
+            write_only: false,
         });
     }
 
@@ -145,10 +158,15 @@ impl DocState {
     ) -> Vec<(ConnId, PeerId, sync::Message)> {
         let mut out = Vec::new();
         for (conn, peer) in self.peers.iter_mut() {
-            if *conn != from && !heads_changed {
+            if *conn != from && (!heads_changed || peer.write_only) {
                 continue;
             }
-            if let Some(m) = self.doc.generate_sync_message(&mut peer.state) {
+            if let Some(mut m) = self.doc.generate_sync_message(&mut peer.state) {
+                if peer.write_only {
+                    // Heads, need and have only: enough for the peer to upload
+                    // what we lack, nothing of the document's content.
+                    m.changes = sync::ChunkList::empty();
+                }
                 out.push((*conn, peer.peer_id.clone(), m));
             }
         }

@@ -20,7 +20,9 @@ use super::doc_state::ConnId;
 use super::session::{close_code, CloseReason};
 use crate::db::Db;
 use crate::metrics::METRICS;
+use crate::sharing::Assignment;
 use crate::storage::committer::Committer;
+use fieldsync_shared::roles::Role;
 
 #[derive(Clone, Debug)]
 pub struct SyncConfig {
@@ -94,6 +96,9 @@ impl KillSwitch {
 pub struct PeerHandle {
     pub conn: ConnId,
     pub peer_id: PeerId,
+    /// The signed-in user behind the connection (for the share policy).
+    pub user_id: String,
+    pub role: Role,
     pub out: mpsc::Sender<Message>,
     pub kill: Arc<KillSwitch>,
 }
@@ -136,6 +141,8 @@ pub enum DocCommand {
     PeerLeft {
         conn: ConnId,
     },
+    /// The ticket was (re)assigned: re-check every peer's access.
+    AccessChanged(Assignment),
 }
 
 /// Joined connections by (device id, peer id).

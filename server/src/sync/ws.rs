@@ -321,6 +321,8 @@ impl Connection {
                         self.handle = Some(PeerHandle {
                             conn: self.conn,
                             peer_id,
+                            user_id: self.identity.user.id.clone(),
+                            role: self.identity.user.role,
                             out: self.out_tx.clone(),
                             kill: self.kill.clone(),
                         });

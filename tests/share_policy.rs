@@ -1,0 +1,158 @@
+//! Share policy: technicians get only tickets assigned to them; reassignment
+//! cuts the old technician off at once without losing their offline edits;
+//! a hidden ticket looks exactly like an unknown one.
+
+mod common;
+
+use std::time::Duration;
+
+use automerge::transaction::Transactable;
+use automerge::{AutoCommit, ReadDoc, ROOT};
+use common::{cli, http, Server, TestDb, WAIT};
+use fieldsync_shared::client::{Device, DocStatus};
+use fieldsync_shared::DocumentId;
+use serde_json::json;
+
+fn get_i64(doc: &AutoCommit, key: &str) -> Option<i64> {
+    doc.get(ROOT, key).unwrap().and_then(|(v, _)| v.to_i64())
+}
+
+async fn device_for(server: &Server, user: &str, password: &str, device: &str) -> Device {
+    let token = server.login(user, password);
+    let d = Device::new(format!("{device}-peer"));
+    d.connect(&server.sync_url_for(&token, device))
+        .await
+        .unwrap();
+    d
+}
+
+async fn status_of(d: &Device, id: DocumentId) -> DocStatus {
+    d.want(id);
+    d.wait_until(WAIT, "an answer", |d| {
+        d.status(id) != Some(DocStatus::Requesting)
+    })
+    .await
+    .unwrap();
+    d.status(id).unwrap()
+}
+
+fn assign(server: &Server, token: &str, doc: DocumentId, tech: &str) -> u16 {
+    http(
+        server.port,
+        "PUT",
+        &format!("/api/v1/tickets/{doc}/assignment"),
+        Some(token),
+        Some(json!({"technician": tech})),
+    )
+    .0
+}
+
+async fn technicians_see_only_assigned_tickets_and_keep_offline_edits(db: TestDb) {
+    for (u, r) in [
+        ("dora", "dispatcher"),
+        ("tim", "technician"),
+        ("tess", "technician"),
+    ] {
+        assert!(cli(
+            &db.url,
+            &["user", "add", u, "--role", r],
+            &format!("{u}-password\n")
+        )
+        .status
+        .success());
+    }
+    let server = Server::start(&db, &[]);
+    let dora_token = server.login("dora", "dora-password");
+    let tim_token = server.login("tim", "tim-password");
+
+    // The dispatcher creates a ticket and assigns it to Tim.
+    let dora = device_for(&server, "dora", "dora-password", "dora-desk").await;
+    let id = dora.create(|d| d.put(ROOT, "n", 0).unwrap());
+    dora.wait_acknowledged(id, WAIT).await.unwrap();
+    assert_eq!(
+        assign(&server, &tim_token, id, "tim"),
+        403,
+        "technicians cannot assign"
+    );
+    assert_eq!(assign(&server, &dora_token, id, "nobody"), 404);
+    assert_eq!(
+        assign(&server, &dora_token, id, "dora"),
+        400,
+        "only technicians are assigned"
+    );
+    assert_eq!(assign(&server, &dora_token, id, "tim"), 200);
+
+    let tim_phone = device_for(&server, "tim", "tim-password", "tim-phone").await;
+    assert_eq!(
+        status_of(&tim_phone, id).await,
+        DocStatus::Local,
+        "Tim gets his ticket"
+    );
+    let tim_tablet = device_for(&server, "tim", "tim-password", "tim-tablet").await;
+    assert_eq!(status_of(&tim_tablet, id).await, DocStatus::Local);
+
+    // Tess sees it exactly like a document that does not exist.
+    let tess = device_for(&server, "tess", "tess-password", "tess-phone").await;
+    assert_eq!(status_of(&tess, id).await, DocStatus::Unavailable);
+    assert_eq!(
+        status_of(&tess, DocumentId::random()).await,
+        DocStatus::Unavailable
+    );
+    // ...and cannot create documents through sync.
+    let sneaky = tess.create(|d| d.put(ROOT, "x", 1).unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!tess.acknowledged(sneaky));
+    assert_eq!(
+        status_of(&dora, sneaky).await,
+        DocStatus::Unavailable,
+        "nothing was stored"
+    );
+
+    // Tim's phone goes offline and edits; meanwhile the ticket moves to Tess.
+    tim_phone.disconnect().await;
+    tim_phone
+        .change(id, |d| d.put(ROOT, "tim_offline_note", 7).unwrap())
+        .unwrap();
+    assert_eq!(assign(&server, &dora_token, id, "tess"), 200);
+
+    // Tim's live tablet stops receiving the ticket at once.
+    dora.change(id, |d| d.put(ROOT, "n", 1).unwrap()).unwrap();
+    dora.wait_acknowledged(id, WAIT).await.unwrap();
+    let tess2 = device_for(&server, "tess", "tess-password", "tess-tablet").await;
+    assert_eq!(
+        status_of(&tess2, id).await,
+        DocStatus::Local,
+        "Tess gets it now"
+    );
+    tess2
+        .wait_until(WAIT, "tess sees n=1", |d| {
+            d.read(id, |doc| get_i64(doc, "n")).flatten() == Some(1)
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        tim_tablet.read(id, |d| get_i64(d, "n")).flatten(),
+        Some(0),
+        "Tim's tablet no longer receives it"
+    );
+
+    // Tim's phone reconnects: its offline edit is accepted, nothing more is sent back.
+    tim_phone
+        .connect(&server.sync_url_for(&tim_token, "tim-phone"))
+        .await
+        .unwrap();
+    dora.wait_until(WAIT, "Tim's offline edit arrives", |d| {
+        d.read(id, |doc| get_i64(doc, "tim_offline_note")).flatten() == Some(7)
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        tim_phone.read(id, |d| get_i64(d, "n")).flatten(),
+        Some(0),
+        "write-only: receives nothing"
+    );
+}
+
+on_both_backends!(technicians_see_only_assigned_tickets_and_keep_offline_edits);
