@@ -111,7 +111,7 @@ async fn technicians_see_only_assigned_tickets_and_keep_offline_edits(db: TestDb
     // Tim's phone goes offline and edits; meanwhile the ticket moves to Tess.
     tim_phone.disconnect().await;
     tim_phone
-        .change(id, |d| d.put(ROOT, "tim_offline_note", 7).unwrap())
+        .change(id, |d| d.put(ROOT, "checklist", 7).unwrap())
         .unwrap();
     assert_eq!(assign(&server, &dora_token, id, "tess"), 200);
 
@@ -143,7 +143,7 @@ async fn technicians_see_only_assigned_tickets_and_keep_offline_edits(db: TestDb
         .await
         .unwrap();
     dora.wait_until(WAIT, "Tim's offline edit arrives", |d| {
-        d.read(id, |doc| get_i64(doc, "tim_offline_note")).flatten() == Some(7)
+        d.read(id, |doc| get_i64(doc, "checklist")).flatten() == Some(7)
     })
     .await
     .unwrap();

@@ -26,6 +26,7 @@ fn write(doc_id: &str, changes: Vec<NewChange>) -> Vec<DocWrite> {
     vec![DocWrite {
         doc_id: doc_id.into(),
         changes,
+        quarantined: vec![],
     }]
 }
 

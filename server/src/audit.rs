@@ -23,6 +23,7 @@ pub enum Action {
     DeviceRevoked,
     SyncRefused,
     TicketAssigned,
+    EditQuarantined,
 }
 
 impl Action {
@@ -41,6 +42,7 @@ impl Action {
             Action::DeviceRevoked => "device_revoked",
             Action::SyncRefused => "sync_refused",
             Action::TicketAssigned => "ticket_assigned",
+            Action::EditQuarantined => "edit_quarantined",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! device client used by tests, the load generator and native apps.
 
 pub mod doc_id;
+pub mod permissions;
 pub mod protocol;
 pub mod roles;
 

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod devices;
+pub mod quarantine;
 pub mod tickets;
 pub mod users;
 
@@ -162,6 +163,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 "/tickets/{doc_id}/assignment",
                 web::put().to(tickets::assign),
-            ),
+            )
+            .route("/quarantined-edits", web::get().to(quarantine::list)),
     );
 }

@@ -91,3 +91,17 @@ diesel::table! {
         unassigned_at -> Nullable<BigInt>,
     }
 }
+
+diesel::table! {
+    quarantined_edits (id) {
+        id -> Text,
+        doc_id -> Text,
+        user_id -> Text,
+        device_id -> Text,
+        at -> BigInt,
+        path -> Text,
+        attempted -> Text,
+        restored -> Text,
+        compensation_hash -> Binary,
+    }
+}

@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use automerge::{Automerge, ChangeHash};
 use diesel::prelude::*;
 
-use crate::db::schema::{doc_changes, doc_snapshots, server_meta};
+use crate::audit;
+use crate::db::schema::{doc_changes, doc_snapshots, quarantined_edits, server_meta};
 use crate::db::{now_millis, on_conn, transaction, DbConn, DbError};
 
 /// One change to append: its hash (the idempotency key) and encoded bytes.
@@ -24,6 +25,19 @@ pub struct NewChange {
 pub struct DocWrite {
     pub doc_id: String,
     pub changes: Vec<NewChange>,
+    /// Edits undone by write validation, recorded in the same transaction.
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// One edit the server undid (see sync::validation).
+#[derive(Clone, Debug)]
+pub struct Quarantined {
+    pub user_id: String,
+    pub device_id: String,
+    pub path: String,
+    pub attempted: serde_json::Value,
+    pub restored: serde_json::Value,
+    pub compensation: ChangeHash,
 }
 
 #[derive(Insertable)]
@@ -54,12 +68,57 @@ pub fn append_changes(conn: &mut DbConn, writes: &[DocWrite]) -> Result<usize, D
     if rows.is_empty() {
         return Ok(0);
     }
-    transaction(conn, |conn| match conn {
+    transaction(conn, |conn| {
+        let inserted = insert_changes(conn, &rows)?;
+        for w in writes {
+            for q in &w.quarantined {
+                record_quarantine(conn, &w.doc_id, q, now)?;
+            }
+        }
+        Ok(inserted)
+    })
+}
+
+fn record_quarantine(
+    conn: &mut DbConn,
+    doc_id: &str,
+    q: &Quarantined,
+    now: i64,
+) -> Result<(), DbError> {
+    let (attempted, restored) = (q.attempted.to_string(), q.restored.to_string());
+    on_conn!(conn, |c| diesel::insert_into(quarantined_edits::table)
+        .values((
+            quarantined_edits::id.eq(uuid::Uuid::now_v7().to_string()),
+            quarantined_edits::doc_id.eq(doc_id),
+            quarantined_edits::user_id.eq(&q.user_id),
+            quarantined_edits::device_id.eq(&q.device_id),
+            quarantined_edits::at.eq(now),
+            quarantined_edits::path.eq(&q.path),
+            quarantined_edits::attempted.eq(&attempted),
+            quarantined_edits::restored.eq(&restored),
+            quarantined_edits::compensation_hash.eq(&q.compensation.0[..]),
+        ))
+        .execute(c)
+        .map_err(DbError::from))?;
+    audit::record(
+        conn,
+        audit::Entry {
+            action: audit::Action::EditQuarantined,
+            actor_user_id: Some(&q.user_id),
+            subject: Some(doc_id),
+            detail: serde_json::json!({ "device": q.device_id, "path": q.path, "attempted": q.attempted }),
+            ip: None,
+        },
+    )
+}
+
+fn insert_changes(conn: &mut DbConn, rows: &[ChangeInsert<'_>]) -> Result<usize, DbError> {
+    match conn {
         // SQLite has no multi-row INSERT … ON CONFLICT in diesel; per-row
         // inserts inside one transaction are cheap in-process.
         DbConn::Sqlite(c) => {
             let mut inserted = 0;
-            for row in &rows {
+            for row in rows {
                 inserted += diesel::insert_into(doc_changes::table)
                     .values(row)
                     .on_conflict_do_nothing()
@@ -78,7 +137,7 @@ pub fn append_changes(conn: &mut DbConn, writes: &[DocWrite]) -> Result<usize, D
             }
             Ok(inserted)
         }
-    })
+    }
 }
 
 pub struct SnapshotRow {
@@ -281,4 +340,44 @@ fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, DbError> {
         )));
     }
     bytes.chunks(32).map(decode_hash).collect()
+}
+
+#[derive(Debug, serde::Serialize, Queryable)]
+pub struct QuarantineRow {
+    pub id: String,
+    pub doc_id: String,
+    pub user_id: String,
+    pub device_id: String,
+    pub at: i64,
+    pub path: String,
+    pub attempted: String,
+    pub restored: String,
+}
+
+/// Newest first, optionally for one document.
+pub fn list_quarantined(
+    conn: &mut DbConn,
+    doc_id: Option<&str>,
+    limit: i64,
+) -> Result<Vec<QuarantineRow>, DbError> {
+    on_conn!(conn, |c| {
+        let mut q = quarantined_edits::table
+            .select((
+                quarantined_edits::id,
+                quarantined_edits::doc_id,
+                quarantined_edits::user_id,
+                quarantined_edits::device_id,
+                quarantined_edits::at,
+                quarantined_edits::path,
+                quarantined_edits::attempted,
+                quarantined_edits::restored,
+            ))
+            .order(quarantined_edits::at.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(d) = doc_id {
+            q = q.filter(quarantined_edits::doc_id.eq(d));
+        }
+        q.load::<QuarantineRow>(c).map_err(DbError::from)
+    })
 }

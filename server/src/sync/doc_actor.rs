@@ -15,7 +15,7 @@ use super::hub::{DocCommand, Hub, PeerHandle};
 use super::session::close_code;
 use crate::metrics::METRICS;
 use crate::sharing::{self, Assignment, DocAccess};
-use crate::storage::{self, DocWrite};
+use crate::storage::{self, DocWrite, Quarantined};
 
 /// Compact on eviction only when it saves a meaningful number of rows.
 const COMPACT_ON_EVICT_MIN: usize = 16;
@@ -194,11 +194,31 @@ impl DocActor {
             }
         };
 
-        if !received.new_changes.is_empty() {
-            let n = received.new_changes.len();
+        let mut changes = received.new_changes;
+        let mut quarantined = Vec::new();
+        if received.heads_changed {
+            // Undo what this role may not write; store the undo with the edit.
+            if let Some(comp) = self.state.enforce(&received.heads_before, peer.role) {
+                for v in comp.violations {
+                    tracing::info!(doc = %self.doc_id, user = %peer.user_id, device = %peer.device_id, path = %v.path, "quarantined a forbidden edit");
+                    quarantined.push(Quarantined {
+                        user_id: peer.user_id.clone(),
+                        device_id: peer.device_id.clone(),
+                        path: v.path,
+                        attempted: v.attempted,
+                        restored: v.restored,
+                        compensation: comp.change.hash,
+                    });
+                }
+                changes.push(comp.change);
+            }
+        }
+        if !changes.is_empty() {
+            let n = changes.len();
             let write = DocWrite {
                 doc_id: self.doc_key.clone(),
-                changes: received.new_changes,
+                changes,
+                quarantined,
             };
             if let Err(e) = self.hub.committer.commit(write).await {
                 tracing::error!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "commit failed; rolled back");

@@ -173,6 +173,16 @@ impl DocState {
         out
     }
 
+    /// Write validation for what the last `receive` changed (see
+    /// `validation`); the compensation is already applied to the document.
+    pub fn enforce(
+        &mut self,
+        heads_before: &[ChangeHash],
+        role: fieldsync_shared::roles::Role,
+    ) -> Option<super::validation::Compensation> {
+        super::validation::enforce(&mut self.doc, heads_before, role)
+    }
+
     /// Every change hash in the document (for compaction).
     pub fn all_change_hashes(&self) -> std::collections::HashSet<ChangeHash> {
         self.doc

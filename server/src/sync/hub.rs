@@ -98,6 +98,7 @@ pub struct PeerHandle {
     pub peer_id: PeerId,
     /// The signed-in user behind the connection (for the share policy).
     pub user_id: String,
+    pub device_id: String,
     pub role: Role,
     pub out: mpsc::Sender<Message>,
     pub kill: Arc<KillSwitch>,

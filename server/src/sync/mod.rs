@@ -5,4 +5,5 @@ pub mod doc_actor;
 pub mod doc_state;
 pub mod hub;
 pub mod session;
+pub mod validation;
 pub mod ws;

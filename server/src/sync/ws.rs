@@ -322,6 +322,7 @@ impl Connection {
                             conn: self.conn,
                             peer_id,
                             user_id: self.identity.user.id.clone(),
+                            device_id: self.identity.device.id.clone(),
                             role: self.identity.user.role,
                             out: self.out_tx.clone(),
                             kill: self.kill.clone(),

@@ -1,0 +1,38 @@
+//! Edits the server undid (write validation), for dispatchers and managers.
+
+use actix_web::{web, HttpResponse};
+use fieldsync_shared::roles::Role;
+use serde::Deserialize;
+
+use super::auth::AuthUser;
+use super::{require_role, ApiError, State};
+use crate::storage;
+
+#[derive(Deserialize)]
+pub struct Query {
+    doc_id: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list(
+    state: State,
+    user: AuthUser,
+    q: web::Query<Query>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(
+        &user.0,
+        &[
+            Role::Dispatcher,
+            Role::Supervisor,
+            Role::Manager,
+            Role::Admin,
+        ],
+    )?;
+    let Query { doc_id, limit } = q.into_inner();
+    let limit = limit.unwrap_or(100).clamp(1, 1000);
+    let rows = state
+        .db
+        .run(move |c| storage::list_quarantined(c, doc_id.as_deref(), limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}

@@ -1,0 +1,341 @@
+//! Server-side write validation. After a peer's sync message is applied, the
+//! fields it changed are checked against the role × field-group table
+//! (`fieldsync_shared::permissions`). A forbidden edit is *kept* (history stays
+//! causal, the device's later changes still apply) and undone by a
+//! compensating change from the server that restores the value the field had
+//! before the message. The caller stores that change in the same transaction
+//! and records each violation as a quarantined edit. No I/O here.
+
+use std::collections::BTreeSet;
+
+use automerge::hydrate;
+use automerge::transaction::Transactable;
+use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, ScalarValue, Value, ROOT};
+use fieldsync_shared::permissions::{group_of, write_rule, WriteRule};
+use fieldsync_shared::roles::Role;
+
+use crate::storage::NewChange;
+
+/// One rejected edit of one top-level field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub path: String,
+    pub attempted: serde_json::Value,
+    pub restored: serde_json::Value,
+}
+
+pub struct Compensation {
+    pub change: NewChange,
+    pub violations: Vec<Violation>,
+}
+
+/// Checks what changed between `before` and now; undoes forbidden edits.
+pub fn enforce(doc: &mut Automerge, before: &[ChangeHash], role: Role) -> Option<Compensation> {
+    if role == Role::Admin {
+        return None;
+    }
+    let after = doc.get_heads();
+    let touched: BTreeSet<String> = doc
+        .diff(before, &after)
+        .iter()
+        .filter_map(|p| match (p.path.first(), &p.action) {
+            (Some((_, Prop::Map(key))), _) => Some(key.clone()),
+            (None, PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key }) => {
+                Some(key.clone())
+            }
+            (
+                None,
+                PatchAction::Increment {
+                    prop: Prop::Map(key),
+                    ..
+                },
+            ) => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    let violations: Vec<(String, serde_json::Value, serde_json::Value)> = touched
+        .into_iter()
+        .filter_map(|key| {
+            let existed = doc
+                .get_at(ROOT, key.as_str(), before)
+                .ok()
+                .flatten()
+                .is_some();
+            let now = field_json(doc, &key, None);
+            let allowed = match write_rule(role, group_of(&key)) {
+                WriteRule::Allowed => true,
+                WriteRule::Denied => false,
+                WriteRule::Once => !existed,
+                WriteRule::OnlyValues(ok) => now.as_str().is_some_and(|v| ok.contains(&v)),
+            };
+            (!allowed).then(|| {
+                let restored = field_json(doc, &key, Some(before));
+                (key, now, restored)
+            })
+        })
+        .collect();
+    if violations.is_empty() {
+        return None;
+    }
+
+    let mut tx = doc.transaction();
+    for (key, _, _) in &violations {
+        if let Err(e) = restore(&mut tx, key, before) {
+            tracing::error!(field = %key, error = %e, "could not build compensation");
+        }
+    }
+    let (hash, _) = tx.commit();
+    let hash = hash?;
+    let change = doc.get_change_by_hash(&hash)?;
+    Some(Compensation {
+        change: NewChange {
+            hash,
+            bytes: change.raw_bytes().to_vec(),
+        },
+        violations: violations
+            .into_iter()
+            .map(|(path, attempted, restored)| Violation {
+                path,
+                attempted,
+                restored,
+            })
+            .collect(),
+    })
+}
+
+/// Makes ROOT[key] equal to what it was at `before`.
+fn restore(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    key: &str,
+    before: &[ChangeHash],
+) -> Result<(), String> {
+    let e = |e: automerge::AutomergeError| e.to_string();
+    let old = tx.get_at(ROOT, key, before).map_err(e)?;
+    match old {
+        None => tx.delete(ROOT, key).map_err(e),
+        Some((Value::Scalar(s), _)) => tx.put(ROOT, key, s.into_owned()).map_err(e),
+        Some((Value::Object(kind), old_id)) => {
+            // A fresh object filled with the old content: exact, whatever the
+            // forbidden edit did inside the old one or in its place.
+            let content = tx.hydrate(&old_id, Some(before)).map_err(e)?;
+            let target = tx.put_object(ROOT, key, kind).map_err(e)?;
+            tx.update_object(&target, &content)
+                .map_err(|err| err.to_string())
+        }
+    }
+}
+
+/// A field's value as JSON, now or at `heads`.
+fn field_json(doc: &Automerge, key: &str, heads: Option<&[ChangeHash]>) -> serde_json::Value {
+    let got = match heads {
+        Some(h) => doc.get_at(ROOT, key, h),
+        None => doc.get(ROOT, key),
+    };
+    match got.ok().flatten() {
+        None => serde_json::Value::Null,
+        Some((Value::Scalar(s), _)) => scalar_json(&s),
+        Some((Value::Object(_), id)) => ReadDoc::hydrate(doc, &id, heads)
+            .map(|v| hydrated_json(&v))
+            .unwrap_or(serde_json::Value::Null),
+    }
+}
+
+fn scalar_json(s: &ScalarValue) -> serde_json::Value {
+    use serde_json::json;
+    match s {
+        ScalarValue::Str(v) => json!(v.as_str()),
+        ScalarValue::Int(v) => json!(v),
+        ScalarValue::Uint(v) => json!(v),
+        ScalarValue::F64(v) => json!(v),
+        ScalarValue::Counter(c) => json!(i64::from(c)),
+        ScalarValue::Timestamp(v) => json!(v),
+        ScalarValue::Boolean(v) => json!(v),
+        ScalarValue::Null => serde_json::Value::Null,
+        ScalarValue::Bytes(b) => json!({ "bytes": b.len() }),
+        other => json!(other.to_string()),
+    }
+}
+
+fn hydrated_json(v: &hydrate::Value) -> serde_json::Value {
+    match v {
+        hydrate::Value::Scalar(s) => scalar_json(s),
+        hydrate::Value::Text(t) => serde_json::Value::String(t.to_string()),
+        hydrate::Value::List(l) => {
+            serde_json::Value::Array(l.iter().map(|item| hydrated_json(&item.value)).collect())
+        }
+        hydrate::Value::Map(m) => serde_json::Value::Object(
+            m.iter()
+                .map(|(k, item)| (k.to_string(), hydrated_json(&item.value)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::ObjType;
+    use fieldsync_shared::permissions::{write_rule, FieldGroup};
+
+    /// A ticket with one field of every group.
+    fn base() -> Automerge {
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "priority", "B").unwrap();
+        tx.put(ROOT, "appointment", "09:00").unwrap();
+        tx.put(ROOT, "status", "assigned").unwrap();
+        let checklist = tx.put_object(ROOT, "checklist", ObjType::List).unwrap();
+        tx.insert(&checklist, 0, "check pump").unwrap();
+        tx.put(ROOT, "reconciliation", "open").unwrap();
+        tx.commit();
+        doc
+    }
+
+    /// Applies `edit` as a device would, then enforces `role`; returns the
+    /// value of `key` afterwards and whether anything was quarantined.
+    fn attempt(
+        role: Role,
+        key: &str,
+        edit: impl FnOnce(&mut automerge::transaction::Transaction<'_>),
+    ) -> (serde_json::Value, bool) {
+        let mut server = base();
+        let mut device = server.fork();
+        let mut tx = device.transaction();
+        edit(&mut tx);
+        tx.commit();
+        let before = server.get_heads();
+        server.merge(&mut device).unwrap();
+        let comp = enforce(&mut server, &before, role);
+        (field_json(&server, key, None), comp.is_some())
+    }
+
+    fn put(
+        key: &'static str,
+        value: &'static str,
+    ) -> impl FnOnce(&mut automerge::transaction::Transaction<'_>) {
+        move |tx| {
+            tx.put(ROOT, key, value).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_role_against_every_field_group() {
+        let roles = [
+            Role::Technician,
+            Role::Dispatcher,
+            Role::BackOffice,
+            Role::Supervisor,
+            Role::Manager,
+            Role::Admin,
+        ];
+        let cases: [(&str, FieldGroup, &str); 5] = [
+            ("priority", FieldGroup::Intake, "A"),
+            ("appointment", FieldGroup::Dispatch, "14:00"),
+            ("reconciliation", FieldGroup::Reconciliation, "settled"),
+            ("mystery", FieldGroup::Unknown, "x"),
+            ("checklist", FieldGroup::Work, "replaced"),
+        ];
+        for role in roles {
+            for (key, group, new) in cases {
+                let before = field_json(&base(), key, None);
+                let (after, quarantined) = attempt(role, key, put(key, new));
+                match write_rule(role, group) {
+                    WriteRule::Allowed => {
+                        assert_eq!(after, serde_json::json!(new), "{role} writing {key}");
+                        assert!(!quarantined);
+                    }
+                    WriteRule::Denied => {
+                        assert_eq!(after, before, "{role} writing {key} must be undone");
+                        assert!(quarantined);
+                    }
+                    other => panic!("unexpected rule {other:?} for {key}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn status_values_depend_on_the_role() {
+        for (role, value, allowed) in [
+            (Role::Technician, "on_site", true),
+            (Role::Technician, "reconciled", false),
+            (Role::Technician, "cancelled", false),
+            (Role::Dispatcher, "cancelled", true),
+            (Role::Dispatcher, "reconciled", false),
+            (Role::BackOffice, "reconciled", true),
+            (Role::BackOffice, "on_site", false),
+            (Role::Manager, "on_site", false),
+            (Role::Admin, "reconciled", true),
+        ] {
+            let (after, quarantined) = attempt(role, "status", put("status", value));
+            let expected = if allowed { value } else { "assigned" };
+            assert_eq!(
+                after,
+                serde_json::json!(expected),
+                "{role} setting status {value}"
+            );
+            assert_eq!(quarantined, !allowed);
+        }
+    }
+
+    #[test]
+    fn signoff_is_write_once_for_technicians() {
+        let (after, q) = attempt(Role::Technician, "signoff", put("signoff", "signed by Ann"));
+        assert_eq!((after, q), (serde_json::json!("signed by Ann"), false));
+        // Changing an existing signoff is undone.
+        let mut server = base();
+        let mut tx = server.transaction();
+        tx.put(ROOT, "signoff", "signed by Ann").unwrap();
+        tx.commit();
+        let mut device = server.fork();
+        let mut tx = device.transaction();
+        tx.put(ROOT, "signoff", "forged").unwrap();
+        tx.commit();
+        let before = server.get_heads();
+        server.merge(&mut device).unwrap();
+        assert!(enforce(&mut server, &before, Role::Technician).is_some());
+        assert_eq!(
+            field_json(&server, "signoff", None),
+            serde_json::json!("signed by Ann")
+        );
+    }
+
+    #[test]
+    fn nested_edits_are_restored_and_legal_ones_in_the_same_message_kept() {
+        let (after, q) = attempt(Role::BackOffice, "checklist", |tx| {
+            let (_, list) = tx.get(ROOT, "checklist").unwrap().unwrap();
+            tx.insert(&list, 1, "sneaky item").unwrap();
+            tx.put(ROOT, "reconciliation", "settled").unwrap(); // allowed for back office
+        });
+        assert!(q);
+        assert_eq!(after, serde_json::json!(["check pump"]));
+
+        // The allowed half of that same change survives.
+        let mut server = base();
+        let mut device = server.fork();
+        let mut tx = device.transaction();
+        let (_, list) = tx.get(ROOT, "checklist").unwrap().unwrap();
+        tx.insert(&list, 1, "sneaky item").unwrap();
+        tx.put(ROOT, "reconciliation", "settled").unwrap();
+        tx.commit();
+        let before = server.get_heads();
+        server.merge(&mut device).unwrap();
+        let comp = enforce(&mut server, &before, Role::BackOffice).unwrap();
+        assert_eq!(comp.violations.len(), 1);
+        assert_eq!(comp.violations[0].path, "checklist");
+        assert_eq!(
+            comp.violations[0].attempted,
+            serde_json::json!(["check pump", "sneaky item"])
+        );
+        assert_eq!(
+            field_json(&server, "reconciliation", None),
+            serde_json::json!("settled")
+        );
+        // The device gets the compensation and ends where the server is.
+        device.merge(&mut server).unwrap();
+        assert_eq!(
+            field_json(&device, "checklist", None),
+            serde_json::json!(["check pump"])
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Who may write which part of a ticket document: the role × field-group
+//! table of DESIGN.md, in one place. The server enforces it on every incoming
+//! change (server/src/sync/validation.rs); apps may use it to grey out fields.
+
+use crate::roles::Role;
+
+/// Top-level keys of the ticket document, grouped as in DESIGN.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FieldGroup {
+    /// schema, ticket_no, customer, site, asset, fault, priority
+    Intake,
+    /// assignment, appointment
+    Dispatch,
+    Status,
+    /// visits, parts_used, checklist, notes, attachments, survey
+    Work,
+    Signoff,
+    Reconciliation,
+    /// Any key the schema does not define.
+    Unknown,
+}
+
+pub fn group_of(key: &str) -> FieldGroup {
+    match key {
+        "schema" | "ticket_no" | "customer" | "site" | "asset" | "fault" | "priority" => {
+            FieldGroup::Intake
+        }
+        "assignment" | "appointment" => FieldGroup::Dispatch,
+        "status" => FieldGroup::Status,
+        "visits" | "parts_used" | "checklist" | "notes" | "attachments" | "survey" => {
+            FieldGroup::Work
+        }
+        "signoff" => FieldGroup::Signoff,
+        "reconciliation" => FieldGroup::Reconciliation,
+        _ => FieldGroup::Unknown,
+    }
+}
+
+/// Every ticket status (DESIGN.md status machine).
+pub const STATUSES: &[&str] = &[
+    "new",
+    "assigned",
+    "en_route",
+    "on_site",
+    "paused",
+    "completed",
+    "signed_off",
+    "reconciled",
+    "cancelled",
+    "reopened",
+    "disputed",
+];
+
+/// Statuses a technician may set from the field.
+pub const FIELD_STATUSES: &[&str] = &["en_route", "on_site", "paused", "completed"];
+/// Every status but `reconciled` (dispatchers).
+pub const DISPATCH_STATUSES: &[&str] = &[
+    "new",
+    "assigned",
+    "en_route",
+    "on_site",
+    "paused",
+    "completed",
+    "signed_off",
+    "cancelled",
+    "reopened",
+    "disputed",
+];
+/// Back office closes the loop.
+pub const BACK_OFFICE_STATUSES: &[&str] = &["reconciled", "disputed"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteRule {
+    Allowed,
+    Denied,
+    /// The new value must be one of these strings.
+    OnlyValues(&'static [&'static str]),
+    /// Allowed only while the field does not exist yet.
+    Once,
+}
+
+pub fn write_rule(role: Role, group: FieldGroup) -> WriteRule {
+    use FieldGroup::*;
+    use WriteRule::*;
+    match (role, group) {
+        (Role::Admin, _) => Allowed,
+        (Role::Technician, Work) => Allowed,
+        (Role::Technician, Status) => OnlyValues(FIELD_STATUSES),
+        (Role::Technician, Signoff) => Once,
+        (Role::Technician, _) => Denied,
+        (Role::Dispatcher, Intake | Dispatch | Work | Unknown) => Allowed,
+        (Role::Dispatcher, Status) => OnlyValues(DISPATCH_STATUSES),
+        (Role::Dispatcher, Signoff | Reconciliation) => Denied,
+        (Role::BackOffice, Reconciliation) => Allowed,
+        (Role::BackOffice, Status) => OnlyValues(BACK_OFFICE_STATUSES),
+        (Role::BackOffice, _) => Denied,
+        // Supervisors and managers read and report; they do not edit tickets.
+        (Role::Supervisor | Role::Manager, _) => Denied,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_design_table() {
+        use FieldGroup::*;
+        use WriteRule::*;
+        let t = |r, g| write_rule(r, g);
+        // customer, site, asset, fault, priority | assignment, appointment
+        for g in [Intake, Dispatch] {
+            assert_eq!(
+                [
+                    t(Role::Technician, g),
+                    t(Role::Dispatcher, g),
+                    t(Role::BackOffice, g),
+                    t(Role::Admin, g)
+                ],
+                [Denied, Allowed, Denied, Allowed]
+            );
+        }
+        // status
+        assert_eq!(t(Role::Technician, Status), OnlyValues(FIELD_STATUSES));
+        assert!(!DISPATCH_STATUSES.contains(&"reconciled"));
+        assert_eq!(
+            t(Role::BackOffice, Status),
+            OnlyValues(BACK_OFFICE_STATUSES)
+        );
+        assert_eq!(t(Role::Admin, Status), Allowed);
+        // visits, parts_used, checklist, notes, attachments
+        assert_eq!(
+            [
+                t(Role::Technician, Work),
+                t(Role::Dispatcher, Work),
+                t(Role::BackOffice, Work),
+                t(Role::Admin, Work)
+            ],
+            [Allowed, Allowed, Denied, Allowed]
+        );
+        // signoff
+        assert_eq!(
+            [
+                t(Role::Technician, Signoff),
+                t(Role::Dispatcher, Signoff),
+                t(Role::BackOffice, Signoff),
+                t(Role::Admin, Signoff)
+            ],
+            [Once, Denied, Denied, Allowed]
+        );
+        // reconciliation
+        assert_eq!(
+            [
+                t(Role::Technician, Reconciliation),
+                t(Role::Dispatcher, Reconciliation),
+                t(Role::BackOffice, Reconciliation),
+                t(Role::Admin, Reconciliation)
+            ],
+            [Denied, Denied, Allowed, Allowed]
+        );
+        for s in FIELD_STATUSES
+            .iter()
+            .chain(DISPATCH_STATUSES)
+            .chain(BACK_OFFICE_STATUSES)
+        {
+            assert!(STATUSES.contains(s));
+        }
+        assert_eq!(group_of("parts_used"), Work);
+        assert_eq!(group_of("whatever"), Unknown);
+    }
+}
