@@ -153,6 +153,113 @@ async fn technicians_see_only_assigned_tickets_and_keep_offline_edits(db: TestDb
         Some(0),
         "write-only: receives nothing"
     );
+    // ...and the exchange ends: no sync loop tripping the rate limit.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(tim_phone.is_connected());
+    assert_eq!(server.metric("fieldsync_limit_violations_total"), 0);
 }
 
-on_both_backends!(technicians_see_only_assigned_tickets_and_keep_offline_edits);
+/// A technician's device sends, in one sync message, an edit it may make
+/// (checklist) and one it may not (priority). Both are stored; the server
+/// appends a compensating change restoring the priority, the device receives
+/// it, and dispatchers see the quarantined edit.
+async fn forbidden_edits_are_compensated_and_quarantined(db: TestDb) {
+    for (u, r) in [("dora", "dispatcher"), ("tim", "technician")] {
+        assert!(cli(
+            &db.url,
+            &["user", "add", u, "--role", r],
+            &format!("{u}-password\n")
+        )
+        .status
+        .success());
+    }
+    let server = Server::start(&db, &[]);
+    let dora_token = server.login("dora", "dora-password");
+    let dora = device_for(&server, "dora", "dora-password", "dora-desk").await;
+    let id = dora.create(|d| {
+        d.put(ROOT, "priority", "B").unwrap();
+        d.put(ROOT, "checklist", 0).unwrap();
+    });
+    dora.wait_acknowledged(id, WAIT).await.unwrap();
+    assert_eq!(assign(&server, &dora_token, id, "tim"), 200);
+
+    let tim = device_for(&server, "tim", "tim-password", "tim-phone").await;
+    assert_eq!(status_of(&tim, id).await, DocStatus::Local);
+    tim.disconnect().await;
+    tim.change(id, |d| {
+        d.put(ROOT, "checklist", 3).unwrap();
+        d.put(ROOT, "priority", "A").unwrap();
+    })
+    .unwrap();
+    let tim_token = server.login("tim", "tim-password");
+    tim.connect(&server.sync_url_for(&tim_token, "tim-phone"))
+        .await
+        .unwrap();
+
+    let is_str = |d: &AutoCommit, k: &str, v: &str| {
+        d.get(ROOT, k)
+            .unwrap()
+            .and_then(|(x, _)| x.into_scalar().ok())
+            .and_then(|s| s.into_string().ok())
+            .as_deref()
+            == Some(v)
+    };
+    // The device ends with the compensation: priority back to B, checklist kept.
+    tim.wait_until(WAIT, "compensation reaches the device", |d| {
+        d.read(id, |doc| {
+            is_str(doc, "priority", "B") && get_i64(doc, "checklist") == Some(3)
+        })
+        .unwrap_or(false)
+    })
+    .await
+    .unwrap();
+    dora.wait_until(WAIT, "dispatcher converges", |d| {
+        d.heads(id) == tim.heads(id)
+    })
+    .await
+    .unwrap();
+    assert!(dora
+        .read(id, |doc| is_str(doc, "priority", "B")
+            && get_i64(doc, "checklist") == Some(3))
+        .unwrap());
+
+    // Dispatchers see what was undone; technicians may not list it.
+    let (status, rows) = http(
+        server.port,
+        "GET",
+        &format!("/api/v1/quarantined-edits?doc_id={id}"),
+        Some(&dora_token),
+        None,
+    );
+    assert_eq!(status, 200, "{rows}");
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["path"], "priority");
+    assert_eq!(rows[0]["attempted"], "\"A\"");
+    assert_eq!(rows[0]["restored"], "\"B\"");
+    assert_eq!(rows[0]["device_id"], "tim-phone");
+    assert_eq!(
+        http(
+            server.port,
+            "GET",
+            "/api/v1/quarantined-edits",
+            Some(&tim_token),
+            None
+        )
+        .0,
+        403
+    );
+    let (_, audit) = http(
+        server.port,
+        "GET",
+        "/api/v1/audit?action=edit_quarantined",
+        Some(&server.token),
+        None,
+    );
+    assert_eq!(audit.as_array().unwrap().len(), 1);
+}
+
+on_both_backends!(
+    technicians_see_only_assigned_tickets_and_keep_offline_edits,
+    forbidden_edits_are_compensated_and_quarantined,
+);

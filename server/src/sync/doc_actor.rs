@@ -168,6 +168,7 @@ impl DocActor {
         METRICS.sync_messages.inc();
         let conn = peer.conn;
         let peer_has_doc = !msg.heads.is_empty();
+        let carried_changes = !msg.changes.is_empty();
         let access = self.access(&peer);
         if access == DocAccess::Hidden {
             // Exactly what an unknown document gets: no existence leak.
@@ -255,10 +256,39 @@ impl DocActor {
                 });
             }
         }
+        if access == DocAccess::WriteOnly {
+            self.answer_write_only(&peer, carried_changes);
+        }
 
         if self.loose_changes >= self.hub.config.compact_after {
             self.compact().await;
         }
+    }
+
+    /// A write-only peer is never sent document content. To collect its
+    /// edits, the server first answers like an empty peer (no heads, empty
+    /// bloom filter), so the device uploads every change it has; once a message
+    /// with changes arrived (stored above), it is told the document is
+    /// unavailable, which ends the exchange. Two round trips, no loop.
+    fn answer_write_only(&self, peer: &PeerHandle, carried_changes: bool) {
+        if carried_changes {
+            self.unavailable(peer);
+            return;
+        }
+        let empty = automerge::sync::Message {
+            heads: Vec::new(),
+            need: Vec::new(),
+            have: vec![automerge::sync::Have::default()],
+            changes: automerge::sync::ChunkList::empty(),
+            supported_capabilities: None,
+            version: automerge::sync::MessageVersion::V1,
+        };
+        peer.send(Message::Sync {
+            sender_id: self.hub.server_peer_id.clone(),
+            target_id: peer.peer_id.clone(),
+            document_id: self.doc_id,
+            data: empty.encode(),
+        });
     }
 
     fn on_ephemeral(&mut self, from: ConnId, msg: Message) {

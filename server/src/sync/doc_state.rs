@@ -35,7 +35,8 @@ pub struct Received {
 struct PeerSync {
     peer_id: PeerId,
     state: sync::State,
-    /// May upload changes but is sent none (see sharing::DocAccess).
+    /// May upload changes but is sent nothing (see sharing::DocAccess and
+    /// DocActor::answer_write_only).
     write_only: bool,
 }
 
@@ -158,15 +159,11 @@ impl DocState {
     ) -> Vec<(ConnId, PeerId, sync::Message)> {
         let mut out = Vec::new();
         for (conn, peer) in self.peers.iter_mut() {
-            if *conn != from && (!heads_changed || peer.write_only) {
+            // Write-only peers are answered by the doc actor, never with content.
+            if peer.write_only || (*conn != from && !heads_changed) {
                 continue;
             }
-            if let Some(mut m) = self.doc.generate_sync_message(&mut peer.state) {
-                if peer.write_only {
-                    // Heads, need and have only: enough for the peer to upload
-                    // what we lack, nothing of the document's content.
-                    m.changes = sync::ChunkList::empty();
-                }
+            if let Some(m) = self.doc.generate_sync_message(&mut peer.state) {
                 out.push((*conn, peer.peer_id.clone(), m));
             }
         }
