@@ -318,7 +318,81 @@ async fn repeated_failed_logins_are_throttled(db: TestDb) {
     );
 }
 
+async fn role_changes_are_audited_and_apply_to_live_sessions(db: TestDb) {
+    assert!(cli(
+        &db.url,
+        &["user", "add", "rita", "--role", "technician"],
+        "rita-password\n"
+    )
+    .status
+    .success());
+    let out = cli(
+        &db.url,
+        &["user", "set-role", "rita", "--role", "dispatcher"],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = Server::start(&db, &[]);
+    let (_, rita) = login(&server, "rita", "rita-password");
+    assert_eq!(rita["user"]["role"], "dispatcher");
+    let rita_token = rita["access_token"].as_str().unwrap().to_string();
+
+    let dev = fieldsync_shared::client::Device::new("rita-peer");
+    dev.connect(&server.sync_url_for(&rita_token, "rita-phone"))
+        .await
+        .unwrap();
+    let (status, body) = http(
+        server.port,
+        "PUT",
+        "/api/v1/users/rita/role",
+        Some(&rita_token),
+        Some(json!({"role": "admin"})),
+    );
+    assert_eq!(
+        (status, error_code(&body)),
+        (403, "forbidden"),
+        "only admins change roles"
+    );
+    let (status, body) = http(
+        server.port,
+        "PUT",
+        "/api/v1/users/rita/role",
+        Some(&server.token),
+        Some(json!({"role": "back_office"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["role"], "back_office");
+    dev.wait_until(common::WAIT, "live session closed", |d| !d.is_connected())
+        .await
+        .unwrap();
+    assert!(dev.last_close().unwrap().1.contains("role changed"));
+
+    let (_, audit) = http(
+        server.port,
+        "GET",
+        "/api/v1/audit?action=role_changed",
+        Some(&server.token),
+        None,
+    );
+    let roles: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        vec!["rita", "rita"],
+        "CLI and API changes are both audited"
+    );
+}
+
 on_both_backends!(
+    role_changes_are_audited_and_apply_to_live_sessions,
     repeated_failed_logins_are_throttled,
     cli_bootstraps_the_first_admin,
     login_api_and_roles,

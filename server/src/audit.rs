@@ -24,6 +24,7 @@ pub enum Action {
     SyncRefused,
     TicketAssigned,
     EditQuarantined,
+    RoleChanged,
 }
 
 impl Action {
@@ -43,6 +44,7 @@ impl Action {
             Action::SyncRefused => "sync_refused",
             Action::TicketAssigned => "ticket_assigned",
             Action::EditQuarantined => "edit_quarantined",
+            Action::RoleChanged => "role_changed",
         }
     }
 }

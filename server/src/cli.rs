@@ -107,6 +107,12 @@ enum UserCommand {
     Enable { username: String },
     /// Set a new password (read from stdin).
     SetPassword { username: String },
+    /// Change an account's role (live sync sessions pick it up on reconnect).
+    SetRole {
+        username: String,
+        #[arg(long)]
+        role: Role,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -281,6 +287,20 @@ fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
                 ))
             })??;
             println!("enabled {username}");
+        }
+        UserCommand::SetRole { username, role } => {
+            let detail = serde_json::json!({ "via": "cli", "role": role });
+            db.run_blocking(|c| {
+                Ok(accounts::audited(
+                    c,
+                    Action::RoleChanged,
+                    None,
+                    &username,
+                    detail,
+                    |c| accounts::set_role(c, &username, role),
+                ))
+            })??;
+            println!("{username} is now {role}");
         }
         UserCommand::SetPassword { username } => {
             let password = read_password()?;

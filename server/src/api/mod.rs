@@ -156,6 +156,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 "/users/{username}/password",
                 web::put().to(users::set_password),
             )
+            .route("/users/{username}/role", web::put().to(users::set_role))
             .route("/audit", web::get().to(users::audit))
             .route("/devices", web::get().to(devices::list))
             .route("/devices", web::post().to(devices::register))

@@ -135,3 +135,50 @@ pub async fn audit(
         .await?;
     Ok(HttpResponse::Ok().json(rows))
 }
+
+#[derive(Deserialize)]
+pub struct NewRole {
+    role: String,
+}
+
+/// Changes a role. The user's live sync sessions on this instance are closed
+/// so the new permissions apply from the next connection on.
+pub async fn set_role(
+    state: State,
+    hub: web::Data<std::sync::Arc<crate::sync::hub::Hub>>,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<NewRole>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, &[Role::Admin])?;
+    let username = path.into_inner();
+    let role: Role = body
+        .into_inner()
+        .role
+        .parse()
+        .map_err(|e: fieldsync_shared::roles::UnknownRole| ApiError::bad_request(e.to_string()))?;
+    let actor = user.0.id;
+    let detail = serde_json::json!({ "role": role });
+    let (updated, devices) = state
+        .db
+        .run(move |c| {
+            let updated = match accounts::audited(
+                c,
+                Action::RoleChanged,
+                Some(&actor),
+                &username,
+                detail,
+                |c| accounts::set_role(c, &username, role),
+            ) {
+                Ok(u) => u,
+                Err(e) => return Ok(Err(e)),
+            };
+            let devices = crate::auth::devices::list(c, Some(&updated.id))?;
+            Ok(Ok((updated, devices)))
+        })
+        .await??;
+    for d in devices {
+        hub.close_device(&d.id, "your role changed; reconnect");
+    }
+    Ok(HttpResponse::Ok().json(updated))
+}

@@ -183,6 +183,19 @@ pub fn set_disabled(
     updated_user(conn, username, n)
 }
 
+pub fn set_role(conn: &mut DbConn, username: &str, role: Role) -> Result<User, AccountError> {
+    let n = on_conn!(conn, |c| diesel::update(
+        users::table.filter(users::username.eq(username))
+    )
+    .set((
+        users::role.eq(role.as_str()),
+        users::updated_at.eq(now_millis())
+    ))
+    .execute(c)
+    .map_err(DbError::from))?;
+    updated_user(conn, username, n)
+}
+
 pub fn set_password(
     conn: &mut DbConn,
     username: &str,
