@@ -35,6 +35,23 @@ pub enum AccountError {
 
 type UserRow = (String, String, String, String, bool, i64);
 
+/// The columns of a `UserRow`, in order.
+const USER_COLUMNS: (
+    users::id,
+    users::username,
+    users::display_name,
+    users::role,
+    users::disabled,
+    users::created_at,
+) = (
+    users::id,
+    users::username,
+    users::display_name,
+    users::role,
+    users::disabled,
+    users::created_at,
+);
+
 fn to_user(row: UserRow) -> Result<User, DbError> {
     let (id, username, display_name, role, disabled, created_at) = row;
     let role = role
@@ -108,17 +125,7 @@ pub fn find_for_login(
 ) -> Result<Option<(User, String)>, DbError> {
     let row: Option<(UserRow, String)> = on_conn!(conn, |c| users::table
         .filter(users::username.eq(username))
-        .select((
-            (
-                users::id,
-                users::username,
-                users::display_name,
-                users::role,
-                users::disabled,
-                users::created_at
-            ),
-            users::password_hash,
-        ))
+        .select((USER_COLUMNS, users::password_hash,))
         .first(c)
         .optional()
         .map_err(DbError::from))?;
@@ -128,14 +135,7 @@ pub fn find_for_login(
 pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<User>, DbError> {
     let row: Option<UserRow> = on_conn!(conn, |c| users::table
         .find(id)
-        .select((
-            users::id,
-            users::username,
-            users::display_name,
-            users::role,
-            users::disabled,
-            users::created_at
-        ))
+        .select(USER_COLUMNS)
         .first(c)
         .optional()
         .map_err(DbError::from))?;
@@ -145,14 +145,7 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<User>, DbError> {
 pub fn list(conn: &mut DbConn) -> Result<Vec<User>, DbError> {
     let rows: Vec<UserRow> = on_conn!(conn, |c| users::table
         .order(users::username)
-        .select((
-            users::id,
-            users::username,
-            users::display_name,
-            users::role,
-            users::disabled,
-            users::created_at
-        ))
+        .select(USER_COLUMNS)
         .load(c)
         .map_err(DbError::from))?;
     rows.into_iter().map(to_user).collect()

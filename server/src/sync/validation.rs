@@ -220,14 +220,7 @@ mod tests {
 
     #[test]
     fn every_role_against_every_field_group() {
-        let roles = [
-            Role::Technician,
-            Role::Dispatcher,
-            Role::BackOffice,
-            Role::Supervisor,
-            Role::Manager,
-            Role::Admin,
-        ];
+        let roles = Role::ALL;
         let cases: [(&str, FieldGroup, &str); 5] = [
             ("priority", FieldGroup::Intake, "A"),
             ("appointment", FieldGroup::Dispatch, "14:00"),
