@@ -118,6 +118,12 @@ async fn technicians_see_only_assigned_tickets_and_keep_offline_edits(db: TestDb
     // Tim's live tablet stops receiving the ticket at once.
     dora.change(id, |d| d.put(ROOT, "n", 1).unwrap()).unwrap();
     dora.wait_acknowledged(id, WAIT).await.unwrap();
+    // Tess's phone, which asked before the reassignment, receives it unasked.
+    tess.wait_until(WAIT, "ticket pushed to Tess", |d| {
+        d.status(id) == Some(DocStatus::Local)
+    })
+    .await
+    .unwrap();
     let tess2 = device_for(&server, "tess", "tess-password", "tess-tablet").await;
     assert_eq!(
         status_of(&tess2, id).await,

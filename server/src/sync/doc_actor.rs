@@ -30,6 +30,8 @@ struct DocActor {
     loose_changes: usize,
     /// Who the ticket is assigned to, for the share policy.
     assignment: Assignment,
+    /// Connections that asked for the document but may not see it (yet).
+    waiting: HashMap<ConnId, PeerHandle>,
 }
 
 pub(crate) async fn run(
@@ -59,6 +61,7 @@ pub(crate) async fn run(
                 handles: HashMap::new(),
                 loose_changes,
                 assignment,
+                waiting: HashMap::new(),
             };
             actor.serve(generation, &mut rx).await;
         }
@@ -105,7 +108,7 @@ impl DocActor {
                     Some(cmd) => self.handle(cmd).await,
                     None => return,
                 },
-                _ = tokio::time::sleep(idle), if !self.state.has_peers() => {
+                _ = tokio::time::sleep(idle), if !self.state.has_peers() && self.waiting.is_empty() => {
                     if self.loose_changes >= COMPACT_ON_EVICT_MIN {
                         self.compact().await;
                     }
@@ -126,6 +129,7 @@ impl DocActor {
             DocCommand::PeerLeft { conn } => {
                 self.state.remove_peer(conn);
                 self.handles.remove(&conn);
+                self.waiting.remove(&conn);
             }
             DocCommand::AccessChanged(assignment) => self.on_access_changed(assignment),
         }
@@ -157,9 +161,27 @@ impl DocActor {
                 DocAccess::Hidden => {
                     self.drop_peer(peer.conn);
                     self.unavailable(&peer);
+                    self.waiting.insert(peer.conn, peer);
                 }
                 DocAccess::WriteOnly => self.state.set_write_only(peer.conn, true),
                 DocAccess::Full => self.state.set_write_only(peer.conn, false),
+            }
+        }
+        // Devices of the newly assigned technician that asked before get it now.
+        let waiting: Vec<PeerHandle> = self.waiting.values().cloned().collect();
+        for peer in waiting {
+            if self.access(&peer) == DocAccess::Full {
+                self.waiting.remove(&peer.conn);
+                self.state.add_peer(peer.conn, &peer.peer_id);
+                self.handles.insert(peer.conn, peer.clone());
+                for (_, target_id, m) in self.state.after_commit(peer.conn, false) {
+                    peer.send(Message::Sync {
+                        sender_id: self.hub.server_peer_id.clone(),
+                        target_id,
+                        document_id: self.doc_id,
+                        data: m.encode(),
+                    });
+                }
             }
         }
     }
@@ -171,11 +193,15 @@ impl DocActor {
         let carried_changes = !msg.changes.is_empty();
         let access = self.access(&peer);
         if access == DocAccess::Hidden {
-            // Exactly what an unknown document gets: no existence leak.
+            // Exactly what an unknown document gets: no existence leak. The
+            // peer is remembered: if the ticket is assigned to its user later,
+            // it is sent the document without asking again.
             self.drop_peer(conn);
             self.unavailable(&peer);
+            self.waiting.insert(conn, peer);
             return;
         }
+        self.waiting.remove(&conn);
         self.handles.insert(conn, peer.clone());
         let received = self.state.receive(conn, &peer.peer_id, msg);
         self.state
