@@ -6,6 +6,7 @@ pub mod doc_id;
 pub mod permissions;
 pub mod protocol;
 pub mod roles;
+pub mod status;
 
 pub use doc_id::DocumentId;
 
