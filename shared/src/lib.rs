@@ -7,6 +7,7 @@ pub mod permissions;
 pub mod protocol;
 pub mod roles;
 pub mod status;
+pub mod ticket;
 
 pub use doc_id::DocumentId;
 
