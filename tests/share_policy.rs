@@ -265,7 +265,78 @@ async fn forbidden_edits_are_compensated_and_quarantined(db: TestDb) {
     assert_eq!(audit.as_array().unwrap().len(), 1);
 }
 
+/// A dispatcher creates a ticket through the API (the server writes the
+/// Automerge document) and assigns it; the technician's device syncs it.
+async fn dispatchers_create_tickets_that_technicians_sync(db: TestDb) {
+    for (u, r) in [("dora", "dispatcher"), ("tim", "technician")] {
+        assert!(cli(
+            &db.url,
+            &["user", "add", u, "--role", r],
+            &format!("{u}-password\n")
+        )
+        .status
+        .success());
+    }
+    let server = Server::start(&db, &[]);
+    let (dora, tim) = (
+        server.login("dora", "dora-password"),
+        server.login("tim", "tim-password"),
+    );
+    let intake = json!({
+        "customer_name": "Acme Bakery", "product": "Dough mixer", "model": "DM-40",
+        "fault_description": "Motor stops under load", "priority": "A", "reported_via": "phone",
+        "technician": "tim"
+    });
+    let (status, body) = http(
+        server.port,
+        "POST",
+        "/api/v1/tickets",
+        Some(&tim),
+        Some(intake.clone()),
+    );
+    assert_eq!(status, 403, "technicians do not create tickets: {body}");
+    let mut bad = intake.clone();
+    bad["priority"] = json!("Z");
+    assert_eq!(
+        http(
+            server.port,
+            "POST",
+            "/api/v1/tickets",
+            Some(&dora),
+            Some(bad)
+        )
+        .0,
+        400
+    );
+
+    let (status, body) = http(
+        server.port,
+        "POST",
+        "/api/v1/tickets",
+        Some(&dora),
+        Some(intake),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = DocumentId::parse_url_or_id(body["url"].as_str().unwrap()).unwrap();
+    assert!(body["ticket_no"].as_str().unwrap().starts_with("T-"));
+
+    let phone = Device::new("tim-phone-peer");
+    phone
+        .connect(&server.sync_url_for(&tim, "tim-phone"))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&phone, id).await, DocStatus::Local);
+    let ticket = phone
+        .read(id, |d| fieldsync_shared::ticket::read(d).unwrap())
+        .unwrap();
+    assert_eq!(ticket.intake.customer_name, "Acme Bakery");
+    assert_eq!(ticket.intake.priority, "A");
+    assert_eq!(ticket.status, "new");
+    assert_eq!(ticket.schema, fieldsync_shared::ticket::SCHEMA_VERSION);
+}
+
 on_both_backends!(
+    dispatchers_create_tickets_that_technicians_sync,
     technicians_see_only_assigned_tickets_and_keep_offline_edits,
     forbidden_edits_are_compensated_and_quarantined,
 );

@@ -25,6 +25,7 @@ pub enum Action {
     TicketAssigned,
     EditQuarantined,
     RoleChanged,
+    TicketCreated,
 }
 
 impl Action {
@@ -45,6 +46,7 @@ impl Action {
             Action::TicketAssigned => "ticket_assigned",
             Action::EditQuarantined => "edit_quarantined",
             Action::RoleChanged => "role_changed",
+            Action::TicketCreated => "ticket_created",
         }
     }
 }

@@ -161,6 +161,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/devices", web::get().to(devices::list))
             .route("/devices", web::post().to(devices::register))
             .route("/devices/{id}/revoke", web::post().to(devices::revoke))
+            .route("/tickets", web::post().to(tickets::create))
             .route(
                 "/tickets/{doc_id}/assignment",
                 web::put().to(tickets::assign),
