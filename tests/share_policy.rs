@@ -335,7 +335,117 @@ async fn dispatchers_create_tickets_that_technicians_sync(db: TestDb) {
     assert_eq!(ticket.schema, fieldsync_shared::ticket::SCHEMA_VERSION);
 }
 
+/// Attachments: content-addressed, idempotent upload; download only for
+/// users who may see a ticket that references the blob.
+async fn attachments_follow_the_share_policy(db: TestDb) {
+    for (u, r) in [
+        ("dora", "dispatcher"),
+        ("tim", "technician"),
+        ("tess", "technician"),
+    ] {
+        assert!(cli(
+            &db.url,
+            &["user", "add", u, "--role", r],
+            &format!("{u}-password\n")
+        )
+        .status
+        .success());
+    }
+    let server = Server::start(&db, &["--max-blob-bytes", "100000"]);
+    let (dora, tim, tess) = (
+        server.login("dora", "dora-password"),
+        server.login("tim", "tim-password"),
+        server.login("tess", "tess-password"),
+    );
+    let (_, created) = http(
+        server.port,
+        "POST",
+        "/api/v1/tickets",
+        Some(&dora),
+        Some(
+            json!({"customer_name": "Acme", "product": "Mixer", "fault_description": "stops", "priority": "B", "technician": "tim"}),
+        ),
+    );
+    let id = DocumentId::parse_url_or_id(created["url"].as_str().unwrap()).unwrap();
+
+    let photo: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+    let sha = fieldsync_server::blobs::sha256_hex(&photo);
+    let put = |token: &str, name: &str, body: &[u8]| {
+        common::http_bytes(
+            server.port,
+            "PUT",
+            &format!("/api/v1/blobs/{name}"),
+            Some(token),
+            body,
+        )
+        .0
+    };
+    assert_eq!(put(&tim, &sha, &photo), 201);
+    assert_eq!(
+        put(&tim, &sha, &photo),
+        200,
+        "re-upload after a dropped connection is harmless"
+    );
+    assert_eq!(put(&tim, &sha, &photo[..1000]), 400, "hash mismatch");
+    let big = vec![1u8; 200_000];
+    assert_eq!(
+        put(&tim, &fieldsync_server::blobs::sha256_hex(&big), &big),
+        413
+    );
+
+    // Tim references the photo from his ticket.
+    let phone = Device::new("tim-phone-peer");
+    phone
+        .connect(&server.sync_url_for(&tim, "tim-phone"))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&phone, id).await, DocStatus::Local);
+    phone
+        .change(id, |d| {
+            let (_, list) = d.get(ROOT, "attachments").unwrap().unwrap();
+            let item = d.insert_object(&list, 0, automerge::ObjType::Map).unwrap();
+            d.put(&item, "sha256", sha.as_str()).unwrap();
+            d.put(&item, "kind", "photo").unwrap();
+        })
+        .unwrap();
+    phone.wait_acknowledged(id, WAIT).await.unwrap();
+
+    let get = |token: &str, query: &str| {
+        common::http_bytes(
+            server.port,
+            "GET",
+            &format!("/api/v1/blobs/{sha}{query}"),
+            Some(token),
+            b"",
+        )
+    };
+    let (status, body) = get(&tim, &format!("?doc={id}"));
+    assert_eq!((status, body.len()), (200, photo.len()));
+    assert_eq!(body, photo);
+    assert_eq!(get(&dora, &format!("?doc={id}")).0, 200);
+    assert_eq!(
+        get(&tess, &format!("?doc={id}")).0,
+        404,
+        "not her ticket: looks like nothing"
+    );
+    assert_eq!(get(&tim, "").0, 400, "the referencing ticket is required");
+    let other = fieldsync_server::blobs::sha256_hex(b"not referenced");
+    assert_eq!(put(&tim, &other, b"not referenced"), 201);
+    let (status, _) = common::http_bytes(
+        server.port,
+        "GET",
+        &format!("/api/v1/blobs/{other}?doc={id}"),
+        Some(&tim),
+        b"",
+    );
+    assert_eq!(
+        status, 404,
+        "blobs the ticket does not reference are not served through it"
+    );
+}
+
 on_both_backends!(
+    attachments_follow_the_share_policy,
     dispatchers_create_tickets_that_technicians_sync,
     technicians_see_only_assigned_tickets_and_keep_offline_edits,
     forbidden_edits_are_compensated_and_quarantined,

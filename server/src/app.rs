@@ -25,6 +25,9 @@ pub struct ServeOptions {
     /// JWT signing secret; generated and stored in the database when absent.
     pub jwt_secret: Option<String>,
     pub access_token_ttl: std::time::Duration,
+    /// Where attachments are stored, and their size limit.
+    pub blob_dir: std::path::PathBuf,
+    pub max_blob_bytes: usize,
     pub sync: SyncConfig,
 }
 
@@ -57,9 +60,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 .await?
         }
     };
+    let blobs = crate::blobs::BlobStore::open(&opts.blob_dir, opts.max_blob_bytes)
+        .with_context(|| format!("opening blob directory {}", opts.blob_dir.display()))?;
     let api = Arc::new(ApiState {
         db: db.clone(),
         keys: JwtKeys::new(secret.as_bytes(), opts.access_token_ttl),
+        blobs,
     });
     let no_users = db.run(accounts::count).await? == 0;
 
@@ -100,6 +106,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         "  sync endpoint:  ws://{base}/sync   (automerge-repo WebSocket protocol)"
     )?;
     writeln!(out, "  storage:        {}", db.target.display())?;
+    writeln!(out, "  attachments:    {}", opts.blob_dir.display())?;
     writeln!(
         out,
         "  health/metrics: http://{base}/health  http://{base}/metrics"

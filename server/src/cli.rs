@@ -68,6 +68,12 @@ enum Command {
         /// in the database, shared by all instances on it).
         #[arg(long, env = "FIELDSYNC_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Option<String>,
+        /// Directory for attachments (photos, signatures), content-addressed.
+        #[arg(long, env = "FIELDSYNC_BLOB_DIR", default_value = "fieldsync-blobs")]
+        blob_dir: std::path::PathBuf,
+        /// Largest attachment accepted, in bytes.
+        #[arg(long, env = "FIELDSYNC_MAX_BLOB_BYTES", default_value_t = 25 * 1024 * 1024)]
+        max_blob_bytes: usize,
         /// Lifetime of access tokens, in seconds.
         #[arg(long, env = "FIELDSYNC_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
         access_token_ttl_secs: u64,
@@ -130,6 +136,8 @@ pub fn main() -> ExitCode {
             commit_linger_us,
             jwt_secret,
             access_token_ttl_secs,
+            blob_dir,
+            max_blob_bytes,
             compact_after,
         } => {
             let opts = ServeOptions {
@@ -140,6 +148,8 @@ pub fn main() -> ExitCode {
                 commit_linger: Duration::from_micros(commit_linger_us),
                 jwt_secret,
                 access_token_ttl: Duration::from_secs(access_token_ttl_secs.max(1)),
+                blob_dir,
+                max_blob_bytes,
                 sync: SyncConfig {
                     max_message_bytes,
                     idle_evict: Duration::from_secs(idle_evict_secs),

@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod blobs;
 pub mod cli;
 pub mod db;
 pub mod metrics;

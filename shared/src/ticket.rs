@@ -163,8 +163,26 @@ pub fn read(doc: &AutoCommit) -> Result<Ticket, TicketError> {
     })
 }
 
+/// SHA-256 names of the blobs the ticket references (attachments and the
+/// signature image): what a device may download for this ticket.
+pub fn referenced_blobs<R: ReadDoc>(doc: &R) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    if let Ok(Some((Value::Object(ObjType::List), list))) = doc.get(ROOT, "attachments") {
+        for i in 0..doc.length(&list) {
+            if let Ok(Some((Value::Object(ObjType::Map), item))) = doc.get(&list, i) {
+                out.insert(str_at(doc, &item, "sha256"));
+            }
+        }
+    }
+    if let Ok(Some((Value::Object(ObjType::Map), signoff))) = doc.get(ROOT, "signoff") {
+        out.insert(str_at(doc, &signoff, "signature_sha256"));
+    }
+    out.remove("");
+    out
+}
+
 /// A string field, written as a scalar or as Text; empty when absent.
-fn str_at(doc: &AutoCommit, obj: &ObjId, key: &str) -> String {
+fn str_at<R: ReadDoc>(doc: &R, obj: &ObjId, key: &str) -> String {
     match doc.get(obj, key) {
         Ok(Some((Value::Object(ObjType::Text), id))) => doc.text(&id).unwrap_or_default(),
         Ok(Some((Value::Scalar(s), _))) => s.into_owned().into_string().unwrap_or_default(),
@@ -254,6 +272,22 @@ mod tests {
             Some((Value::Object(ObjType::Text), _))
         ));
         assert!(!migrate(&mut doc).unwrap(), "idempotent");
+    }
+
+    #[test]
+    fn lists_the_blobs_a_ticket_references() {
+        let mut doc = AutoCommit::new();
+        create(&mut doc, &intake()).unwrap();
+        let (_, list) = doc.get(ROOT, "attachments").unwrap().unwrap();
+        let photo = doc.insert_object(&list, 0, ObjType::Map).unwrap();
+        doc.put(&photo, "sha256", "aa".repeat(32)).unwrap();
+        let signoff = doc.put_object(ROOT, "signoff", ObjType::Map).unwrap();
+        let sig = doc
+            .put_object(&signoff, "signature_sha256", ObjType::Text)
+            .unwrap();
+        doc.splice_text(&sig, 0, 0, &"bb".repeat(32)).unwrap();
+        let blobs: Vec<String> = referenced_blobs(&doc).into_iter().collect();
+        assert_eq!(blobs, vec!["aa".repeat(32), "bb".repeat(32)]);
     }
 
     #[test]

@@ -40,6 +40,8 @@ macro_rules! on_both_backends {
 pub struct TestDb {
     pub backend: Backend,
     pub url: String,
+    /// Attachments of the servers started on this database.
+    pub blob_dir: tempfile::TempDir,
     _dir: Option<tempfile::TempDir>,
     pg: Option<(String, String)>, // (admin url, database name)
 }
@@ -55,6 +57,7 @@ impl TestDb {
                     .to_string_lossy()
                     .into_owned();
                 Self {
+                    blob_dir: tempfile::tempdir().expect("tempdir"),
                     backend,
                     url,
                     _dir: Some(dir),
@@ -83,6 +86,7 @@ impl TestDb {
             .expect("create test database");
         let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
         Some(Self {
+            blob_dir: tempfile::tempdir().expect("tempdir"),
             backend: Backend::Postgres,
             url: format!("{base}/{name}"),
             _dir: None,
@@ -118,7 +122,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(db: &TestDb, extra: &[&str]) -> Self {
-        Self::start_url(&db.url, extra.iter().map(|s| s.to_string()).collect())
+        let mut args: Vec<String> = vec![
+            "--blob-dir".into(),
+            db.blob_dir.path().to_string_lossy().into_owned(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start_url(&db.url, args)
     }
 
     fn start_url(database_url: &str, args: Vec<String>) -> Self {
@@ -266,6 +275,41 @@ pub fn http(
         status,
         serde_json::from_str(raw).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// A raw HTTP/1.1 request with a binary body: returns (status, body bytes).
+pub fn http_bytes(
+    port: u16,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let head_end = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(out.len());
+    let status = String::from_utf8_lossy(&out[..head_end])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out[head_end..].to_vec())
 }
 
 /// Runs `fieldsync --database <db> <args>` with `stdin` piped in.

@@ -2,6 +2,7 @@
 //! `{"error": {"code", "message"}}` with the matching HTTP status.
 
 pub mod auth;
+pub mod blobs;
 pub mod devices;
 pub mod quarantine;
 pub mod tickets;
@@ -23,6 +24,7 @@ use crate::db::{Db, DbError};
 pub struct ApiState {
     pub db: Db,
     pub keys: JwtKeys,
+    pub blobs: crate::blobs::BlobStore,
 }
 
 pub type State = web::Data<Arc<ApiState>>;
@@ -162,6 +164,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/devices", web::post().to(devices::register))
             .route("/devices/{id}/revoke", web::post().to(devices::revoke))
             .route("/tickets", web::post().to(tickets::create))
+            .route("/blobs/{sha256}", web::put().to(blobs::put))
+            .route("/blobs/{sha256}", web::get().to(blobs::get))
             .route(
                 "/tickets/{doc_id}/assignment",
                 web::put().to(tickets::assign),
