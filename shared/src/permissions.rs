@@ -1,5 +1,5 @@
 //! Who may write which part of a ticket document: the role × field-group
-//! table of DESIGN.md, in one place. The server enforces it on every incoming
+//! table of DESIGN.md, in one place (status changes defer to `crate::status`). The server enforces it on every incoming
 //! change (server/src/sync/validation.rs); apps may use it to grey out fields.
 
 use crate::roles::Role;
@@ -36,45 +36,13 @@ pub fn group_of(key: &str) -> FieldGroup {
     }
 }
 
-/// Every ticket status (DESIGN.md status machine).
-pub const STATUSES: &[&str] = &[
-    "new",
-    "assigned",
-    "en_route",
-    "on_site",
-    "paused",
-    "completed",
-    "signed_off",
-    "reconciled",
-    "cancelled",
-    "reopened",
-    "disputed",
-];
-
-/// Statuses a technician may set from the field.
-pub const FIELD_STATUSES: &[&str] = &["en_route", "on_site", "paused", "completed"];
-/// Every status but `reconciled` (dispatchers).
-pub const DISPATCH_STATUSES: &[&str] = &[
-    "new",
-    "assigned",
-    "en_route",
-    "on_site",
-    "paused",
-    "completed",
-    "signed_off",
-    "cancelled",
-    "reopened",
-    "disputed",
-];
-/// Back office closes the loop.
-pub const BACK_OFFICE_STATUSES: &[&str] = &["reconciled", "disputed"];
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteRule {
     Allowed,
     Denied,
-    /// The new value must be one of these strings.
-    OnlyValues(&'static [&'static str]),
+    /// Allowed if the status machine lets this role get from the old status
+    /// to the new one (`status::may_reach`).
+    StatusMachine,
     /// Allowed only while the field does not exist yet.
     Once,
 }
@@ -85,14 +53,12 @@ pub fn write_rule(role: Role, group: FieldGroup) -> WriteRule {
     match (role, group) {
         (Role::Admin, _) => Allowed,
         (Role::Technician, Work) => Allowed,
-        (Role::Technician, Status) => OnlyValues(FIELD_STATUSES),
+        (_, Status) => StatusMachine,
         (Role::Technician, Signoff) => Once,
         (Role::Technician, _) => Denied,
         (Role::Dispatcher, Intake | Dispatch | Work | Unknown) => Allowed,
-        (Role::Dispatcher, Status) => OnlyValues(DISPATCH_STATUSES),
         (Role::Dispatcher, Signoff | Reconciliation) => Denied,
         (Role::BackOffice, Reconciliation) => Allowed,
-        (Role::BackOffice, Status) => OnlyValues(BACK_OFFICE_STATUSES),
         (Role::BackOffice, _) => Denied,
         // Supervisors and managers read and report; they do not edit tickets.
         (Role::Supervisor | Role::Manager, _) => Denied,
@@ -120,13 +86,17 @@ mod tests {
                 [Denied, Allowed, Denied, Allowed]
             );
         }
-        // status
-        assert_eq!(t(Role::Technician, Status), OnlyValues(FIELD_STATUSES));
-        assert!(!DISPATCH_STATUSES.contains(&"reconciled"));
-        assert_eq!(
-            t(Role::BackOffice, Status),
-            OnlyValues(BACK_OFFICE_STATUSES)
-        );
+        // status: field transitions / all but reconciled / reconciled, disputed
+        // — who may make which transition lives in the status machine.
+        for r in [
+            Role::Technician,
+            Role::Dispatcher,
+            Role::BackOffice,
+            Role::Supervisor,
+            Role::Manager,
+        ] {
+            assert_eq!(t(r, Status), StatusMachine);
+        }
         assert_eq!(t(Role::Admin, Status), Allowed);
         // visits, parts_used, checklist, notes, attachments
         assert_eq!(
@@ -158,13 +128,6 @@ mod tests {
             ],
             [Denied, Denied, Allowed, Allowed]
         );
-        for s in FIELD_STATUSES
-            .iter()
-            .chain(DISPATCH_STATUSES)
-            .chain(BACK_OFFICE_STATUSES)
-        {
-            assert!(STATUSES.contains(s));
-        }
         assert_eq!(group_of("parts_used"), Work);
         assert_eq!(group_of("whatever"), Unknown);
     }

