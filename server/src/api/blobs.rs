@@ -23,14 +23,7 @@ impl From<BlobError> for ApiError {
             BlobError::BadName | BlobError::HashMismatch { .. } => {
                 ApiError::bad_request(e.to_string())
             }
-            BlobError::Io(io) => {
-                tracing::error!(error = %io, "blob storage failed");
-                ApiError::new(
-                    actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "blob storage failed",
-                )
-            }
+            BlobError::Io(io) => ApiError::internal(format!("blob storage failed: {io}")),
         }
     }
 }
@@ -59,13 +52,7 @@ pub async fn put(
     let store = state.blobs.clone();
     let created = web::block(move || store.put(&name, &bytes))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                e.to_string(),
-            )
-        })??;
+        .map_err(ApiError::internal)??;
     Ok(if created {
         HttpResponse::Created()
     } else {
@@ -108,13 +95,7 @@ pub async fn get(
     let store = state.blobs.clone();
     let bytes = web::block(move || store.get(&name))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                e.to_string(),
-            )
-        })??
+        .map_err(ApiError::internal)??
         .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")

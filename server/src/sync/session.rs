@@ -68,10 +68,6 @@ impl Session {
         }
     }
 
-    pub fn server_peer_id(&self) -> &str {
-        &self.server_peer_id
-    }
-
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
     }
