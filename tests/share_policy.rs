@@ -36,6 +36,22 @@ async fn status_of(d: &Device, id: DocumentId) -> DocStatus {
     d.status(id).unwrap()
 }
 
+/// Creates accounts; each user's password is `<name>-password`.
+fn add_users(db: &TestDb, users: &[(&str, &str)]) {
+    for (u, r) in users {
+        let out = cli(
+            &db.url,
+            &["user", "add", u, "--role", r],
+            &format!("{u}-password\n"),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn assign(server: &Server, token: &str, doc: DocumentId, tech: &str) -> u16 {
     http(
         server.port,
@@ -48,19 +64,14 @@ fn assign(server: &Server, token: &str, doc: DocumentId, tech: &str) -> u16 {
 }
 
 async fn technicians_see_only_assigned_tickets_and_keep_offline_edits(db: TestDb) {
-    for (u, r) in [
-        ("dora", "dispatcher"),
-        ("tim", "technician"),
-        ("tess", "technician"),
-    ] {
-        assert!(cli(
-            &db.url,
-            &["user", "add", u, "--role", r],
-            &format!("{u}-password\n")
-        )
-        .status
-        .success());
-    }
+    add_users(
+        &db,
+        &[
+            ("dora", "dispatcher"),
+            ("tim", "technician"),
+            ("tess", "technician"),
+        ],
+    );
     let server = Server::start(&db, &[]);
     let dora_token = server.login("dora", "dora-password");
     let tim_token = server.login("tim", "tim-password");
@@ -170,15 +181,7 @@ async fn technicians_see_only_assigned_tickets_and_keep_offline_edits(db: TestDb
 /// appends a compensating change restoring the priority, the device receives
 /// it, and dispatchers see the quarantined edit.
 async fn forbidden_edits_are_compensated_and_quarantined(db: TestDb) {
-    for (u, r) in [("dora", "dispatcher"), ("tim", "technician")] {
-        assert!(cli(
-            &db.url,
-            &["user", "add", u, "--role", r],
-            &format!("{u}-password\n")
-        )
-        .status
-        .success());
-    }
+    add_users(&db, &[("dora", "dispatcher"), ("tim", "technician")]);
     let server = Server::start(&db, &[]);
     let dora_token = server.login("dora", "dora-password");
     let dora = device_for(&server, "dora", "dora-password", "dora-desk").await;
@@ -268,15 +271,7 @@ async fn forbidden_edits_are_compensated_and_quarantined(db: TestDb) {
 /// A dispatcher creates a ticket through the API (the server writes the
 /// Automerge document) and assigns it; the technician's device syncs it.
 async fn dispatchers_create_tickets_that_technicians_sync(db: TestDb) {
-    for (u, r) in [("dora", "dispatcher"), ("tim", "technician")] {
-        assert!(cli(
-            &db.url,
-            &["user", "add", u, "--role", r],
-            &format!("{u}-password\n")
-        )
-        .status
-        .success());
-    }
+    add_users(&db, &[("dora", "dispatcher"), ("tim", "technician")]);
     let server = Server::start(&db, &[]);
     let (dora, tim) = (
         server.login("dora", "dora-password"),
@@ -338,19 +333,14 @@ async fn dispatchers_create_tickets_that_technicians_sync(db: TestDb) {
 /// Attachments: content-addressed, idempotent upload; download only for
 /// users who may see a ticket that references the blob.
 async fn attachments_follow_the_share_policy(db: TestDb) {
-    for (u, r) in [
-        ("dora", "dispatcher"),
-        ("tim", "technician"),
-        ("tess", "technician"),
-    ] {
-        assert!(cli(
-            &db.url,
-            &["user", "add", u, "--role", r],
-            &format!("{u}-password\n")
-        )
-        .status
-        .success());
-    }
+    add_users(
+        &db,
+        &[
+            ("dora", "dispatcher"),
+            ("tim", "technician"),
+            ("tess", "technician"),
+        ],
+    );
     let server = Server::start(&db, &["--max-blob-bytes", "100000"]);
     let (dora, tim, tess) = (
         server.login("dora", "dora-password"),

@@ -243,46 +243,13 @@ impl Drop for Server {
     }
 }
 
-/// A minimal HTTP/1.1 request: returns (status, body as JSON or null).
-pub fn http(
+/// One HTTP/1.1 request on a fresh connection: returns (status, body).
+fn request(
     port: u16,
     method: &str,
     path: &str,
     bearer: Option<&str>,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let raw = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (
-        status,
-        serde_json::from_str(raw).unwrap_or(serde_json::Value::Null),
-    )
-}
-
-/// A raw HTTP/1.1 request with a binary body: returns (status, body bytes).
-pub fn http_bytes(
-    port: u16,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
+    content_type: &str,
     body: &[u8],
 ) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -292,7 +259,7 @@ pub fn http_bytes(
         .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     )
     .unwrap();
@@ -310,6 +277,40 @@ pub fn http_bytes(
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     (status, out[head_end..].to_vec())
+}
+
+/// A JSON request: returns (status, body as JSON or null).
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let (status, raw) = request(
+        port,
+        method,
+        path,
+        bearer,
+        "application/json",
+        body.as_bytes(),
+    );
+    (
+        status,
+        serde_json::from_slice(&raw).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A request with a binary body: returns (status, body bytes).
+pub fn http_bytes(
+    port: u16,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    request(port, method, path, bearer, "application/octet-stream", body)
 }
 
 /// Runs `fieldsync --database <db> <args>` with `stdin` piped in.
@@ -333,18 +334,7 @@ pub fn cli(database_url: &str, args: &[&str], stdin: &str) -> std::process::Outp
 }
 
 pub fn http_get(port: u16, path: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default()
+    String::from_utf8_lossy(&request(port, "GET", path, None, "text/plain", b"").1).into_owned()
 }
 
 pub const WAIT: Duration = Duration::from_secs(15);
