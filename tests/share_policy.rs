@@ -326,7 +326,19 @@ async fn dispatchers_create_tickets_that_technicians_sync(db: TestDb) {
         .unwrap();
     assert_eq!(ticket.intake.customer_name, "Acme Bakery");
     assert_eq!(ticket.intake.priority, "A");
-    assert_eq!(ticket.status, "new");
+    // Created and assigned in one call: the status moved on, and the
+    // server recorded both steps in the document's status history.
+    assert_eq!(ticket.status, "assigned");
+    assert_eq!(
+        ticket.technician_id,
+        body["technician_id"].as_str().unwrap()
+    );
+    let steps: Vec<(&str, &str)> = ticket
+        .status_history
+        .iter()
+        .map(|e| (e.to.as_str(), e.role.as_str()))
+        .collect();
+    assert_eq!(steps, [("new", "dispatcher"), ("assigned", "dispatcher")]);
     assert_eq!(ticket.schema, fieldsync_shared::ticket::SCHEMA_VERSION);
 }
 

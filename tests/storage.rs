@@ -27,6 +27,7 @@ fn write(doc_id: &str, changes: Vec<NewChange>) -> Vec<DocWrite> {
         doc_id: doc_id.into(),
         changes,
         quarantined: vec![],
+        projection: None,
     }]
 }
 

@@ -26,6 +26,9 @@ pub enum Action {
     EditQuarantined,
     RoleChanged,
     TicketCreated,
+    TicketUpdated,
+    RecordChanged,
+    StockMoved,
 }
 
 impl Action {
@@ -47,6 +50,9 @@ impl Action {
             Action::EditQuarantined => "edit_quarantined",
             Action::RoleChanged => "role_changed",
             Action::TicketCreated => "ticket_created",
+            Action::TicketUpdated => "ticket_updated",
+            Action::RecordChanged => "record_changed",
+            Action::StockMoved => "stock_moved",
         }
     }
 }

@@ -16,6 +16,9 @@ pub enum FieldGroup {
     Work,
     Signoff,
     Reconciliation,
+    /// status_history: written only by the server (who changed the status
+    /// and when is evidence; a device must not be able to forge it).
+    ServerRecord,
     /// Any key the schema does not define.
     Unknown,
 }
@@ -32,6 +35,7 @@ pub fn group_of(key: &str) -> FieldGroup {
         }
         "signoff" => FieldGroup::Signoff,
         "reconciliation" => FieldGroup::Reconciliation,
+        "status_history" => FieldGroup::ServerRecord,
         _ => FieldGroup::Unknown,
     }
 }
@@ -51,6 +55,7 @@ pub fn write_rule(role: Role, group: FieldGroup) -> WriteRule {
     use FieldGroup::*;
     use WriteRule::*;
     match (role, group) {
+        (_, ServerRecord) => Denied,
         (Role::Admin, _) => Allowed,
         (Role::Technician, Work) => Allowed,
         (_, Status) => StatusMachine,
@@ -129,6 +134,14 @@ mod tests {
             [Denied, Denied, Allowed, Allowed]
         );
         assert_eq!(group_of("parts_used"), Work);
+        for r in [
+            Role::Technician,
+            Role::Dispatcher,
+            Role::BackOffice,
+            Role::Admin,
+        ] {
+            assert_eq!(t(r, ServerRecord), Denied, "{r:?}");
+        }
         assert_eq!(group_of("whatever"), Unknown);
     }
 }

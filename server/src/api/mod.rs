@@ -4,7 +4,9 @@
 pub mod auth;
 pub mod blobs;
 pub mod devices;
+pub mod history;
 pub mod quarantine;
+pub mod records;
 pub mod tickets;
 pub mod users;
 
@@ -129,6 +131,19 @@ impl From<DeviceError> for ApiError {
     }
 }
 
+/// Who may create and change tickets and customer records.
+pub const DISPATCH: &[Role] = &[Role::Dispatcher, Role::Admin];
+/// Who maintains the parts catalogue and van stock.
+pub const CATALOGUE: &[Role] = &[Role::BackOffice, Role::Admin];
+/// Office roles: read every ticket, customer and history.
+pub const OFFICE: &[Role] = &[
+    Role::Dispatcher,
+    Role::BackOffice,
+    Role::Supervisor,
+    Role::Manager,
+    Role::Admin,
+];
+
 /// 403 unless `user` has one of `roles`.
 pub fn require_role(user: &User, roles: &[Role]) -> Result<(), ApiError> {
     if roles.contains(&user.role) {
@@ -168,6 +183,46 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/devices", web::post().to(devices::register))
             .route("/devices/{id}/revoke", web::post().to(devices::revoke))
             .route("/tickets", web::post().to(tickets::create))
+            .route("/tickets", web::get().to(tickets::list))
+            .route("/tickets/{doc_id}", web::get().to(tickets::get))
+            .route(
+                "/tickets/{doc_id}/timeline",
+                web::get().to(history::timeline),
+            )
+            .route(
+                "/tickets/{doc_id}/appointment",
+                web::put().to(tickets::set_appointment),
+            )
+            .route("/tickets/{doc_id}/cancel", web::post().to(tickets::cancel))
+            .route("/tickets/{doc_id}/reopen", web::post().to(tickets::reopen))
+            .route("/customers", web::post().to(records::create_customer))
+            .route("/customers", web::get().to(records::search_customers))
+            .route("/customers/{id}", web::get().to(records::get_customer))
+            .route(
+                "/customers/{id}/archived",
+                web::put().to(records::archive_customer),
+            )
+            .route(
+                "/customers/{id}/sites",
+                web::post().to(records::create_site),
+            )
+            .route(
+                "/customers/{id}/assets",
+                web::post().to(records::create_asset),
+            )
+            .route("/customers/{id}/history", web::get().to(history::customer))
+            .route("/assets/{id}/history", web::get().to(history::asset))
+            .route(
+                "/technicians/{username}/history",
+                web::get().to(history::technician),
+            )
+            .route(
+                "/technicians/{username}/van-stock",
+                web::get().to(records::van_stock),
+            )
+            .route("/parts", web::get().to(records::list_parts))
+            .route("/parts/{part_no}", web::put().to(records::put_part))
+            .route("/stock-movements", web::post().to(records::record_movement))
             .route("/blobs/{sha256}", web::put().to(blobs::put))
             .route("/blobs/{sha256}", web::get().to(blobs::get))
             .route(

@@ -1,24 +1,99 @@
-//! Tickets: creation from an intake (the server writes the Automerge
-//! document) and assignment (the input of the share policy).
+//! Tickets for dispatchers: creation from an intake (the server writes the
+//! Automerge document), list/filter/search, assignment (the input of the
+//! share policy), appointment window, cancel and reopen. Every edit goes
+//! through the document's actor: validated by the status machine, committed
+//! with its service-history rows, then sent to connected devices.
 
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 use fieldsync_shared::roles::Role;
+use fieldsync_shared::status::{self, Status};
+use fieldsync_shared::ticket::{self, Intake};
 use fieldsync_shared::DocumentId;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
-use super::{require_role, ApiError, State};
+use super::{require_role, ApiError, State, DISPATCH};
 use crate::audit::{self, Action, Entry};
-use crate::auth::accounts;
-use crate::sharing;
-use crate::storage::{DocWrite, NewChange};
-use crate::sync::hub::{DocCommand, Hub};
-use fieldsync_shared::ticket::{self, Intake};
+use crate::auth::accounts::{self, User};
+use crate::history::{self, TicketFilter};
+use crate::records;
+use crate::sharing::{self, DocAccess};
+use crate::sync::hub::{DocCommand, EditError, Hub, ServerEditFn};
 
-/// Who may assign tickets (DESIGN.md: assignment is written by dispatchers and admins).
-const ASSIGNERS: &[Role] = &[Role::Dispatcher, Role::Admin];
+type HubData = web::Data<Arc<Hub>>;
+
+pub fn parse_doc(raw: &str) -> Result<DocumentId, ApiError> {
+    DocumentId::parse_url_or_id(raw)
+        .map_err(|e| ApiError::bad_request(format!("bad document id: {e}")))
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl From<EditError> for ApiError {
+    fn from(e: EditError) -> Self {
+        match e {
+            EditError::NotFound => ApiError::not_found(e.to_string()),
+            EditError::Exists => ApiError::new(
+                actix_web::http::StatusCode::CONFLICT,
+                "conflict",
+                e.to_string(),
+            ),
+            EditError::Invalid(m) => ApiError::new(
+                actix_web::http::StatusCode::CONFLICT,
+                "invalid_transition",
+                m,
+            ),
+            EditError::Unavailable => ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
+        }
+    }
+}
+
+/// An edit that moves the status: refused unless the status machine lets
+/// `role` make that transition from the current status.
+fn transition(role: Role, to: Status) -> impl Fn(&str) -> Result<(), String> {
+    move |from: &str| {
+        let from: Status = from.parse().map_err(|e| format!("{e}"))?;
+        status::check_transition(role, from, to).map_err(|e| e.to_string())
+    }
+}
+
+fn current_status(tx: &automerge::transaction::Transaction<'_>) -> String {
+    ticket::read(tx).map(|t| t.status).unwrap_or_default()
+}
+
+async fn audit_ticket(
+    state: &State,
+    action: Action,
+    actor: &str,
+    doc: DocumentId,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let (actor, doc_key) = (actor.to_string(), doc.to_string());
+    state
+        .db
+        .run(move |c| {
+            audit::record(
+                c,
+                Entry {
+                    action,
+                    actor_user_id: Some(&actor),
+                    subject: Some(&doc_key),
+                    detail,
+                    ip: None,
+                },
+            )
+        })
+        .await?;
+    Ok(())
+}
 
 #[derive(Deserialize)]
 pub struct AssignBody {
@@ -26,70 +101,75 @@ pub struct AssignBody {
     technician: String,
 }
 
-fn parse_doc(raw: &str) -> Result<DocumentId, ApiError> {
-    DocumentId::parse_url_or_id(raw)
-        .map_err(|e| ApiError::bad_request(format!("bad document id: {e}")))
-}
-
-/// Assigns `doc` to the technician `username` and tells the loaded document.
+/// Assigns `doc` to the technician `username`: the share-policy table, the
+/// document's `assignment` (and new/reopened → assigned), the audit log.
 async fn assign_to(
     state: &State,
-    hub: &Hub,
-    actor: String,
+    hub: &Arc<Hub>,
+    actor: &User,
     doc: DocumentId,
     username: String,
-) -> Result<sharing::Assignment, ApiError> {
-    let doc_key = doc.to_string();
+) -> Result<String, ApiError> {
+    let tech = state
+        .db
+        .run(move |c| accounts::find_for_login(c, &username).map(|u| (username, u)))
+        .await?;
+    let tech = match tech {
+        (_, Some((u, _))) if u.role == Role::Technician && !u.disabled => u,
+        (name, Some(_)) => {
+            return Err(ApiError::bad_request(format!(
+                "`{name}` is not an active technician"
+            )))
+        }
+        (name, None) => return Err(ApiError::not_found(format!("no such user `{name}`"))),
+    };
+    let (tech_id, by, at) = (tech.id.clone(), actor.id.clone(), now());
+    let role = actor.role;
+    let edit: ServerEditFn = Box::new(move |tx| {
+        ticket::set_assignment(tx, &tech_id, &by, &at).map_err(|e| e.to_string())?;
+        let from = current_status(tx);
+        if from == "new" || from == "reopened" {
+            transition(role, Status::Assigned)(&from)?;
+            ticket::set_status(tx, Status::Assigned).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    });
+    hub.server_edit(doc, &actor.id, actor.role, false, edit)
+        .await?;
+    let (doc_key, tech_id, by) = (doc.to_string(), tech.id.clone(), actor.id.clone());
     let assignment = state
         .db
-        .run(move |c| {
-            let tech = match accounts::find_for_login(c, &username)? {
-                Some((u, _)) if u.role == Role::Technician && !u.disabled => u,
-                Some(_) => {
-                    return Ok(Err(ApiError::bad_request(format!(
-                        "`{username}` is not an active technician"
-                    ))))
-                }
-                None => {
-                    return Ok(Err(ApiError::not_found(format!(
-                        "no such user `{username}`"
-                    ))))
-                }
-            };
-            let a = sharing::assign(c, &doc_key, &tech.id, &actor)?;
-            audit::record(
-                c,
-                Entry {
-                    action: Action::TicketAssigned,
-                    actor_user_id: Some(&actor),
-                    subject: Some(&doc_key),
-                    detail: serde_json::json!({ "technician": tech.username }),
-                    ip: None,
-                },
-            )?;
-            Ok(Ok(a))
-        })
-        .await??;
-    // Live sessions of the previous technician stop receiving the ticket now.
-    hub.dispatch_if_loaded(doc, DocCommand::AccessChanged(assignment.clone()))
+        .run(move |c| sharing::assign(c, &doc_key, &tech_id, &by))
+        .await?;
+    // Live sessions of the previous technician stop receiving the ticket now;
+    // the new technician's devices that asked before get it.
+    hub.dispatch_if_loaded(doc, DocCommand::AccessChanged(assignment))
         .await;
-    Ok(assignment)
+    audit_ticket(
+        state,
+        Action::TicketAssigned,
+        &actor.id,
+        doc,
+        serde_json::json!({ "technician": tech.username }),
+    )
+    .await?;
+    Ok(tech.id)
 }
 
 pub async fn assign(
     state: State,
-    hub: web::Data<Arc<Hub>>,
+    hub: HubData,
     user: AuthUser,
     path: web::Path<String>,
     body: web::Json<AssignBody>,
 ) -> Result<HttpResponse, ApiError> {
-    require_role(&user.0, ASSIGNERS)?;
+    require_role(&user.0, DISPATCH)?;
     let doc = parse_doc(&path.into_inner())?;
-    let assignment = assign_to(&state, &hub, user.0.id, doc, body.into_inner().technician).await?;
+    let tech = assign_to(&state, &hub, &user.0, doc, body.into_inner().technician).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "document_id": doc.to_string(),
         "url": doc.url(),
-        "technician_id": assignment.current,
+        "technician_id": tech,
     })))
 }
 
@@ -97,11 +177,22 @@ pub async fn assign(
 pub struct NewTicket {
     #[serde(default)]
     ticket_no: String,
+    /// A customer archive record: fills name, phone and address when they
+    /// are not given.
+    #[serde(default)]
+    customer_id: String,
+    #[serde(default)]
     customer_name: String,
     #[serde(default)]
     customer_phone: String,
     #[serde(default)]
     customer_address: String,
+    #[serde(default)]
+    site: String,
+    /// An asset record of that customer: fills product, model and serial.
+    #[serde(default)]
+    asset_id: String,
+    #[serde(default)]
     product: String,
     #[serde(default)]
     model: String,
@@ -117,93 +208,134 @@ pub struct NewTicket {
     technician: Option<String>,
 }
 
-/// Creates a ticket: the server writes the Automerge document (durably, before
-/// answering) and returns its `automerge:` URL for devices to sync.
-pub async fn create(
-    state: State,
-    hub: web::Data<Arc<Hub>>,
-    user: AuthUser,
-    body: web::Json<NewTicket>,
-) -> Result<HttpResponse, ApiError> {
-    require_role(&user.0, ASSIGNERS)?;
-    let b = body.into_inner();
+fn or(given: String, record: &str) -> String {
+    if given.trim().is_empty() {
+        record.to_string()
+    } else {
+        given
+    }
+}
+
+/// Turns the request into an intake, filling from the customer archive.
+async fn intake_from(state: &State, b: NewTicket, doc_id: DocumentId) -> Result<Intake, ApiError> {
     if !["A", "B", "C"].contains(&b.priority.as_str()) {
         return Err(ApiError::bad_request("priority must be A, B or C"));
     }
-    for (name, v) in [
-        ("customer_name", &b.customer_name),
-        ("product", &b.product),
-        ("fault_description", &b.fault_description),
-    ] {
-        if v.trim().is_empty() {
-            return Err(ApiError::bad_request(format!("`{name}` is required")));
+    let (cid, aid) = (b.customer_id.clone(), b.asset_id.clone());
+    let (customer, asset) = state
+        .db
+        .run(move |c| {
+            let customer = match cid.is_empty() {
+                true => None,
+                false => Some(records::get_customer(c, &cid)),
+            };
+            let asset = match aid.is_empty() {
+                true => None,
+                false => Some(records::get_asset(c, &aid)),
+            };
+            Ok((customer, asset))
+        })
+        .await?;
+    let customer = customer.transpose()?;
+    let asset = asset.transpose()?;
+    if let (Some(a), Some(c)) = (&asset, &customer) {
+        if a.customer_id != c.id {
+            return Err(ApiError::bad_request(
+                "the asset belongs to another customer",
+            ));
         }
     }
-    let doc_id = DocumentId::random();
-    let ticket_no = if b.ticket_no.trim().is_empty() {
-        format!(
-            "T-{}-{}",
-            chrono::Utc::now().format("%Y%m%d"),
-            &doc_id.to_string()[..6]
-        )
-    } else {
-        b.ticket_no.trim().to_string()
-    };
+    if asset.is_some() && customer.is_none() {
+        return Err(ApiError::bad_request(
+            "`asset_id` needs the asset's `customer_id`",
+        ));
+    }
+    let c = |f: fn(&records::Customer) -> &str| customer.as_ref().map(f).unwrap_or("");
+    let a = |f: fn(&records::Asset) -> &str| asset.as_ref().map(f).unwrap_or("");
+    if occurred_invalid(&b.occurred_at) {
+        return Err(ApiError::bad_request(
+            "`occurred_at` must be an RFC 3339 time",
+        ));
+    }
     let intake = Intake {
-        ticket_no: ticket_no.clone(),
-        customer_name: b.customer_name,
-        customer_phone: b.customer_phone,
-        customer_address: b.customer_address,
-        product: b.product,
-        model: b.model,
-        serial: b.serial,
+        ticket_no: if b.ticket_no.trim().is_empty() {
+            format!(
+                "T-{}-{}",
+                chrono::Utc::now().format("%Y%m%d"),
+                &doc_id.to_string()[..6]
+            )
+        } else {
+            b.ticket_no.trim().to_string()
+        },
+        customer_id: b.customer_id,
+        customer_name: or(b.customer_name, c(|c| &c.name)),
+        customer_phone: or(b.customer_phone, c(|c| &c.phone)),
+        customer_address: or(b.customer_address, c(|c| &c.address)),
+        site: b.site,
+        asset_id: b.asset_id,
+        product: or(b.product, a(|a| &a.product)),
+        model: or(b.model, a(|a| &a.model)),
+        serial: or(b.serial, a(|a| &a.serial)),
         fault_description: b.fault_description,
         occurred_at: b.occurred_at,
         reported_via: b.reported_via,
         priority: b.priority,
     };
-    let mut doc = automerge::AutoCommit::new();
-    ticket::create(&mut doc, &intake).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let changes = doc
-        .get_changes(&[])
-        .into_iter()
-        .map(|c| NewChange {
-            hash: c.hash(),
-            bytes: c.raw_bytes().to_vec(),
-        })
-        .collect();
-    let write = DocWrite {
-        doc_id: doc_id.to_string(),
-        changes,
-        quarantined: Vec::new(),
-    };
-    hub.committer.commit(write).await.map_err(|e| {
-        tracing::error!(error = %e, "could not store a new ticket");
-        ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "could not store the ticket; retry",
-        )
-    })?;
-    let actor = user.0.id.clone();
-    let (doc_key, no) = (doc_id.to_string(), ticket_no.clone());
-    state
-        .db
-        .run(move |c| {
-            audit::record(
-                c,
-                Entry {
-                    action: Action::TicketCreated,
-                    actor_user_id: Some(&actor),
-                    subject: Some(&doc_key),
-                    detail: serde_json::json!({ "ticket_no": no }),
-                    ip: None,
-                },
-            )
-        })
+    for (name, v) in [
+        ("customer_name", &intake.customer_name),
+        ("product", &intake.product),
+        ("fault_description", &intake.fault_description),
+    ] {
+        if v.trim().is_empty() {
+            return Err(ApiError::bad_request(format!("`{name}` is required")));
+        }
+    }
+    Ok(intake)
+}
+
+fn occurred_invalid(v: &str) -> bool {
+    !v.is_empty() && chrono::DateTime::parse_from_rfc3339(v).is_err()
+}
+
+impl From<records::RecordError> for ApiError {
+    fn from(e: records::RecordError) -> Self {
+        match e {
+            records::RecordError::Invalid(m) => ApiError::bad_request(m),
+            records::RecordError::NotFound(m) => ApiError::not_found(m),
+            records::RecordError::Db(d) => d.into(),
+        }
+    }
+}
+
+/// Creates a ticket: the server writes the Automerge document (durably,
+/// with its history rows, before answering) and returns its `automerge:` URL
+/// for devices to sync.
+pub async fn create(
+    state: State,
+    hub: HubData,
+    user: AuthUser,
+    body: web::Json<NewTicket>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, DISPATCH)?;
+    let mut b = body.into_inner();
+    let technician = b.technician.take();
+    let doc_id = DocumentId::random();
+    let intake = intake_from(&state, b, doc_id).await?;
+    let ticket_no = intake.ticket_no.clone();
+    let edit: ServerEditFn =
+        Box::new(move |tx| ticket::create(tx, &intake).map_err(|e| e.to_string()));
+    hub.server_edit(doc_id, &user.0.id, user.0.role, true, edit)
         .await?;
-    let technician = match b.technician {
-        Some(t) => assign_to(&state, &hub, user.0.id, doc_id, t).await?.current,
+    audit_ticket(
+        &state,
+        Action::TicketCreated,
+        &user.0.id,
+        doc_id,
+        serde_json::json!({ "ticket_no": ticket_no }),
+    )
+    .await?;
+    let technician = match technician {
+        Some(t) => Some(assign_to(&state, &hub, &user.0, doc_id, t).await?),
         None => None,
     };
     Ok(HttpResponse::Created().json(serde_json::json!({
@@ -212,4 +344,178 @@ pub async fn create(
         "ticket_no": ticket_no,
         "technician_id": technician,
     })))
+}
+
+/// `GET /tickets?status=&priority=&technician=&customer_id=&from=&to=&q=`.
+/// Technicians only ever see their own assigned tickets.
+pub async fn list(
+    state: State,
+    user: AuthUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let ListQuery {
+        technician,
+        mut filter,
+    } = query.into_inner();
+    if let Some(name) = technician {
+        let found = state
+            .db
+            .run(move |c| accounts::find_for_login(c, &name))
+            .await?;
+        // An unknown technician matches nothing rather than everything.
+        filter.technician_id = Some(found.map(|(u, _)| u.id).unwrap_or_default());
+    }
+    if user.0.role == Role::Technician {
+        filter.technician_id = Some(user.0.id.clone());
+    }
+    let rows = state
+        .db
+        .run(move |c| history::list_tickets(c, &filter))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    /// Technician username (or use `technician_id`).
+    technician: Option<String>,
+    #[serde(flatten)]
+    filter: TicketFilter,
+}
+
+/// The ticket's projection row; 404 for technicians it is not assigned to
+/// (the share policy: hidden looks like unknown).
+pub async fn get(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let doc = parse_doc(&path.into_inner())?;
+    check_can_read(&state, &user.0, doc).await?;
+    let key = doc.to_string();
+    let row = state.db.run(move |c| history::get_ticket(c, &key)).await?;
+    row.map(|r| HttpResponse::Ok().json(r))
+        .ok_or_else(|| ApiError::not_found("no such ticket"))
+}
+
+/// The share policy for API reads of one ticket.
+pub async fn check_can_read(state: &State, user: &User, doc: DocumentId) -> Result<(), ApiError> {
+    let (key, role, uid) = (doc.to_string(), user.role, user.id.clone());
+    let access = state
+        .db
+        .run(move |c| {
+            let a = sharing::load_assignment(c, &key)?;
+            Ok(sharing::doc_access(role, &uid, true, &a))
+        })
+        .await?;
+    match access {
+        DocAccess::Full => Ok(()),
+        _ => Err(ApiError::not_found("no such ticket")),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct AppointmentBody {
+    start: String,
+    end: String,
+}
+
+pub async fn set_appointment(
+    state: State,
+    hub: HubData,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<AppointmentBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, DISPATCH)?;
+    let doc = parse_doc(&path.into_inner())?;
+    let AppointmentBody { start, end } = body.into_inner();
+    let parse = |v: &str, name: &str| {
+        chrono::DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|_| ApiError::bad_request(format!("`{name}` must be an RFC 3339 time")))
+    };
+    let (s, e) = (parse(&start, "start")?, parse(&end, "end")?);
+    if e <= s {
+        return Err(ApiError::bad_request("`end` must be after `start`"));
+    }
+    let fmt =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (start, end) = (fmt(s), fmt(e));
+    let (s2, e2) = (start.clone(), end.clone());
+    let edit: ServerEditFn =
+        Box::new(move |tx| ticket::set_appointment(tx, &s2, &e2).map_err(|e| e.to_string()));
+    hub.server_edit(doc, &user.0.id, user.0.role, false, edit)
+        .await?;
+    audit_ticket(
+        &state,
+        Action::TicketUpdated,
+        &user.0.id,
+        doc,
+        serde_json::json!({ "appointment": { "start": start, "end": end } }),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "start": start, "end": end })))
+}
+
+#[derive(Deserialize, Default)]
+pub struct ReasonBody {
+    #[serde(default)]
+    reason: String,
+}
+
+/// Cancel or reopen: a dispatcher decision, checked by the status machine;
+/// the reason is appended to the ticket's notes.
+async fn decide(
+    state: State,
+    hub: HubData,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: Option<web::Json<ReasonBody>>,
+    to: Status,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, DISPATCH)?;
+    let doc = parse_doc(&path.into_inner())?;
+    let reason = body.map(|b| b.into_inner().reason).unwrap_or_default();
+    let role = user.0.role;
+    let (who, r) = (user.0.username.clone(), reason.clone());
+    let edit: ServerEditFn = Box::new(move |tx| {
+        let from = current_status(tx);
+        transition(role, to)(&from)?;
+        ticket::set_status(tx, to).map_err(|e| e.to_string())?;
+        let line = format!("\n[{to} by {who}] {r}");
+        ticket::append_note(tx, line.trim_end()).map_err(|e| e.to_string())
+    });
+    hub.server_edit(doc, &user.0.id, user.0.role, false, edit)
+        .await?;
+    audit_ticket(
+        &state,
+        Action::TicketUpdated,
+        &user.0.id,
+        doc,
+        serde_json::json!({ "status": to.as_str(), "reason": reason }),
+    )
+    .await?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "document_id": doc.to_string(), "status": to.as_str() })))
+}
+
+pub async fn cancel(
+    state: State,
+    hub: HubData,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: Option<web::Json<ReasonBody>>,
+) -> Result<HttpResponse, ApiError> {
+    decide(state, hub, user, path, body, Status::Cancelled).await
+}
+
+pub async fn reopen(
+    state: State,
+    hub: HubData,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: Option<web::Json<ReasonBody>>,
+) -> Result<HttpResponse, ApiError> {
+    decide(state, hub, user, path, body, Status::Reopened).await
 }

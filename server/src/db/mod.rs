@@ -301,3 +301,9 @@ mod tests {
         assert!(shown.contains("me:***@db:5432/app"), "{shown}");
     }
 }
+
+diesel::define_sql_function! {
+    /// SQL `lower()`: case-insensitive search on both backends (PostgreSQL's
+    /// LIKE is case-sensitive, SQLite's is not for ASCII only).
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}

@@ -105,3 +105,152 @@ diesel::table! {
         compensation_hash -> Binary,
     }
 }
+
+diesel::table! {
+    customers (id) {
+        id -> Text,
+        name -> Text,
+        phone -> Text,
+        email -> Text,
+        address -> Text,
+        notes -> Text,
+        archived -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sites (id) {
+        id -> Text,
+        customer_id -> Text,
+        name -> Text,
+        address -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    assets (id) {
+        id -> Text,
+        customer_id -> Text,
+        site_id -> Nullable<Text>,
+        product -> Text,
+        model -> Text,
+        serial -> Text,
+        purchased_at -> Text,
+        warranty_until -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    parts (part_no) {
+        part_no -> Text,
+        name -> Text,
+        unit_cost_cents -> BigInt,
+        active -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    tickets (doc_id) {
+        doc_id -> Text,
+        ticket_no -> Text,
+        status -> Text,
+        priority -> Text,
+        customer_id -> Text,
+        customer_name -> Text,
+        customer_phone -> Text,
+        customer_address -> Text,
+        site -> Text,
+        asset_id -> Text,
+        product -> Text,
+        model -> Text,
+        serial -> Text,
+        fault_description -> Text,
+        occurred_at -> Text,
+        reported_via -> Text,
+        technician_id -> Text,
+        appointment_start -> Text,
+        appointment_end -> Text,
+        created_at -> Text,
+        completed_at -> Text,
+        result -> Text,
+        visit_count -> BigInt,
+        survey_scale -> Nullable<BigInt>,
+        survey_efficiency -> Nullable<BigInt>,
+        survey_attitude -> Nullable<BigInt>,
+        survey_reasonableness -> Nullable<BigInt>,
+        feedback_comment -> Text,
+    }
+}
+
+diesel::table! {
+    visits (doc_id, position) {
+        doc_id -> Text,
+        position -> BigInt,
+        visit_id -> Text,
+        technician_id -> Text,
+        arrived_at -> Text,
+        departed_at -> Text,
+        work_done -> Text,
+        result -> Text,
+        fixed -> Nullable<Bool>,
+    }
+}
+
+diesel::table! {
+    parts_used (doc_id, position) {
+        doc_id -> Text,
+        position -> BigInt,
+        part_entry_id -> Text,
+        part_no -> Text,
+        qty -> BigInt,
+        serial -> Text,
+        source -> Text,
+        visit_id -> Text,
+        technician_id -> Text,
+    }
+}
+
+diesel::table! {
+    stock_movements (id) {
+        id -> Text,
+        technician_id -> Text,
+        part_no -> Text,
+        qty_delta -> BigInt,
+        reason -> Text,
+        doc_id -> Nullable<Text>,
+        at -> Text,
+    }
+}
+
+diesel::table! {
+    signoffs (doc_id) {
+        doc_id -> Text,
+        signer_name -> Text,
+        signed_at -> Text,
+        signature_sha256 -> Text,
+        doc_heads -> Text,
+        heads_valid -> Bool,
+        signed_content_sha256 -> Text,
+        current_content_sha256 -> Text,
+        modified_after_signoff -> Bool,
+    }
+}
+
+diesel::table! {
+    status_events (doc_id, seq) {
+        doc_id -> Text,
+        seq -> BigInt,
+        from_status -> Text,
+        to_status -> Text,
+        by_user -> Text,
+        by_role -> Text,
+        at -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(parts_used, parts);
+diesel::allow_tables_to_appear_in_same_query!(tickets, visits);

@@ -12,6 +12,7 @@ use diesel::prelude::*;
 use crate::audit;
 use crate::db::schema::{doc_changes, doc_snapshots, quarantined_edits, server_meta};
 use crate::db::{now_millis, on_conn, transaction, DbConn, DbError};
+use crate::projection::{self, TicketRows};
 
 /// One change to append: its hash (the idempotency key) and encoded bytes.
 #[derive(Clone, Debug)]
@@ -27,6 +28,9 @@ pub struct DocWrite {
     pub changes: Vec<NewChange>,
     /// Edits undone by write validation, recorded in the same transaction.
     pub quarantined: Vec<Quarantined>,
+    /// New service-history rows for this document (None: unchanged), written
+    /// in the same transaction so history never disagrees with the document.
+    pub projection: Option<Box<TicketRows>>,
 }
 
 /// One edit the server undid (see sync::validation).
@@ -73,6 +77,9 @@ pub fn append_changes(conn: &mut DbConn, writes: &[DocWrite]) -> Result<usize, D
         for w in writes {
             for q in &w.quarantined {
                 record_quarantine(conn, &w.doc_id, q, now)?;
+            }
+            if let Some(p) = &w.projection {
+                projection::store::replace(conn, &w.doc_id, Some(p))?;
             }
         }
         Ok(inserted)

@@ -11,11 +11,14 @@ use fieldsync_shared::DocumentId;
 use tokio::sync::mpsc;
 
 use super::doc_state::{ConnId, DocState};
-use super::hub::{DocCommand, Hub, PeerHandle};
+use super::hub::{DocCommand, EditError, Hub, PeerHandle, ServerEditFn};
 use super::session::close_code;
 use crate::metrics::METRICS;
+use crate::projection::{self, TicketRows};
 use crate::sharing::{self, Assignment, DocAccess};
-use crate::storage::{self, DocWrite, Quarantined};
+use crate::storage::committer::CommitError;
+use crate::storage::{self, DocWrite, NewChange, Quarantined};
+use fieldsync_shared::roles::Role;
 
 /// Compact on eviction only when it saves a meaningful number of rows.
 const COMPACT_ON_EVICT_MIN: usize = 16;
@@ -32,6 +35,9 @@ struct DocActor {
     assignment: Assignment,
     /// Connections that asked for the document but may not see it (yet).
     waiting: HashMap<ConnId, PeerHandle>,
+    /// The service-history rows last committed for this document (None:
+    /// not known since load); unchanged rows are not rewritten.
+    last_projection: Option<TicketRows>,
 }
 
 pub(crate) async fn run(
@@ -62,6 +68,7 @@ pub(crate) async fn run(
                 loose_changes,
                 assignment,
                 waiting: HashMap::new(),
+                last_projection: None,
             };
             actor.serve(generation, &mut rx).await;
         }
@@ -132,6 +139,16 @@ impl DocActor {
                 self.waiting.remove(&conn);
             }
             DocCommand::AccessChanged(assignment) => self.on_access_changed(assignment),
+            DocCommand::ServerEdit {
+                by_user,
+                role,
+                create,
+                edit,
+                reply,
+            } => {
+                let result = self.on_server_edit(&by_user, role, create, edit).await;
+                let _ = reply.send(result);
+            }
         }
     }
 
@@ -167,7 +184,12 @@ impl DocActor {
                 DocAccess::Full => self.state.set_write_only(peer.conn, false),
             }
         }
-        // Devices of the newly assigned technician that asked before get it now.
+        self.offer_to_waiting();
+    }
+
+    /// Peers that asked before they were allowed to see the document (not
+    /// assigned yet, or it did not exist) get it as soon as they may.
+    fn offer_to_waiting(&mut self) {
         let waiting: Vec<PeerHandle> = self.waiting.values().cloned().collect();
         for peer in waiting {
             if self.access(&peer) == DocAccess::Full {
@@ -223,6 +245,7 @@ impl DocActor {
 
         let mut changes = received.new_changes;
         let mut quarantined = Vec::new();
+        let heads_before = received.heads_before.clone();
         if received.heads_changed {
             // Undo what this role may not write; store the undo with the edit.
             if let Some(comp) = self.state.enforce(&received.heads_before, peer.role) {
@@ -239,29 +262,17 @@ impl DocActor {
                 }
                 changes.push(comp.change);
             }
-            if let Some(settled) = self.state.resolve_status_conflict() {
-                changes.push(settled);
-            }
+            self.settle(&mut changes, &peer.user_id, peer.role);
         }
-        if !changes.is_empty() {
-            let n = changes.len();
-            let write = DocWrite {
-                doc_id: self.doc_key.clone(),
-                changes,
-                quarantined,
-            };
-            if let Err(e) = self.hub.committer.commit(write).await {
-                tracing::error!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "commit failed; rolled back");
-                self.state.rollback(&received.heads_before);
-                self.drop_peer(conn);
-                peer.fail(
-                    &self.hub.server_peer_id,
-                    close_code::INTERNAL,
-                    "could not store changes; retry later",
-                );
-                return;
-            }
-            self.loose_changes += n;
+        if let Err(e) = self.commit(changes, quarantined, &heads_before).await {
+            tracing::error!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "commit failed; rolled back");
+            self.drop_peer(conn);
+            peer.fail(
+                &self.hub.server_peer_id,
+                close_code::INTERNAL,
+                "could not store changes; retry later",
+            );
+            return;
         }
 
         if self.state.is_empty() && (request || !peer_has_doc) {
@@ -275,7 +286,20 @@ impl DocActor {
             return;
         }
 
-        for (to, target_id, m) in self.state.after_commit(conn, received.heads_changed) {
+        self.send_updates(conn, received.heads_changed);
+        if access == DocAccess::WriteOnly {
+            self.answer_write_only(&peer, carried_changes);
+        }
+
+        if self.loose_changes >= self.hub.config.compact_after {
+            self.compact().await;
+        }
+    }
+
+    /// Sync messages after a commit: the reply to `from` and, when the heads
+    /// moved, updates to every other reader.
+    fn send_updates(&mut self, from: ConnId, heads_changed: bool) {
+        for (to, target_id, m) in self.state.after_commit(from, heads_changed) {
             if let Some(h) = self.handles.get(&to) {
                 h.send(Message::Sync {
                     sender_id: self.hub.server_peer_id.clone(),
@@ -285,13 +309,84 @@ impl DocActor {
                 });
             }
         }
-        if access == DocAccess::WriteOnly {
-            self.answer_write_only(&peer, carried_changes);
-        }
+    }
 
-        if self.loose_changes >= self.hub.config.compact_after {
-            self.compact().await;
+    /// The server's follow-ups to accepted changes, added to the same commit:
+    /// settle a concurrent status conflict, record who moved the status.
+    fn settle(&mut self, changes: &mut Vec<NewChange>, by_user: &str, role: Role) {
+        if let Some(settled) = self.state.resolve_status_conflict() {
+            changes.push(settled);
         }
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        if let Some(event) = self.state.record_status_event(by_user, role, &at) {
+            changes.push(event);
+        }
+    }
+
+    /// ONE transaction: the changes, quarantined edits and, when they moved,
+    /// the document's service-history rows. On failure the in-memory document
+    /// goes back to `heads_before`, so memory never runs ahead of storage.
+    async fn commit(
+        &mut self,
+        changes: Vec<NewChange>,
+        quarantined: Vec<Quarantined>,
+        heads_before: &[automerge::ChangeHash],
+    ) -> Result<(), CommitError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let projection = projection::project(&self.doc_key, self.state.doc())
+            .filter(|rows| self.last_projection.as_ref() != Some(rows))
+            .map(Box::new);
+        let n = changes.len();
+        let write = DocWrite {
+            doc_id: self.doc_key.clone(),
+            changes,
+            quarantined,
+            projection: projection.clone(),
+        };
+        match self.hub.committer.commit(write).await {
+            Ok(()) => {
+                self.loose_changes += n;
+                if let Some(rows) = projection {
+                    self.last_projection = Some(*rows);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.state.rollback(heads_before);
+                Err(e)
+            }
+        }
+    }
+
+    async fn on_server_edit(
+        &mut self,
+        by_user: &str,
+        role: Role,
+        create: bool,
+        edit: ServerEditFn,
+    ) -> Result<(), EditError> {
+        match (create, self.state.is_empty()) {
+            (false, true) => return Err(EditError::NotFound),
+            (true, false) => return Err(EditError::Exists),
+            _ => {}
+        }
+        let heads_before = self.state.doc().get_heads();
+        let mut changes = match self.state.server_edit(edit) {
+            Ok(Some(c)) => vec![c],
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(EditError::Invalid(e)),
+        };
+        self.settle(&mut changes, by_user, role);
+        if let Err(e) = self.commit(changes, Vec::new(), &heads_before).await {
+            tracing::error!(doc = %self.doc_id, error = %e, "commit of a server edit failed; rolled back");
+            return Err(EditError::Unavailable);
+        }
+        // No connection sent this: every reader gets the update.
+        self.send_updates(0, true);
+        self.offer_to_waiting();
+        Ok(())
     }
 
     /// A write-only peer is never sent document content. To collect its

@@ -185,6 +185,24 @@ impl DocState {
         super::validation::resolve_status_conflict(&mut self.doc)
     }
 
+    /// Appends a status event if the status moved (see `validation`).
+    pub fn record_status_event(
+        &mut self,
+        by: &str,
+        role: fieldsync_shared::roles::Role,
+        at: &str,
+    ) -> Option<NewChange> {
+        super::validation::record_status_event(&mut self.doc, by, role, at)
+    }
+
+    /// Applies an edit made by the server itself (dispatcher API).
+    pub fn server_edit(
+        &mut self,
+        edit: super::hub::ServerEditFn,
+    ) -> Result<Option<NewChange>, String> {
+        super::validation::server_change(&mut self.doc, edit)
+    }
+
     /// Every change hash in the document (for compaction).
     pub fn all_change_hashes(&self) -> std::collections::HashSet<ChangeHash> {
         self.doc

@@ -144,6 +144,32 @@ pub enum DocCommand {
     },
     /// The ticket was (re)assigned: re-check every peer's access.
     AccessChanged(Assignment),
+    /// An edit by the server on behalf of an API user (create, assign,
+    /// appointment, cancel, reopen): applied, committed with its projection,
+    /// then sent to the peers, like a device's change.
+    ServerEdit {
+        by_user: String,
+        role: Role,
+        /// Creating: the document must not exist yet (otherwise it must).
+        create: bool,
+        edit: ServerEditFn,
+        reply: tokio::sync::oneshot::Sender<Result<(), EditError>>,
+    },
+}
+
+pub type ServerEditFn =
+    Box<dyn FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), String> + Send>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    #[error("no such ticket")]
+    NotFound,
+    #[error("the document already exists")]
+    Exists,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("could not store the change; retry")]
+    Unavailable,
 }
 
 /// Joined connections by (device id, peer id).
@@ -217,6 +243,27 @@ impl Hub {
                 Err(mpsc::error::SendError(back)) => cmd = back,
             }
         }
+    }
+
+    /// Runs a server edit through the document's actor and waits for its commit.
+    pub async fn server_edit(
+        self: &Arc<Self>,
+        doc: DocumentId,
+        by_user: &str,
+        role: Role,
+        create: bool,
+        edit: ServerEditFn,
+    ) -> Result<(), EditError> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let cmd = DocCommand::ServerEdit {
+            by_user: by_user.to_string(),
+            role,
+            create,
+            edit,
+            reply,
+        };
+        self.dispatch(doc, cmd).await;
+        done.await.unwrap_or(Err(EditError::Unavailable))
     }
 
     /// Queues `cmd` only if the document is in memory (peer left, ephemeral).

@@ -14,6 +14,7 @@ use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, ScalarValue, 
 use fieldsync_shared::permissions::{group_of, write_rule, WriteRule};
 use fieldsync_shared::roles::Role;
 use fieldsync_shared::status::{self, Status};
+use fieldsync_shared::ticket;
 
 use crate::storage::NewChange;
 
@@ -32,7 +33,9 @@ pub struct Compensation {
 
 /// Checks what changed between `before` and now; undoes forbidden edits.
 pub fn enforce(doc: &mut Automerge, before: &[ChangeHash], role: Role) -> Option<Compensation> {
-    if role == Role::Admin {
+    // Admins may write any ticket field but the server's own records; on
+    // other documents (no ticket fields) there is nothing to check.
+    if role == Role::Admin && !ticket::is_ticket(doc) {
         return None;
     }
     let after = doc.get_heads();
@@ -140,6 +143,64 @@ pub fn resolve_status_conflict(doc: &mut Automerge) -> Option<NewChange> {
     })
 }
 
+/// A change the server makes itself (dispatcher API edits, status events):
+/// `edit` runs in one transaction; nothing is applied if it fails. None when
+/// the edit changed nothing.
+pub fn server_change(
+    doc: &mut Automerge,
+    edit: impl FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), String>,
+) -> Result<Option<NewChange>, String> {
+    let mut tx = doc.transaction();
+    if let Err(e) = edit(&mut tx) {
+        tx.rollback();
+        return Err(e);
+    }
+    let (hash, _) = tx.commit();
+    let Some(hash) = hash else { return Ok(None) };
+    let change = doc
+        .get_change_by_hash(&hash)
+        .ok_or("committed change not found")?;
+    Ok(Some(NewChange {
+        hash,
+        bytes: change.raw_bytes().to_vec(),
+    }))
+}
+
+/// Appends a `status_history` entry when a ticket's status differs from the
+/// last recorded one: who (the user whose message or API call changed it),
+/// in which role, and when the server accepted it. Living in the document,
+/// the history replicates to devices and the projection can be rebuilt from
+/// it exactly.
+pub fn record_status_event(
+    doc: &mut Automerge,
+    by: &str,
+    role: Role,
+    at: &str,
+) -> Option<NewChange> {
+    if !ticket::is_ticket(doc) {
+        return None;
+    }
+    let t = ticket::read(doc).ok()?;
+    let last = t.status_history.last().map(|e| e.to.as_str()).unwrap_or("");
+    if t.status.is_empty() || t.status == last {
+        return None;
+    }
+    let event = ticket::StatusEvent {
+        from: last.to_string(),
+        to: t.status.clone(),
+        by: by.to_string(),
+        role: role.to_string(),
+        at: at.to_string(),
+    };
+    server_change(doc, |tx| {
+        ticket::append_status_event(tx, &event).map_err(|e| e.to_string())
+    })
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not record a status event");
+        None
+    })
+}
+
 /// Makes ROOT[key] equal to what it was at `before`.
 fn restore(
     tx: &mut automerge::transaction::Transaction<'_>,
@@ -218,6 +279,7 @@ mod tests {
     fn base() -> Automerge {
         let mut doc = Automerge::new();
         let mut tx = doc.transaction();
+        tx.put(ROOT, "ticket_no", "T-1").unwrap();
         tx.put(ROOT, "priority", "B").unwrap();
         tx.put(ROOT, "appointment", "09:00").unwrap();
         tx.put(ROOT, "status", "assigned").unwrap();
@@ -258,7 +320,8 @@ mod tests {
     #[test]
     fn every_role_against_every_field_group() {
         let roles = Role::ALL;
-        let cases: [(&str, FieldGroup, &str); 5] = [
+        let cases: [(&str, FieldGroup, &str); 6] = [
+            ("status_history", FieldGroup::ServerRecord, "forged"),
             ("priority", FieldGroup::Intake, "A"),
             ("appointment", FieldGroup::Dispatch, "14:00"),
             ("reconciliation", FieldGroup::Reconciliation, "settled"),

@@ -1,0 +1,10 @@
+DROP TABLE status_events;
+DROP TABLE signoffs;
+DROP TABLE stock_movements;
+DROP TABLE parts_used;
+DROP TABLE visits;
+DROP TABLE tickets;
+DROP TABLE parts;
+DROP TABLE assets;
+DROP TABLE sites;
+DROP TABLE customers;

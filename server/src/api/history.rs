@@ -1,0 +1,97 @@
+//! Service history: per customer, per asset, per technician, and one
+//! ticket's full timeline (status events with who/when, visits, parts,
+//! signoff). Read from the projection tables.
+
+use actix_web::{web, HttpResponse};
+use fieldsync_shared::roles::Role;
+
+use super::auth::AuthUser;
+use super::tickets::{check_can_read, parse_doc};
+use super::{require_role, ApiError, State, OFFICE};
+use crate::auth::accounts;
+use crate::history;
+use crate::records;
+
+pub async fn customer(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let id = path.into_inner();
+    let out = state
+        .db
+        .run(move |c| {
+            Ok(match records::get_customer(c, &id) {
+                Ok(cust) => history::for_customer(c, &id)
+                    .map(|h| Ok(serde_json::json!({ "customer": cust, "history": h })))?,
+                Err(e) => Err(e),
+            })
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+pub async fn asset(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let id = path.into_inner();
+    let out = state
+        .db
+        .run(move |c| {
+            Ok(match records::get_asset(c, &id) {
+                Ok(asset) => history::for_asset(c, &id, &asset.serial)
+                    .map(|h| Ok(serde_json::json!({ "asset": asset, "history": h })))?,
+                Err(e) => Err(e),
+            })
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// A technician's service history (technicians may read their own).
+pub async fn technician(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let username = path.into_inner();
+    if !(user.0.role == Role::Technician && user.0.username == username) {
+        require_role(&user.0, OFFICE)?;
+    }
+    let out = state
+        .db
+        .run(move |c| {
+            let Some((tech, _)) = accounts::find_for_login(c, &username)? else {
+                return Ok(None);
+            };
+            let h = history::for_technician(c, &tech.id)?;
+            Ok(Some(serde_json::json!({
+                "technician": { "id": tech.id, "username": tech.username, "display_name": tech.display_name },
+                "history": h,
+            })))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+/// Everything that happened on one ticket, in order.
+pub async fn timeline(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let doc = parse_doc(&path.into_inner())?;
+    check_can_read(&state, &user.0, doc).await?;
+    let key = doc.to_string();
+    let t = state
+        .db
+        .run(move |c| history::timeline(c, &key))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such ticket"))?;
+    Ok(HttpResponse::Ok().json(t))
+}

@@ -1,0 +1,263 @@
+//! The customer archive (customers, sites, assets), the parts catalogue and
+//! van stock.
+
+use actix_web::{web, HttpResponse};
+use fieldsync_shared::roles::Role;
+use serde::Deserialize;
+
+use super::auth::AuthUser;
+use super::{require_role, ApiError, State, CATALOGUE, DISPATCH, OFFICE};
+use crate::audit::{self, Action, Entry};
+use crate::auth::accounts;
+use crate::db::DbConn;
+use crate::records::{self, NewAsset, NewCustomer, NewSite, Part, RecordError};
+
+/// Runs `f` and records `action` on `subject` in the audit log.
+async fn audited<T: Send + 'static>(
+    state: &State,
+    actor: &str,
+    action: Action,
+    f: impl FnOnce(&mut DbConn) -> Result<(T, String, serde_json::Value), RecordError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let actor = actor.to_string();
+    let out = state
+        .db
+        .run(move |c| {
+            Ok(match f(c) {
+                Ok((value, subject, detail)) => audit::record(
+                    c,
+                    Entry {
+                        action,
+                        actor_user_id: Some(&actor),
+                        subject: Some(&subject),
+                        detail,
+                        ip: None,
+                    },
+                )
+                .map(|()| Ok(value))?,
+                Err(e) => Err(e),
+            })
+        })
+        .await??;
+    Ok(out)
+}
+
+pub async fn create_customer(
+    state: State,
+    user: AuthUser,
+    body: web::Json<NewCustomer>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, DISPATCH)?;
+    let new = body.into_inner();
+    let c = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
+        let cust = records::create_customer(c, new)?;
+        let id = cust.id.clone();
+        Ok((cust, id, serde_json::json!({ "created": "customer" })))
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(c))
+}
+
+#[derive(Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    include_archived: bool,
+    limit: Option<i64>,
+}
+
+pub async fn search_customers(
+    state: State,
+    user: AuthUser,
+    query: web::Query<SearchQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let rows = state
+        .db
+        .run(move |c| {
+            Ok(records::search_customers(
+                c,
+                &q.q,
+                q.include_archived,
+                limit,
+            ))
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// A customer with their sites and assets (the customer archive card).
+pub async fn get_customer(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let id = path.into_inner();
+    let card = state
+        .db
+        .run(move |c| {
+            Ok((|| {
+                let customer = records::get_customer(c, &id)?;
+                let sites = records::sites_of(c, &id)?;
+                let assets = records::assets_of(c, &id)?;
+                Ok::<_, RecordError>(serde_json::json!({
+                    "customer": customer, "sites": sites, "assets": assets,
+                }))
+            })())
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(card))
+}
+
+#[derive(Deserialize)]
+pub struct ArchiveBody {
+    archived: bool,
+}
+
+pub async fn archive_customer(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<ArchiveBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, DISPATCH)?;
+    let (id, archived) = (path.into_inner(), body.archived);
+    let c = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
+        let cust = records::set_customer_archived(c, &id, archived)?;
+        Ok((cust, id, serde_json::json!({ "archived": archived })))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(c))
+}
+
+pub async fn create_site(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<NewSite>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, DISPATCH)?;
+    let (id, new) = (path.into_inner(), body.into_inner());
+    let s = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
+        let site = records::create_site(c, &id, new)?;
+        Ok((site, id, serde_json::json!({ "created": "site" })))
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(s))
+}
+
+pub async fn create_asset(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<NewAsset>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, DISPATCH)?;
+    let (id, new) = (path.into_inner(), body.into_inner());
+    let a = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
+        let asset = records::create_asset(c, &id, new)?;
+        Ok((asset, id, serde_json::json!({ "created": "asset" })))
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(a))
+}
+
+/// The parts catalogue; every signed-in role may read it (devices pick parts).
+pub async fn list_parts(state: State, _user: AuthUser) -> Result<HttpResponse, ApiError> {
+    let rows = state.db.run(|c| Ok(records::list_parts(c))).await??;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+pub async fn put_part(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<PartBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, CATALOGUE)?;
+    let b = body.into_inner();
+    let part = Part {
+        part_no: path.into_inner(),
+        name: b.name,
+        unit_cost_cents: b.unit_cost_cents,
+        active: b.active.unwrap_or(true),
+        created_at: 0,
+    };
+    let p = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
+        let p = records::upsert_part(c, part)?;
+        let no = p.part_no.clone();
+        Ok((p, no, serde_json::json!({ "part": "upserted" })))
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(p))
+}
+
+#[derive(Deserialize)]
+pub struct PartBody {
+    name: String,
+    #[serde(default)]
+    unit_cost_cents: i64,
+    active: Option<bool>,
+}
+
+/// Resolves a technician username to the account (404 if not a technician).
+async fn technician_id(state: &State, username: String) -> Result<String, ApiError> {
+    let found = state
+        .db
+        .run(move |c| accounts::find_for_login(c, &username).map(|u| (username, u)))
+        .await?;
+    match found {
+        (_, Some((u, _))) if u.role == Role::Technician => Ok(u.id),
+        (name, _) => Err(ApiError::not_found(format!("no technician `{name}`"))),
+    }
+}
+
+/// A van's stock (technicians see their own; office roles everyone's).
+pub async fn van_stock(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let username = path.into_inner();
+    if user.0.role == Role::Technician && user.0.username != username {
+        return Err(ApiError::forbidden("technicians see only their own van"));
+    }
+    let id = technician_id(&state, username).await?;
+    let (levels, movements) = state
+        .db
+        .run(move |c| Ok(records::van_stock(c, &id)))
+        .await??;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "levels": levels, "movements": movements })))
+}
+
+#[derive(Deserialize)]
+pub struct MovementBody {
+    technician: String,
+    part_no: String,
+    qty_delta: i64,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Restock (positive) or correct (negative) a technician's van.
+pub async fn record_movement(
+    state: State,
+    user: AuthUser,
+    body: web::Json<MovementBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, CATALOGUE)?;
+    let b = body.into_inner();
+    let tech = technician_id(&state, b.technician.clone()).await?;
+    let m = audited(&state, &user.0.id, Action::StockMoved, move |c| {
+        let reason = if b.reason.is_empty() { "restock".to_string() } else { b.reason };
+        let m = records::record_movement(c, &tech, &b.part_no, b.qty_delta, &reason)?;
+        let detail = serde_json::json!({ "technician": b.technician, "part_no": m.part_no, "qty_delta": m.qty_delta });
+        Ok((m, tech, detail))
+    })
+    .await?;
+    Ok(HttpResponse::Created().json(m))
+}

@@ -1,0 +1,422 @@
+//! The service history: relational rows computed from a ticket document.
+//!
+//! `project` is a pure function of the document, so the rows written at
+//! commit time (storage::append_changes, same transaction as the changes)
+//! and the rows `fieldsync projection rebuild` recomputes are identical by
+//! construction. Everything the history needs — including who changed the
+//! status and when — therefore lives in the document (`status_history` is
+//! appended by the server, see sync::validation::record_status_event).
+
+pub mod store;
+
+use automerge::ReadDoc;
+use diesel::prelude::*;
+use fieldsync_shared::ticket::{self, Ticket};
+
+use crate::db::schema::{parts_used, signoffs, status_events, stock_movements, tickets, visits};
+
+/// Everything one ticket contributes to the history tables.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TicketRows {
+    pub ticket: TicketRow,
+    pub visits: Vec<VisitRow>,
+    pub parts: Vec<PartRow>,
+    pub movements: Vec<MovementRow>,
+    pub signoff: Option<SignoffRow>,
+    pub events: Vec<StatusEventRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = tickets)]
+pub struct TicketRow {
+    pub doc_id: String,
+    pub ticket_no: String,
+    pub status: String,
+    pub priority: String,
+    pub customer_id: String,
+    pub customer_name: String,
+    pub customer_phone: String,
+    pub customer_address: String,
+    pub site: String,
+    pub asset_id: String,
+    pub product: String,
+    pub model: String,
+    pub serial: String,
+    pub fault_description: String,
+    pub occurred_at: String,
+    pub reported_via: String,
+    pub technician_id: String,
+    pub appointment_start: String,
+    pub appointment_end: String,
+    /// When the server first saw the ticket (first status event).
+    pub created_at: String,
+    /// When it last reached `completed` (empty if it has not).
+    pub completed_at: String,
+    /// The latest visit's result.
+    pub result: String,
+    pub visit_count: i64,
+    pub survey_scale: Option<i64>,
+    pub survey_efficiency: Option<i64>,
+    pub survey_attitude: Option<i64>,
+    pub survey_reasonableness: Option<i64>,
+    pub feedback_comment: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = visits)]
+pub struct VisitRow {
+    pub doc_id: String,
+    pub position: i64,
+    pub visit_id: String,
+    pub technician_id: String,
+    pub arrived_at: String,
+    pub departed_at: String,
+    pub work_done: String,
+    pub result: String,
+    pub fixed: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = parts_used)]
+pub struct PartRow {
+    pub doc_id: String,
+    pub position: i64,
+    pub part_entry_id: String,
+    pub part_no: String,
+    pub qty: i64,
+    pub serial: String,
+    pub source: String,
+    pub visit_id: String,
+    pub technician_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = stock_movements)]
+pub struct MovementRow {
+    pub id: String,
+    pub technician_id: String,
+    pub part_no: String,
+    pub qty_delta: i64,
+    pub reason: String,
+    pub doc_id: Option<String>,
+    pub at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = signoffs)]
+pub struct SignoffRow {
+    pub doc_id: String,
+    pub signer_name: String,
+    pub signed_at: String,
+    pub signature_sha256: String,
+    /// Hex heads, comma-separated.
+    pub doc_heads: String,
+    /// Every head is a change of this document.
+    pub heads_valid: bool,
+    /// Hash of visits + parts as of the heads (empty if the heads are invalid).
+    pub signed_content_sha256: String,
+    pub current_content_sha256: String,
+    /// Signed visits or parts were edited after signing: the back office
+    /// must look before reconciling.
+    pub modified_after_signoff: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = status_events)]
+pub struct StatusEventRow {
+    pub doc_id: String,
+    pub seq: i64,
+    pub from_status: String,
+    pub to_status: String,
+    pub by_user: String,
+    pub by_role: String,
+    pub at: String,
+}
+
+/// The rows for one document; None when it is not a ticket.
+pub fn project<R: ReadDoc>(doc_id: &str, doc: &R) -> Option<TicketRows> {
+    if !ticket::is_ticket(doc) {
+        return None;
+    }
+    // A document from newer software is left as it is until we understand it.
+    let t: Ticket = ticket::read(doc).ok()?;
+    let id = || doc_id.to_string();
+    let visits: Vec<VisitRow> = t
+        .visits
+        .iter()
+        .enumerate()
+        .map(|(i, v)| VisitRow {
+            doc_id: id(),
+            position: i as i64,
+            visit_id: v.id.clone(),
+            technician_id: v.technician_id.clone(),
+            arrived_at: v.arrived_at.clone(),
+            departed_at: v.departed_at.clone(),
+            work_done: v.work_done.clone(),
+            result: v.result.clone(),
+            fixed: v.fixed,
+        })
+        .collect();
+    // Whose van a part came from: the entry's own technician, else its
+    // visit's, else the ticket's assignee.
+    let technician_of = |p: &ticket::PartUsed| {
+        if !p.technician_id.is_empty() {
+            return p.technician_id.clone();
+        }
+        t.visits
+            .iter()
+            .find(|v| v.id == p.visit_id && !v.technician_id.is_empty())
+            .map(|v| v.technician_id.clone())
+            .unwrap_or_else(|| t.technician_id.clone())
+    };
+    let parts: Vec<PartRow> = t
+        .parts_used
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PartRow {
+            doc_id: id(),
+            position: i as i64,
+            part_entry_id: p.id.clone(),
+            part_no: p.part_no.clone(),
+            qty: p.qty,
+            serial: p.serial.clone(),
+            source: p.source.clone(),
+            visit_id: p.visit_id.clone(),
+            technician_id: technician_of(p),
+        })
+        .collect();
+    let movements = parts
+        .iter()
+        .filter(|p| p.source == "van" && p.qty != 0 && !p.technician_id.is_empty())
+        .map(|p| MovementRow {
+            id: format!("{doc_id}/{}", p.position),
+            technician_id: p.technician_id.clone(),
+            part_no: p.part_no.clone(),
+            qty_delta: -p.qty,
+            reason: format!("used on {}", t.intake.ticket_no),
+            doc_id: Some(id()),
+            at: visit_time(&t, &p.visit_id),
+        })
+        .collect();
+    let signoff = t.signoff.as_ref().map(|s| {
+        let heads = ticket::parse_heads(&s.doc_heads);
+        let signed = heads
+            .as_deref()
+            .and_then(|h| ticket::signed_content_sha256(doc, h));
+        let current = ticket::current_content_sha256(doc);
+        SignoffRow {
+            doc_id: id(),
+            signer_name: s.signer_name.clone(),
+            signed_at: s.signed_at.clone(),
+            signature_sha256: s.signature_sha256.clone(),
+            doc_heads: s.doc_heads.join(","),
+            heads_valid: signed.is_some(),
+            modified_after_signoff: signed.as_deref().is_some_and(|h| h != current),
+            signed_content_sha256: signed.unwrap_or_default(),
+            current_content_sha256: current,
+        }
+    });
+    let events: Vec<StatusEventRow> = t
+        .status_history
+        .iter()
+        .enumerate()
+        .map(|(i, e)| StatusEventRow {
+            doc_id: id(),
+            seq: i as i64,
+            from_status: e.from.clone(),
+            to_status: e.to.clone(),
+            by_user: e.by.clone(),
+            by_role: e.role.clone(),
+            at: e.at.clone(),
+        })
+        .collect();
+    let created_at = t
+        .status_history
+        .first()
+        .map(|e| e.at.clone())
+        .unwrap_or_default();
+    let completed_at = t
+        .status_history
+        .iter()
+        .rev()
+        .find(|e| e.to == "completed")
+        .map(|e| e.at.clone())
+        .unwrap_or_default();
+    let survey = t.survey.clone().unwrap_or_default();
+    let ticket = TicketRow {
+        doc_id: id(),
+        ticket_no: t.intake.ticket_no.clone(),
+        status: t.status.clone(),
+        priority: t.intake.priority.clone(),
+        customer_id: t.intake.customer_id.clone(),
+        customer_name: t.intake.customer_name.clone(),
+        customer_phone: t.intake.customer_phone.clone(),
+        customer_address: t.intake.customer_address.clone(),
+        site: t.intake.site.clone(),
+        asset_id: t.intake.asset_id.clone(),
+        product: t.intake.product.clone(),
+        model: t.intake.model.clone(),
+        serial: t.intake.serial.clone(),
+        fault_description: t.intake.fault_description.clone(),
+        occurred_at: t.intake.occurred_at.clone(),
+        reported_via: t.intake.reported_via.clone(),
+        technician_id: t.technician_id.clone(),
+        appointment_start: t.appointment_start.clone(),
+        appointment_end: t.appointment_end.clone(),
+        created_at,
+        completed_at,
+        result: t
+            .visits
+            .last()
+            .map(|v| v.result.clone())
+            .unwrap_or_default(),
+        visit_count: t.visits.len() as i64,
+        survey_scale: t.survey.as_ref().map(|s| s.scale),
+        survey_efficiency: survey.efficiency,
+        survey_attitude: survey.attitude,
+        survey_reasonableness: survey.reasonableness,
+        feedback_comment: survey.comment,
+    };
+    Some(TicketRows {
+        ticket,
+        visits,
+        parts,
+        movements,
+        signoff,
+        events,
+    })
+}
+
+/// When a part left the van: its visit's departure (or arrival) time.
+fn visit_time(t: &Ticket, visit_id: &str) -> String {
+    t.visits
+        .iter()
+        .find(|v| v.id == visit_id)
+        .map(|v| {
+            if v.departed_at.is_empty() {
+                v.arrived_at.clone()
+            } else {
+                v.departed_at.clone()
+            }
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::AutoCommit;
+    use fieldsync_shared::ticket::{Intake, PartUsed, StatusEvent};
+
+    fn doc() -> AutoCommit {
+        let mut d = AutoCommit::new();
+        ticket::create(
+            &mut d,
+            &Intake {
+                ticket_no: "T-1".into(),
+                customer_name: "Acme".into(),
+                product: "Mixer".into(),
+                fault_description: "stops".into(),
+                priority: "A".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        d
+    }
+
+    fn event(to: &str, at: &str) -> StatusEvent {
+        StatusEvent {
+            from: String::new(),
+            to: to.into(),
+            by: "u".into(),
+            role: "technician".into(),
+            at: at.into(),
+        }
+    }
+
+    #[test]
+    fn non_tickets_project_to_nothing() {
+        assert_eq!(project("d", &AutoCommit::new()), None);
+    }
+
+    #[test]
+    fn van_parts_become_stock_movements_for_the_right_technician() {
+        let mut d = doc();
+        ticket::set_assignment(&mut d, "assignee", "disp", "2026-11-23T08:00:00Z").unwrap();
+        ticket::check_in(&mut d, "v1", "visitor", "2026-11-23T09:00:00Z").unwrap();
+        let part = |id: &str, source: &str, visit: &str, tech: &str| PartUsed {
+            id: id.into(),
+            part_no: "P-1".into(),
+            qty: 2,
+            source: source.into(),
+            visit_id: visit.into(),
+            technician_id: tech.into(),
+            ..Default::default()
+        };
+        ticket::add_part(&mut d, &part("a", "van", "v1", "")).unwrap();
+        ticket::add_part(&mut d, &part("b", "van", "", "")).unwrap();
+        ticket::add_part(&mut d, &part("c", "van", "", "explicit")).unwrap();
+        ticket::add_part(&mut d, &part("d", "warehouse", "v1", "")).unwrap();
+        let rows = project("doc", &d).unwrap();
+        let m: Vec<(&str, i64)> = rows
+            .movements
+            .iter()
+            .map(|m| (m.technician_id.as_str(), m.qty_delta))
+            .collect();
+        assert_eq!(m, [("visitor", -2), ("assignee", -2), ("explicit", -2)]);
+        assert_eq!(
+            rows.parts.len(),
+            4,
+            "warehouse parts are used, not van stock"
+        );
+    }
+
+    #[test]
+    fn status_history_gives_events_created_and_completed_times() {
+        let mut d = doc();
+        for (to, at) in [
+            ("new", "t1"),
+            ("completed", "t2"),
+            ("reopened", "t3"),
+            ("completed", "t4"),
+        ] {
+            ticket::append_status_event(&mut d, &event(to, at)).unwrap();
+        }
+        let rows = project("doc", &d).unwrap();
+        assert_eq!(rows.events.len(), 4);
+        assert_eq!(
+            (
+                rows.ticket.created_at.as_str(),
+                rows.ticket.completed_at.as_str()
+            ),
+            ("t1", "t4")
+        );
+    }
+
+    #[test]
+    fn signoff_flags_later_edits_and_unknown_heads() {
+        let mut d = doc();
+        ticket::check_in(&mut d, "v1", "tech", "2026-11-23T09:00:00Z").unwrap();
+        let heads = d.get_heads();
+        ticket::sign(&mut d, "Li", "2026-11-23T10:00:00Z", "ab", &heads).unwrap();
+        let s = project("doc", &d).unwrap().signoff.unwrap();
+        assert!(s.heads_valid && !s.modified_after_signoff);
+        ticket::check_out(&mut d, "v1", "2026-11-23T11:00:00Z", "more", "ok", true).unwrap();
+        let s = project("doc", &d).unwrap().signoff.unwrap();
+        assert!(s.heads_valid && s.modified_after_signoff);
+
+        let mut forged = doc();
+        ticket::sign(
+            &mut forged,
+            "X",
+            "t",
+            "ab",
+            &[automerge::ChangeHash([9; 32])],
+        )
+        .unwrap();
+        let s = project("doc", &forged).unwrap().signoff.unwrap();
+        assert!(!s.heads_valid && !s.modified_after_signoff);
+        assert_eq!(s.signed_content_sha256, "");
+    }
+}

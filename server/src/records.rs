@@ -1,0 +1,359 @@
+//! Reference records the office maintains: the customer archive (customers,
+//! their sites and purchased assets — seed 003), the parts catalogue, and
+//! manual van-stock movements (restocks, corrections). Records are never
+//! deleted: customers are archived (service records are kept ≥ 3 years).
+
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::db::schema::{assets, customers, parts, sites, stock_movements};
+use crate::db::{now_millis, on_conn, DbConn, DbError};
+use crate::projection::MovementRow;
+
+#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable)]
+#[diesel(table_name = customers)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub phone: String,
+    pub email: String,
+    pub address: String,
+    pub notes: String,
+    pub archived: bool,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct NewCustomer {
+    pub name: String,
+    #[serde(default)]
+    pub phone: String,
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub notes: String,
+}
+
+#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sites)]
+pub struct Site {
+    pub id: String,
+    pub customer_id: String,
+    pub name: String,
+    pub address: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct NewSite {
+    pub name: String,
+    #[serde(default)]
+    pub address: String,
+}
+
+#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable)]
+#[diesel(table_name = assets)]
+pub struct Asset {
+    pub id: String,
+    pub customer_id: String,
+    pub site_id: Option<String>,
+    pub product: String,
+    pub model: String,
+    pub serial: String,
+    pub purchased_at: String,
+    pub warranty_until: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct NewAsset {
+    pub product: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub serial: String,
+    pub site_id: Option<String>,
+    #[serde(default)]
+    pub purchased_at: String,
+    #[serde(default)]
+    pub warranty_until: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, Queryable, Selectable, Insertable)]
+#[diesel(table_name = parts)]
+pub struct Part {
+    pub part_no: String,
+    pub name: String,
+    #[serde(default)]
+    pub unit_cost_cents: i64,
+    #[serde(default = "yes")]
+    pub active: bool,
+    #[serde(default)]
+    pub created_at: i64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for RecordError {
+    fn from(e: diesel::result::Error) -> Self {
+        RecordError::Db(e.into())
+    }
+}
+
+fn required(name: &str, v: &str) -> Result<(), RecordError> {
+    if v.trim().is_empty() {
+        return Err(RecordError::Invalid(format!("`{name}` is required")));
+    }
+    Ok(())
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+pub fn create_customer(conn: &mut DbConn, new: NewCustomer) -> Result<Customer, RecordError> {
+    required("name", &new.name)?;
+    let c = Customer {
+        id: new_id(),
+        name: new.name.trim().to_string(),
+        phone: new.phone,
+        email: new.email,
+        address: new.address,
+        notes: new.notes,
+        archived: false,
+        created_at: now_millis(),
+    };
+    on_conn!(conn, |x| diesel::insert_into(customers::table)
+        .values(&c)
+        .execute(x))?;
+    Ok(c)
+}
+
+/// Customers whose name, phone or email contains `q` (case-insensitive).
+pub fn search_customers(
+    conn: &mut DbConn,
+    q: &str,
+    include_archived: bool,
+    limit: i64,
+) -> Result<Vec<Customer>, RecordError> {
+    let pattern = format!("%{}%", q.to_lowercase());
+    Ok(on_conn!(conn, |c| {
+        let mut query = customers::table
+            .filter(
+                crate::db::lower(customers::name)
+                    .like(pattern.clone())
+                    .or(crate::db::lower(customers::phone).like(pattern.clone()))
+                    .or(crate::db::lower(customers::email).like(pattern.clone())),
+            )
+            .into_boxed();
+        if !include_archived {
+            query = query.filter(customers::archived.eq(false));
+        }
+        query
+            .order((customers::name, customers::id))
+            .limit(limit)
+            .select(Customer::as_select())
+            .load(c)
+    })?)
+}
+
+pub fn get_customer(conn: &mut DbConn, id: &str) -> Result<Customer, RecordError> {
+    on_conn!(conn, |c| customers::table
+        .find(id)
+        .select(Customer::as_select())
+        .first(c)
+        .optional())?
+    .ok_or_else(|| RecordError::NotFound(format!("no customer `{id}`")))
+}
+
+pub fn set_customer_archived(
+    conn: &mut DbConn,
+    id: &str,
+    archived: bool,
+) -> Result<Customer, RecordError> {
+    on_conn!(conn, |c| diesel::update(customers::table.find(id))
+        .set(customers::archived.eq(archived))
+        .execute(c))?;
+    get_customer(conn, id)
+}
+
+pub fn create_site(
+    conn: &mut DbConn,
+    customer_id: &str,
+    new: NewSite,
+) -> Result<Site, RecordError> {
+    get_customer(conn, customer_id)?;
+    required("name", &new.name)?;
+    let s = Site {
+        id: new_id(),
+        customer_id: customer_id.to_string(),
+        name: new.name,
+        address: new.address,
+        created_at: now_millis(),
+    };
+    on_conn!(conn, |c| diesel::insert_into(sites::table)
+        .values(&s)
+        .execute(c))?;
+    Ok(s)
+}
+
+pub fn sites_of(conn: &mut DbConn, customer_id: &str) -> Result<Vec<Site>, RecordError> {
+    Ok(on_conn!(conn, |c| sites::table
+        .filter(sites::customer_id.eq(customer_id))
+        .order(sites::created_at)
+        .select(Site::as_select())
+        .load(c))?)
+}
+
+pub fn create_asset(
+    conn: &mut DbConn,
+    customer_id: &str,
+    new: NewAsset,
+) -> Result<Asset, RecordError> {
+    get_customer(conn, customer_id)?;
+    required("product", &new.product)?;
+    if let Some(site) = &new.site_id {
+        if !sites_of(conn, customer_id)?.iter().any(|s| &s.id == site) {
+            return Err(RecordError::Invalid(format!(
+                "site `{site}` does not belong to this customer"
+            )));
+        }
+    }
+    let a = Asset {
+        id: new_id(),
+        customer_id: customer_id.to_string(),
+        site_id: new.site_id,
+        product: new.product,
+        model: new.model,
+        serial: new.serial,
+        purchased_at: new.purchased_at,
+        warranty_until: new.warranty_until,
+        created_at: now_millis(),
+    };
+    on_conn!(conn, |c| diesel::insert_into(assets::table)
+        .values(&a)
+        .execute(c))?;
+    Ok(a)
+}
+
+pub fn assets_of(conn: &mut DbConn, customer_id: &str) -> Result<Vec<Asset>, RecordError> {
+    Ok(on_conn!(conn, |c| assets::table
+        .filter(assets::customer_id.eq(customer_id))
+        .order(assets::created_at)
+        .select(Asset::as_select())
+        .load(c))?)
+}
+
+pub fn get_asset(conn: &mut DbConn, id: &str) -> Result<Asset, RecordError> {
+    on_conn!(conn, |c| assets::table
+        .find(id)
+        .select(Asset::as_select())
+        .first(c)
+        .optional())?
+    .ok_or_else(|| RecordError::NotFound(format!("no asset `{id}`")))
+}
+
+/// Adds a part to the catalogue or updates its name, cost and active flag.
+pub fn upsert_part(conn: &mut DbConn, mut part: Part) -> Result<Part, RecordError> {
+    required("part_no", &part.part_no)?;
+    required("name", &part.name)?;
+    if part.unit_cost_cents < 0 {
+        return Err(RecordError::Invalid(
+            "`unit_cost_cents` must not be negative".into(),
+        ));
+    }
+    part.created_at = now_millis();
+    on_conn!(conn, |c| diesel::insert_into(parts::table)
+        .values(&part)
+        .on_conflict(parts::part_no)
+        .do_update()
+        .set((
+            parts::name.eq(&part.name),
+            parts::unit_cost_cents.eq(part.unit_cost_cents),
+            parts::active.eq(part.active),
+        ))
+        .execute(c))?;
+    Ok(part)
+}
+
+pub fn list_parts(conn: &mut DbConn) -> Result<Vec<Part>, RecordError> {
+    Ok(on_conn!(conn, |c| parts::table
+        .order(parts::part_no)
+        .select(Part::as_select())
+        .load(c))?)
+}
+
+/// A restock (positive) or correction of a technician's van stock.
+pub fn record_movement(
+    conn: &mut DbConn,
+    technician_id: &str,
+    part_no: &str,
+    qty_delta: i64,
+    reason: &str,
+) -> Result<MovementRow, RecordError> {
+    if qty_delta == 0 {
+        return Err(RecordError::Invalid("`qty_delta` must not be 0".into()));
+    }
+    if !list_parts(conn)?.iter().any(|p| p.part_no == part_no) {
+        return Err(RecordError::Invalid(format!(
+            "`{part_no}` is not in the parts catalogue"
+        )));
+    }
+    let m = MovementRow {
+        id: new_id(),
+        technician_id: technician_id.to_string(),
+        part_no: part_no.to_string(),
+        qty_delta,
+        reason: reason.to_string(),
+        doc_id: None,
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    };
+    on_conn!(conn, |c| diesel::insert_into(stock_movements::table)
+        .values(&m)
+        .execute(c))?;
+    Ok(m)
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct StockLevel {
+    pub part_no: String,
+    pub quantity: i64,
+}
+
+/// A technician's van stock: the sum of all movements per part, and the
+/// movements themselves (newest first).
+pub fn van_stock(
+    conn: &mut DbConn,
+    technician_id: &str,
+) -> Result<(Vec<StockLevel>, Vec<MovementRow>), RecordError> {
+    let movements: Vec<MovementRow> = on_conn!(conn, |c| stock_movements::table
+        .filter(stock_movements::technician_id.eq(technician_id))
+        .order((stock_movements::at.desc(), stock_movements::id))
+        .select(MovementRow::as_select())
+        .load(c))?;
+    let mut levels = std::collections::BTreeMap::<String, i64>::new();
+    for m in &movements {
+        *levels.entry(m.part_no.clone()).or_default() += m.qty_delta;
+    }
+    Ok((
+        levels
+            .into_iter()
+            .map(|(part_no, quantity)| StockLevel { part_no, quantity })
+            .collect(),
+        movements,
+    ))
+}
