@@ -80,7 +80,16 @@ enum Command {
         /// Write a snapshot after this many loose changes of one document.
         #[arg(long, env = "FIELDSYNC_COMPACT_AFTER", default_value_t = 1000)]
         compact_after: usize,
+        /// Load demo users, customers, parts and tickets first (idempotent)
+        /// and print the logins.
+        #[arg(long)]
+        demo: bool,
     },
+    /// Load demo users, customers, parts and tickets, print the logins, exit.
+    Demo,
+    /// The service-history tables.
+    #[command(subcommand)]
+    Projection(ProjectionCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate,
     /// Manage accounts. Passwords are read from the first line of stdin.
@@ -92,6 +101,13 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         min_changes: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum ProjectionCommand {
+    /// Recompute every history row from the stored documents (gives the
+    /// same rows the server wrote). Stop the servers first, as for a migration.
+    Rebuild,
 }
 
 #[derive(Subcommand)]
@@ -139,7 +155,14 @@ pub fn main() -> ExitCode {
             blob_dir,
             max_blob_bytes,
             compact_after,
+            demo,
         } => {
+            if demo {
+                if let Err(e) = print_demo(&cli.database) {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
             let opts = ServeOptions {
                 database_url: cli.database,
                 bind,
@@ -171,6 +194,8 @@ pub fn main() -> ExitCode {
             })
             .map_err(Into::into),
         Command::Compact { min_changes } => compact(&cli.database, min_changes),
+        Command::Demo => print_demo(&cli.database),
+        Command::Projection(ProjectionCommand::Rebuild) => rebuild_projection(&cli.database),
         Command::User(cmd) => user_command(&cli.database, cmd),
     };
     match result {
@@ -220,6 +245,39 @@ fn compact(database: &str, min_changes: i64) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn print_demo(database: &str) -> anyhow::Result<()> {
+    let db = Db::open(database, 1)?;
+    for line in crate::demo::load(&db)? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn rebuild_projection(database: &str) -> anyhow::Result<()> {
+    let db = Db::open(database, 1)?;
+    let started = std::time::Instant::now();
+    let report = db.run_blocking(|c| {
+        crate::projection::store::rebuild(c, |done, total| {
+            if done % 500 == 0 || done == total {
+                println!("  {done}/{total} documents");
+            }
+        })
+    })?;
+    println!(
+        "projection rebuilt: {} documents, {} tickets, {} failed, in {:.1} s",
+        report.documents,
+        report.tickets,
+        report.failed,
+        started.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(
+        report.failed == 0,
+        "{} document(s) could not be loaded (see the log)",
+        report.failed
+    );
     Ok(())
 }
 

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod blobs;
 pub mod cli;
 pub mod db;
+pub mod demo;
 pub mod history;
 pub mod metrics;
 pub mod projection;
