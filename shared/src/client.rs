@@ -256,6 +256,57 @@ impl Device {
             .collect()
     }
 
+    /// HTTP batch sync (`POST /api/v1/sync/batch`), for when a WebSocket is
+    /// not possible (mobile background sync). The server keeps no sync state
+    /// between requests, so a batch session starts from scratch: call this,
+    /// then alternate `batch_outgoing` (POST those) and `batch_incoming` (for
+    /// each reply) until `batch_outgoing` returns nothing. Do not mix with a
+    /// live WebSocket connection.
+    pub fn start_batch_sync(&self) {
+        let mut docs = lock(&self.shared.docs);
+        let mut dirty = lock(&self.shared.dirty);
+        for (id, local) in docs.iter_mut() {
+            local.sync = sync::State::new();
+            dirty.insert(*id);
+        }
+    }
+
+    /// The sync messages to send in the next batch request.
+    pub fn batch_outgoing(&self) -> Vec<(DocumentId, Vec<u8>)> {
+        collect_outgoing(self, "server")
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Sync {
+                    document_id, data, ..
+                }
+                | Message::Request {
+                    document_id, data, ..
+                } => Some((document_id, data)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Applies one reply of a batch: the server's sync message, or None when
+    /// it answered that the document is unavailable (unknown or not shared).
+    pub fn batch_incoming(&self, id: DocumentId, reply: Option<Vec<u8>>) {
+        let server = String::from("server");
+        let msg = match reply {
+            Some(data) => Message::Sync {
+                sender_id: server.clone(),
+                target_id: self.shared.peer_id.clone(),
+                document_id: id,
+                data,
+            },
+            None => Message::DocUnavailable {
+                sender_id: server,
+                target_id: self.shared.peer_id.clone(),
+                document_id: id,
+            },
+        };
+        handle_incoming(self, msg);
+    }
+
     pub fn set_remote_change_hook(&self, hook: RemoteChangeHook) {
         *lock(&self.shared.on_remote_change) = Some(hook);
     }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod blobs;
 pub mod devices;
 pub mod history;
+pub mod openapi;
 pub mod quarantine;
 pub mod records;
 pub mod tickets;
@@ -156,79 +157,87 @@ pub fn require_role(user: &User, roles: &[Role]) -> Result<(), ApiError> {
     }
 }
 
+/// The REST API, one line per route: the router and the OpenAPI document
+/// (`openapi.rs`) are both generated from this table, so they cannot drift.
+/// `public` routes need no access token; `body` is an example request body.
+macro_rules! api_routes {
+    ($( $method:ident $path:literal => $handler:path, $summary:literal
+        $(, public: $public:literal)? $(, body: $body:literal)? ; )*) => {
+        fn register(scope: actix_web::Scope) -> actix_web::Scope {
+            scope $( .route($path, web::$method().to($handler)) )*
+        }
+        /// Every route under `/api/v1`, for the OpenAPI document.
+        pub const ROUTES: &[openapi::RouteDoc] = &[$(openapi::RouteDoc {
+            method: stringify!($method),
+            path: $path,
+            operation: stringify!($handler),
+            summary: $summary,
+            public: api_routes!(@or $($public)? false),
+            body: api_routes!(@opt $($body)?),
+        }),*];
+    };
+    (@or $v:literal $d:literal) => { $v };
+    (@or $d:literal) => { $d };
+    (@opt $v:literal) => { Some($v) };
+    (@opt) => { None };
+}
+
+api_routes! {
+    post "/auth/login" => auth::login, "Log in: access token (15 min) and rotating refresh token",
+        public: true, body: r#"{"username":"dora","password":"fieldsync-demo"}"#;
+    post "/auth/refresh" => auth::refresh, "Exchange a refresh token for new tokens (reuse revokes the family)",
+        public: true, body: r#"{"refresh_token":"…"}"#;
+    post "/auth/logout" => auth::logout, "Revoke a refresh token", public: true, body: r#"{"refresh_token":"…"}"#;
+    get "/me" => auth::me, "The signed-in user";
+    get "/users" => users::list, "List accounts (admin)";
+    post "/users" => users::create, "Create an account (admin)",
+        body: r#"{"username":"tom","display_name":"Tom","role":"technician","password":"…"}"#;
+    post "/users/{username}/disable" => users::disable, "Disable an account (admin); its sessions close";
+    put "/users/{username}/password" => users::set_password, "Set a password (admin)", body: r#"{"password":"…"}"#;
+    put "/users/{username}/role" => users::set_role, "Change a role (admin)", body: r#"{"role":"dispatcher"}"#;
+    get "/audit" => users::audit, "The audit log (admin)";
+    get "/devices" => devices::list, "Devices (own; all for admins and dispatchers)";
+    post "/devices" => devices::register, "Register a device", body: r#"{"id":"tom-phone","name":"Tom's phone","platform":"android"}"#;
+    post "/devices/{id}/revoke" => devices::revoke, "Revoke a device; its live sync sessions close";
+    post "/tickets" => tickets::create, "Create a ticket from an intake (dispatcher); returns its automerge URL",
+        body: r#"{"customer_id":"…","asset_id":"…","fault_description":"Motor stops under load","occurred_at":"2026-11-22T08:30:00Z","reported_via":"phone","priority":"A","technician":"tom"}"#;
+    get "/tickets" => tickets::list, "List tickets: ?status=&priority=&technician=&technician_id=&customer_id=&asset_id=&serial=&from=&to=&q=&limit=&offset=";
+    get "/tickets/{doc_id}" => tickets::get, "One ticket's service-history row";
+    get "/tickets/{doc_id}/timeline" => history::timeline, "A ticket's timeline: status events (who/when), visits, parts, signoff";
+    put "/tickets/{doc_id}/assignment" => tickets::assign, "Assign or reassign a technician (dispatcher)", body: r#"{"technician":"tom"}"#;
+    put "/tickets/{doc_id}/appointment" => tickets::set_appointment, "Set the appointment window (dispatcher)",
+        body: r#"{"start":"2026-11-24T09:00:00Z","end":"2026-11-24T11:00:00Z"}"#;
+    post "/tickets/{doc_id}/cancel" => tickets::cancel, "Cancel (dispatcher; status machine applies)", body: r#"{"reason":"customer fixed it"}"#;
+    post "/tickets/{doc_id}/reopen" => tickets::reopen, "Reopen (dispatcher; status machine applies)", body: r#"{"reason":"fault returned"}"#;
+    post "/customers" => records::create_customer, "Create a customer (dispatcher)",
+        body: r#"{"name":"Acme Bakery","phone":"+86 10 5555 0100","email":"","address":"1 Oven Road"}"#;
+    get "/customers" => records::search_customers, "Search customers: ?q=&include_archived=&limit=";
+    get "/customers/{id}" => records::get_customer, "A customer with sites and assets";
+    put "/customers/{id}/archived" => records::archive_customer, "Archive or restore a customer (records are never deleted)", body: r#"{"archived":true}"#;
+    post "/customers/{id}/sites" => records::create_site, "Add a site", body: r#"{"name":"Main bakery","address":"1 Oven Road"}"#;
+    post "/customers/{id}/assets" => records::create_asset, "Add a purchased asset",
+        body: r#"{"product":"Dough mixer","model":"DM-40","serial":"SN-778","purchased_at":"2024-03-01","warranty_until":"2027-03-01"}"#;
+    get "/customers/{id}/history" => history::customer, "Service history of a customer";
+    get "/assets/{id}/history" => history::asset, "Service history of an asset (by record or serial)";
+    get "/technicians/{username}/history" => history::technician, "Service history of a technician";
+    get "/technicians/{username}/van-stock" => records::van_stock, "Van stock levels and movements";
+    get "/parts" => records::list_parts, "The parts catalogue";
+    put "/parts/{part_no}" => records::put_part, "Add or update a catalogue part (back office)",
+        body: r#"{"name":"Mixer motor 400 W","unit_cost_cents":32000,"active":true}"#;
+    post "/stock-movements" => records::record_movement, "Restock or correct a van (back office)",
+        body: r#"{"technician":"tom","part_no":"MTR-40","qty_delta":2,"reason":"restock"}"#;
+    put "/blobs/{sha256}" => blobs::put, "Upload an attachment (content-addressed, idempotent; raw bytes)";
+    get "/blobs/{sha256}" => blobs::get, "Download an attachment: ?doc=<ticket referencing it>";
+    get "/quarantined-edits" => quarantine::list, "Edits undone by write validation";
+    post "/sync/batch" => crate::sync::batch::batch_endpoint, "HTTP batch sync: sync messages for many documents in one request",
+        body: r#"{"device":"tom-phone","messages":[{"document_id":"…","data":"<base64 Automerge sync message>"}]}"#;
+    get "/openapi.json" => openapi::serve, "This document", public: true;
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api/v1")
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(64 * 1024)
-                    .error_handler(|err, _| {
-                        ApiError::bad_request(format!("invalid JSON body: {err}")).into()
-                    }),
-            )
-            .route("/auth/login", web::post().to(auth::login))
-            .route("/auth/refresh", web::post().to(auth::refresh))
-            .route("/auth/logout", web::post().to(auth::logout))
-            .route("/me", web::get().to(auth::me))
-            .route("/users", web::get().to(users::list))
-            .route("/users", web::post().to(users::create))
-            .route("/users/{username}/disable", web::post().to(users::disable))
-            .route(
-                "/users/{username}/password",
-                web::put().to(users::set_password),
-            )
-            .route("/users/{username}/role", web::put().to(users::set_role))
-            .route("/audit", web::get().to(users::audit))
-            .route("/devices", web::get().to(devices::list))
-            .route("/devices", web::post().to(devices::register))
-            .route("/devices/{id}/revoke", web::post().to(devices::revoke))
-            .route("/tickets", web::post().to(tickets::create))
-            .route("/tickets", web::get().to(tickets::list))
-            .route("/tickets/{doc_id}", web::get().to(tickets::get))
-            .route(
-                "/tickets/{doc_id}/timeline",
-                web::get().to(history::timeline),
-            )
-            .route(
-                "/tickets/{doc_id}/appointment",
-                web::put().to(tickets::set_appointment),
-            )
-            .route("/tickets/{doc_id}/cancel", web::post().to(tickets::cancel))
-            .route("/tickets/{doc_id}/reopen", web::post().to(tickets::reopen))
-            .route("/customers", web::post().to(records::create_customer))
-            .route("/customers", web::get().to(records::search_customers))
-            .route("/customers/{id}", web::get().to(records::get_customer))
-            .route(
-                "/customers/{id}/archived",
-                web::put().to(records::archive_customer),
-            )
-            .route(
-                "/customers/{id}/sites",
-                web::post().to(records::create_site),
-            )
-            .route(
-                "/customers/{id}/assets",
-                web::post().to(records::create_asset),
-            )
-            .route("/customers/{id}/history", web::get().to(history::customer))
-            .route("/assets/{id}/history", web::get().to(history::asset))
-            .route(
-                "/technicians/{username}/history",
-                web::get().to(history::technician),
-            )
-            .route(
-                "/technicians/{username}/van-stock",
-                web::get().to(records::van_stock),
-            )
-            .route("/parts", web::get().to(records::list_parts))
-            .route("/parts/{part_no}", web::put().to(records::put_part))
-            .route("/stock-movements", web::post().to(records::record_movement))
-            .route("/blobs/{sha256}", web::put().to(blobs::put))
-            .route("/blobs/{sha256}", web::get().to(blobs::get))
-            .route(
-                "/tickets/{doc_id}/assignment",
-                web::put().to(tickets::assign),
-            )
-            .route("/quarantined-edits", web::get().to(quarantine::list)),
-    );
+    cfg.service(register(
+        web::scope("/api/v1").app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(
+            |err, _| ApiError::bad_request(format!("invalid JSON body: {err}")).into(),
+        )),
+    ));
 }

@@ -139,6 +139,9 @@ impl DocActor {
                 self.waiting.remove(&conn);
             }
             DocCommand::AccessChanged(assignment) => self.on_access_changed(assignment),
+            DocCommand::Barrier(done) => {
+                let _ = done.send(());
+            }
             DocCommand::ServerEdit {
                 by_user,
                 role,

@@ -144,6 +144,9 @@ pub enum DocCommand {
     },
     /// The ticket was (re)assigned: re-check every peer's access.
     AccessChanged(Assignment),
+    /// Answered once every command queued before it has been handled
+    /// (HTTP batch sync collects its replies after it).
+    Barrier(tokio::sync::oneshot::Sender<()>),
     /// An edit by the server on behalf of an API user (create, assign,
     /// appointment, cancel, reopen): applied, committed with its projection,
     /// then sent to the peers, like a device's change.

@@ -1,6 +1,7 @@
 //! The automerge-repo sync server: sans-IO protocol (`session`, `doc_state`),
 //! the tasks that drive it (`doc_actor`, `hub`) and the WebSocket glue (`ws`).
 
+pub mod batch;
 pub mod doc_actor;
 pub mod doc_state;
 pub mod hub;

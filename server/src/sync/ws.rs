@@ -55,21 +55,35 @@ async fn authenticate(req: &HttpRequest, api: &ApiState) -> Result<Identity, Api
             "connect to /sync?token=<access token>&device=<device id>",
         )
     })?;
-    let claims = api.keys.verify(&token).map_err(|e| match e {
+    let device_id = q.device.ok_or_else(|| {
+        ApiError::bad_request("the `device` query parameter (a stable device id) is required")
+    })?;
+    let ip = req.peer_addr().map(|a| a.ip().to_string());
+    identify(api, &token, device_id, q.device_name, q.platform, ip).await
+}
+
+/// Checks an access token and the device it is used from (registered on
+/// first use; refused when revoked or another user's). Shared by the
+/// WebSocket and the HTTP batch endpoint.
+pub async fn identify(
+    api: &ApiState,
+    token: &str,
+    device_id: String,
+    device_name: Option<String>,
+    platform: Option<String>,
+    ip: Option<String>,
+) -> Result<Identity, ApiError> {
+    let claims = api.keys.verify(token).map_err(|e| match e {
         TokenError::Expired => ApiError::unauthorized(
             "token_expired",
             "access token expired; refresh it and reconnect",
         ),
         TokenError::Invalid => ApiError::unauthorized("invalid_token", "access token is invalid"),
     })?;
-    let device_id = q.device.ok_or_else(|| {
-        ApiError::bad_request("the `device` query parameter (a stable device id) is required")
-    })?;
     let (name, platform) = (
-        q.device_name.unwrap_or_default(),
-        q.platform.unwrap_or_default(),
+        device_name.unwrap_or_default(),
+        platform.unwrap_or_default(),
     );
-    let ip = req.peer_addr().map(|a| a.ip().to_string());
     let identity = api
         .db
         .run(move |c| {
