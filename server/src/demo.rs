@@ -177,6 +177,7 @@ fn seed(c: &mut DbConn) -> anyhow::Result<()> {
         by: by.into(),
         role: role.to_string(),
         at: when,
+        device_at: String::new(),
     };
 
     // 1. New, unassigned: the dispatcher's to-do.

@@ -86,7 +86,10 @@ pub struct StatusEvent {
     pub to: String,
     pub by: String,
     pub role: String,
+    /// When the server accepted it (RFC 3339, server clock).
     pub at: String,
+    /// When the device made it (its clock; empty if unknown).
+    pub device_at: String,
 }
 
 /// Customer feedback (seed 001): three dimensions on a 5- or 7-point scale.
@@ -335,6 +338,7 @@ pub fn append_status_event<T: Transactable>(
         ("by", &e.by),
         ("role", &e.role),
         ("at", &e.at),
+        ("device_at", &e.device_at),
     ] {
         doc.put(&item, k, v.as_str())?;
     }
@@ -421,6 +425,7 @@ pub fn read<R: ReadDoc>(doc: &R) -> Result<Ticket, TicketError> {
                 by: str_at(&v, &e, "by"),
                 role: str_at(&v, &e, "role"),
                 at: str_at(&v, &e, "at"),
+                device_at: str_at(&v, &e, "device_at"),
             })
             .collect(),
         survey: v.map(&ROOT, "survey").map(|s| Survey {

@@ -138,6 +138,7 @@ CREATE TABLE status_events (
     by_user TEXT NOT NULL,
     by_role TEXT NOT NULL,
     at TEXT NOT NULL,
+    device_at TEXT NOT NULL,
     PRIMARY KEY (doc_id, seq)
 );
 CREATE INDEX status_events_at ON status_events (at);

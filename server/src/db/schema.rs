@@ -249,6 +249,7 @@ diesel::table! {
         by_user -> Text,
         by_role -> Text,
         at -> Text,
+        device_at -> Text,
     }
 }
 

@@ -130,7 +130,10 @@ pub struct StatusEventRow {
     pub to_status: String,
     pub by_user: String,
     pub by_role: String,
+    /// Server time of acceptance.
     pub at: String,
+    /// Device time of the change (empty if unknown).
+    pub device_at: String,
 }
 
 /// The rows for one document; None when it is not a ticket.
@@ -228,6 +231,7 @@ pub fn project<R: ReadDoc>(doc_id: &str, doc: &R) -> Option<TicketRows> {
             by_user: e.by.clone(),
             by_role: e.role.clone(),
             at: e.at.clone(),
+            device_at: e.device_at.clone(),
         })
         .collect();
     let created_at = t
@@ -332,6 +336,7 @@ mod tests {
             by: "u".into(),
             role: "technician".into(),
             at: at.into(),
+            device_at: String::new(),
         }
     }
 

@@ -265,7 +265,7 @@ impl DocActor {
                 }
                 changes.push(comp.change);
             }
-            self.settle(&mut changes, &peer.user_id, peer.role);
+            self.settle(&mut changes, &heads_before, &peer.user_id, peer.role);
         }
         if let Err(e) = self.commit(changes, quarantined, &heads_before).await {
             tracing::error!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "commit failed; rolled back");
@@ -316,12 +316,18 @@ impl DocActor {
 
     /// The server's follow-ups to accepted changes, added to the same commit:
     /// settle a concurrent status conflict, record who moved the status.
-    fn settle(&mut self, changes: &mut Vec<NewChange>, by_user: &str, role: Role) {
+    fn settle(
+        &mut self,
+        changes: &mut Vec<NewChange>,
+        before: &[automerge::ChangeHash],
+        by_user: &str,
+        role: Role,
+    ) {
         if let Some(settled) = self.state.resolve_status_conflict() {
             changes.push(settled);
         }
         let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        if let Some(event) = self.state.record_status_event(by_user, role, &at) {
+        if let Some(event) = self.state.record_status_event(before, by_user, role, &at) {
             changes.push(event);
         }
     }
@@ -381,7 +387,7 @@ impl DocActor {
             Ok(None) => return Ok(()),
             Err(e) => return Err(EditError::Invalid(e)),
         };
-        self.settle(&mut changes, by_user, role);
+        self.settle(&mut changes, &heads_before, by_user, role);
         if let Err(e) = self.commit(changes, Vec::new(), &heads_before).await {
             tracing::error!(doc = %self.doc_id, error = %e, "commit of a server edit failed; rolled back");
             return Err(EditError::Unavailable);

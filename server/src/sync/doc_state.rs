@@ -188,11 +188,12 @@ impl DocState {
     /// Appends a status event if the status moved (see `validation`).
     pub fn record_status_event(
         &mut self,
+        before: &[ChangeHash],
         by: &str,
         role: fieldsync_shared::roles::Role,
         at: &str,
     ) -> Option<NewChange> {
-        super::validation::record_status_event(&mut self.doc, by, role, at)
+        super::validation::record_status_event(&mut self.doc, before, by, role, at)
     }
 
     /// Applies an edit made by the server itself (dispatcher API).

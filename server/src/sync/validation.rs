@@ -166,13 +166,16 @@ pub fn server_change(
     }))
 }
 
-/// Appends a `status_history` entry when a ticket's status differs from the
-/// last recorded one: who (the user whose message or API call changed it),
-/// in which role, and when the server accepted it. Living in the document,
-/// the history replicates to devices and the projection can be rebuilt from
-/// it exactly.
+/// Appends `status_history` entries for the status changes the changes
+/// since `before` made: who (the user whose message or API call brought
+/// them), in which role, when the server accepted them (`at`) and when the
+/// device made them (`device_at`, its clock). Several offline steps sent in
+/// one message (en_route → on_site → completed) are recorded one by one, in
+/// the order the device made them. Living in the document, the history
+/// replicates to devices and the projection can be rebuilt from it exactly.
 pub fn record_status_event(
     doc: &mut Automerge,
+    before: &[ChangeHash],
     by: &str,
     role: Role,
     at: &str,
@@ -181,19 +184,55 @@ pub fn record_status_event(
         return None;
     }
     let t = ticket::read(doc).ok()?;
-    let last = t.status_history.last().map(|e| e.to.as_str()).unwrap_or("");
-    if t.status.is_empty() || t.status == last {
+    let mut prev = t
+        .status_history
+        .last()
+        .map(|e| e.to.clone())
+        .unwrap_or_default();
+    if t.status.is_empty() || t.status == prev {
         return None;
     }
-    let event = ticket::StatusEvent {
-        from: last.to_string(),
-        to: t.status.clone(),
-        by: by.to_string(),
-        role: role.to_string(),
-        at: at.to_string(),
-    };
+    let status_at = |heads: &[ChangeHash]| field_json(doc, "status", Some(heads));
+    let mut steps: Vec<(String, String)> = Vec::new(); // (status, device time)
+    if !before.is_empty() && status_at(before).as_str() != Some(t.status.as_str()) {
+        for change in doc.get_changes(before) {
+            let s = status_at(&[change.hash()]);
+            let Some(s) = s.as_str().filter(|s| s.parse::<Status>().is_ok()) else {
+                continue;
+            };
+            if steps.last().map(|(l, _)| l.as_str()) != Some(s) {
+                let device_at = chrono::DateTime::from_timestamp_millis(change.timestamp())
+                    .filter(|_| change.timestamp() > 0)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                    .unwrap_or_default();
+                steps.push((s.to_string(), device_at));
+            }
+        }
+    }
+    // The settled value is what counts (a concurrent step may have lost).
+    if steps.last().map(|(s, _)| s.as_str()) != Some(t.status.as_str()) {
+        steps.push((t.status.clone(), String::new()));
+    }
+    let events: Vec<ticket::StatusEvent> = steps
+        .into_iter()
+        .filter_map(|(to, device_at)| {
+            let e = (to != prev).then(|| ticket::StatusEvent {
+                from: prev.clone(),
+                to: to.clone(),
+                by: by.to_string(),
+                role: role.to_string(),
+                at: at.to_string(),
+                device_at,
+            });
+            prev = to;
+            e
+        })
+        .collect();
     server_change(doc, |tx| {
-        ticket::append_status_event(tx, &event).map_err(|e| e.to_string())
+        events
+            .iter()
+            .try_for_each(|e| ticket::append_status_event(tx, e))
+            .map_err(|e| e.to_string())
     })
     .unwrap_or_else(|e| {
         tracing::error!(error = %e, "could not record a status event");
@@ -315,6 +354,44 @@ mod tests {
         move |tx| {
             tx.put(ROOT, key, value).unwrap();
         }
+    }
+
+    #[test]
+    fn offline_status_steps_are_recorded_one_by_one_with_who_and_when() {
+        let mut server = base(); // status "assigned", no history yet
+        let before = server.get_heads();
+        assert!(
+            record_status_event(&mut server, &before, "disp", Role::Dispatcher, "t0").is_some()
+        );
+        let mut device = server.fork();
+        for s in ["en_route", "on_site", "completed"] {
+            let mut tx = device.transaction();
+            tx.put(ROOT, "status", s).unwrap();
+            tx.put(ROOT, "unrelated", 1).unwrap();
+            tx.commit();
+        }
+        let before = server.get_heads();
+        server.merge(&mut device).unwrap();
+        let change = record_status_event(&mut server, &before, "tech", Role::Technician, "t1");
+        assert!(change.is_some());
+        let t = ticket::read(&server).unwrap();
+        let steps: Vec<(&str, &str, &str, &str)> = t
+            .status_history
+            .iter()
+            .map(|e| (e.from.as_str(), e.to.as_str(), e.by.as_str(), e.at.as_str()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("", "assigned", "disp", "t0"),
+                ("assigned", "en_route", "tech", "t1"),
+                ("en_route", "on_site", "tech", "t1"),
+                ("on_site", "completed", "tech", "t1"),
+            ]
+        );
+        // Nothing new: nothing recorded.
+        let heads = server.get_heads();
+        assert!(record_status_event(&mut server, &heads, "x", Role::Admin, "t2").is_none());
     }
 
     #[test]
