@@ -157,7 +157,7 @@ impl Device {
         let id = DocumentId::random();
         let mut doc = AutoCommit::new();
         init(&mut doc);
-        doc.commit();
+        commit_now(&mut doc);
         self.insert_doc(id, doc, DocStatus::Local);
         id
     }
@@ -210,7 +210,7 @@ impl Device {
             let mut docs = lock(&self.shared.docs);
             let local = docs.get_mut(&id).ok_or(ClientError::UnknownDocument(id))?;
             let r = f(&mut local.doc);
-            local.doc.commit();
+            commit_now(&mut local.doc);
             local.status = DocStatus::Local;
             self.persist(id, &mut local.doc)?;
             r
@@ -502,6 +502,16 @@ impl Device {
         std::fs::rename(&tmp, &path)?;
         Ok(())
     }
+}
+
+/// Commits pending edits stamped with the device clock (as the JS client
+/// does): the server's status history keeps when a step happened on site.
+fn commit_now(doc: &mut AutoCommit) {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    doc.commit_with(automerge::transaction::CommitOptions::default().with_time(ms));
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -119,3 +119,55 @@ pub fn rebuild(
     }
     Ok(report)
 }
+
+/// Every projected row, ordered by key, as JSON: what `rebuild` must
+/// reproduce exactly (used by tests and for audits). Manual stock movements
+/// are not projected and are left out.
+pub fn dump(conn: &mut DbConn) -> Result<serde_json::Value, DbError> {
+    use super::{MovementRow, PartRow, SignoffRow, StatusEventRow, TicketRow, VisitRow};
+    on_conn!(conn, |c| {
+        let t: Vec<TicketRow> = tickets::table
+            .order(tickets::doc_id)
+            .select(TicketRow::as_select())
+            .load(c)?;
+        let v: Vec<VisitRow> = visits::table
+            .order((visits::doc_id, visits::position))
+            .select(VisitRow::as_select())
+            .load(c)?;
+        let p: Vec<PartRow> = parts_used::table
+            .order((parts_used::doc_id, parts_used::position))
+            .select(PartRow::as_select())
+            .load(c)?;
+        let m: Vec<MovementRow> = stock_movements::table
+            .filter(stock_movements::doc_id.is_not_null())
+            .order(stock_movements::id)
+            .select(MovementRow::as_select())
+            .load(c)?;
+        let s: Vec<SignoffRow> = signoffs::table
+            .order(signoffs::doc_id)
+            .select(SignoffRow::as_select())
+            .load(c)?;
+        let e: Vec<StatusEventRow> = status_events::table
+            .order((status_events::doc_id, status_events::seq))
+            .select(StatusEventRow::as_select())
+            .load(c)?;
+        Ok::<_, DbError>(serde_json::json!({
+            "tickets": t, "visits": v, "parts_used": p,
+            "stock_movements": m, "signoffs": s, "status_events": e,
+        }))
+    })
+}
+
+/// Empties the projected rows (tests use it to prove `rebuild` recomputes).
+pub fn clear(conn: &mut DbConn) -> Result<(), DbError> {
+    on_conn!(conn, |c| {
+        diesel::delete(tickets::table).execute(c)?;
+        diesel::delete(visits::table).execute(c)?;
+        diesel::delete(parts_used::table).execute(c)?;
+        diesel::delete(stock_movements::table.filter(stock_movements::doc_id.is_not_null()))
+            .execute(c)?;
+        diesel::delete(signoffs::table).execute(c)?;
+        diesel::delete(status_events::table).execute(c)?;
+        Ok::<_, DbError>(())
+    })
+}
