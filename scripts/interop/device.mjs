@@ -60,6 +60,12 @@ async function handle(req) {
       h.change(d => setPath(d, req.path, req.value))
       return { heads: h.heads() }
     }
+    case "push": {
+      // Appends to a list, e.g. a visit: {"cmd":"push","url":…,"path":["visits"],"value":{…}}
+      const h = await repo.find(req.url)
+      h.change(d => { let o = d; for (const k of req.path) o = o[k]; o.push(req.value) })
+      return { heads: h.heads() }
+    }
     case "splice": {
       const h = await repo.find(req.url)
       h.change(d => A.splice(d, req.path, req.index, req.del ?? 0, req.text ?? ""))

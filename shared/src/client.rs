@@ -504,14 +504,15 @@ impl Device {
     }
 }
 
-/// Commits pending edits stamped with the device clock (as the JS client
-/// does): the server's status history keeps when a step happened on site.
+/// Commits pending edits stamped with the device clock in seconds, as the
+/// JS client does: the server's status history keeps when a step happened
+/// on site.
 fn commit_now(doc: &mut AutoCommit) {
-    let ms = std::time::SystemTime::now()
+    let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    doc.commit_with(automerge::transaction::CommitOptions::default().with_time(ms));
+    doc.commit_with(automerge::transaction::CommitOptions::default().with_time(secs));
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -494,9 +494,18 @@ fn content_hash<R: ReadDoc>(v: &View<'_, R>) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parses the hex heads a signoff carries; None if any is malformed.
-pub fn parse_heads(hex: &[String]) -> Option<Vec<ChangeHash>> {
-    hex.iter().map(|h| h.parse::<ChangeHash>().ok()).collect()
+/// Parses the heads a signoff carries — hex (`Automerge.getHeads`) or
+/// bs58 (automerge-repo's `handle.heads()`); None if any is malformed.
+pub fn parse_heads(heads: &[String]) -> Option<Vec<ChangeHash>> {
+    heads
+        .iter()
+        .map(|h| {
+            h.parse::<ChangeHash>().ok().or_else(|| {
+                let bytes = bs58::decode(h).into_vec().ok()?;
+                ChangeHash::try_from(bytes.as_slice()).ok()
+            })
+        })
+        .collect()
 }
 
 /// SHA-256 names of the blobs the ticket references (attachments and the
@@ -767,6 +776,16 @@ mod tests {
         assert_eq!(t.parts_used, vec![part("p1")]);
         let s = t.signoff.unwrap();
         assert_eq!(parse_heads(&s.doc_heads).unwrap(), heads);
+        let bs58: Vec<String> = heads
+            .iter()
+            .map(|h| bs58::encode(h.0).into_string())
+            .collect();
+        assert_eq!(
+            parse_heads(&bs58).unwrap(),
+            heads,
+            "automerge-repo's encoding"
+        );
+        assert_eq!(parse_heads(&["not a hash".to_string()]), None);
         assert_eq!(t.survey.unwrap().attitude, Some(4));
     }
 

@@ -201,7 +201,8 @@ pub fn record_status_event(
                 continue;
             };
             if steps.last().map(|(l, _)| l.as_str()) != Some(s) {
-                let device_at = chrono::DateTime::from_timestamp_millis(change.timestamp())
+                // Change times are seconds since the epoch (automerge JS and our client).
+                let device_at = chrono::DateTime::from_timestamp(change.timestamp(), 0)
                     .filter(|_| change.timestamp() > 0)
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
                     .unwrap_or_default();
