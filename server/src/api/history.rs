@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use fieldsync_shared::roles::Role;
 
 use super::auth::AuthUser;
+use super::records::query;
 use super::tickets::{check_can_read, parse_doc};
 use super::{require_role, ApiError, State, OFFICE};
 use crate::auth::accounts;
@@ -19,16 +20,12 @@ pub async fn customer(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let id = path.into_inner();
-    let out = state
-        .db
-        .run(move |c| {
-            Ok(match records::get_customer(c, &id) {
-                Ok(cust) => history::for_customer(c, &id)
-                    .map(|h| Ok(serde_json::json!({ "customer": cust, "history": h })))?,
-                Err(e) => Err(e),
-            })
-        })
-        .await??;
+    let out = query(&state, move |c| {
+        let customer = records::get_customer(c, &id)?;
+        let h = history::for_customer(c, &id)?;
+        Ok(serde_json::json!({ "customer": customer, "history": h }))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(out))
 }
 
@@ -39,16 +36,12 @@ pub async fn asset(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let id = path.into_inner();
-    let out = state
-        .db
-        .run(move |c| {
-            Ok(match records::get_asset(c, &id) {
-                Ok(asset) => history::for_asset(c, &id, &asset.serial)
-                    .map(|h| Ok(serde_json::json!({ "asset": asset, "history": h })))?,
-                Err(e) => Err(e),
-            })
-        })
-        .await??;
+    let out = query(&state, move |c| {
+        let asset = records::get_asset(c, &id)?;
+        let h = history::for_asset(c, &id, &asset.serial)?;
+        Ok(serde_json::json!({ "asset": asset, "history": h }))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(out))
 }
 

@@ -12,6 +12,14 @@ use crate::auth::accounts;
 use crate::db::DbConn;
 use crate::records::{self, NewAsset, NewCustomer, NewSite, Part, RecordError};
 
+/// Runs `f` on a pooled connection; record errors become 400/404.
+pub(super) async fn query<T: Send + 'static>(
+    state: &State,
+    f: impl FnOnce(&mut DbConn) -> Result<T, RecordError> + Send + 'static,
+) -> Result<T, ApiError> {
+    Ok(state.db.run(move |c| Ok(f(c))).await??)
+}
+
 /// Runs `f` and records `action` on `subject` in the audit log.
 async fn audited<T: Send + 'static>(
     state: &State,
@@ -70,22 +78,15 @@ pub struct SearchQuery {
 pub async fn search_customers(
     state: State,
     user: AuthUser,
-    query: web::Query<SearchQuery>,
+    params: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
-    let q = query.into_inner();
+    let q = params.into_inner();
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
-    let rows = state
-        .db
-        .run(move |c| {
-            Ok(records::search_customers(
-                c,
-                &q.q,
-                q.include_archived,
-                limit,
-            ))
-        })
-        .await??;
+    let rows = query(&state, move |c| {
+        records::search_customers(c, &q.q, q.include_archived, limit)
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(rows))
 }
 
@@ -97,19 +98,13 @@ pub async fn get_customer(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let id = path.into_inner();
-    let card = state
-        .db
-        .run(move |c| {
-            Ok((|| {
-                let customer = records::get_customer(c, &id)?;
-                let sites = records::sites_of(c, &id)?;
-                let assets = records::assets_of(c, &id)?;
-                Ok::<_, RecordError>(serde_json::json!({
-                    "customer": customer, "sites": sites, "assets": assets,
-                }))
-            })())
-        })
-        .await??;
+    let card = query(&state, move |c| {
+        let customer = records::get_customer(c, &id)?;
+        let sites = records::sites_of(c, &id)?;
+        let assets = records::assets_of(c, &id)?;
+        Ok(serde_json::json!({ "customer": customer, "sites": sites, "assets": assets }))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(card))
 }
 
@@ -168,7 +163,7 @@ pub async fn create_asset(
 
 /// The parts catalogue; every signed-in role may read it (devices pick parts).
 pub async fn list_parts(state: State, _user: AuthUser) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.run(|c| Ok(records::list_parts(c))).await??;
+    let rows = query(&state, records::list_parts).await?;
     Ok(HttpResponse::Ok().json(rows))
 }
 
@@ -227,10 +222,7 @@ pub async fn van_stock(
         return Err(ApiError::forbidden("technicians see only their own van"));
     }
     let id = technician_id(&state, username).await?;
-    let (levels, movements) = state
-        .db
-        .run(move |c| Ok(records::van_stock(c, &id)))
-        .await??;
+    let (levels, movements) = query(&state, move |c| records::van_stock(c, &id)).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "levels": levels, "movements": movements })))
 }
 
