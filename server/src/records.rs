@@ -320,7 +320,7 @@ pub fn record_movement(
         qty_delta,
         reason: reason.to_string(),
         doc_id: None,
-        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        at: crate::db::now_rfc3339(),
     };
     on_conn!(conn, |c| diesel::insert_into(stock_movements::table)
         .values(&m)

@@ -438,6 +438,18 @@ pub fn read<R: ReadDoc>(doc: &R) -> Result<Ticket, TicketError> {
     })
 }
 
+/// The current status and the last status the server recorded in
+/// `status_history` (without reading the whole ticket).
+pub fn status_and_last_recorded<R: ReadDoc>(doc: &R) -> (String, String) {
+    let v = View::now(doc);
+    let last = v
+        .items(&ROOT, "status_history")
+        .last()
+        .map(|e| str_at(&v, e, "to"))
+        .unwrap_or_default();
+    (str_at(&v, &ROOT, "status"), last)
+}
+
 /// Visits and parts as they are in `v` (now, or at some heads).
 fn work<R: ReadDoc>(v: &View<'_, R>) -> (Vec<Visit>, Vec<PartUsed>) {
     let visits = v

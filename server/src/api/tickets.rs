@@ -29,10 +29,6 @@ pub fn parse_doc(raw: &str) -> Result<DocumentId, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("bad document id: {e}")))
 }
 
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 impl From<EditError> for ApiError {
     fn from(e: EditError) -> Self {
         match e {
@@ -123,7 +119,7 @@ async fn assign_to(
         }
         (name, None) => return Err(ApiError::not_found(format!("no such user `{name}`"))),
     };
-    let (tech_id, by, at) = (tech.id.clone(), actor.id.clone(), now());
+    let (tech_id, by, at) = (tech.id.clone(), actor.id.clone(), crate::db::now_rfc3339());
     let role = actor.role;
     let edit: ServerEditFn = Box::new(move |tx| {
         ticket::set_assignment(tx, &tech_id, &by, &at).map_err(|e| e.to_string())?;

@@ -275,6 +275,11 @@ pub fn ping(conn: &mut DbConn) -> Result<(), DbError> {
     on_conn!(conn, |c| c.batch_execute("SELECT 1").map_err(DbError::from))
 }
 
+/// Now as the RFC 3339 text (UTC, milliseconds) history records carry.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

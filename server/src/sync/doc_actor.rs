@@ -326,7 +326,7 @@ impl DocActor {
         if let Some(settled) = self.state.resolve_status_conflict() {
             changes.push(settled);
         }
-        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let at = crate::db::now_rfc3339();
         if let Some(event) = self.state.record_status_event(before, by_user, role, &at) {
             changes.push(event);
         }

@@ -183,18 +183,14 @@ pub fn record_status_event(
     if !ticket::is_ticket(doc) {
         return None;
     }
-    let t = ticket::read(doc).ok()?;
-    let mut prev = t
-        .status_history
-        .last()
-        .map(|e| e.to.clone())
-        .unwrap_or_default();
-    if t.status.is_empty() || t.status == prev {
+    // Cheap check first (runs for every accepted message on a ticket).
+    let (status, mut prev) = ticket::status_and_last_recorded(doc);
+    if status.is_empty() || status == prev {
         return None;
     }
     let status_at = |heads: &[ChangeHash]| field_json(doc, "status", Some(heads));
     let mut steps: Vec<(String, String)> = Vec::new(); // (status, device time)
-    if !before.is_empty() && status_at(before).as_str() != Some(t.status.as_str()) {
+    if !before.is_empty() && status_at(before).as_str() != Some(status.as_str()) {
         for change in doc.get_changes(before) {
             let s = status_at(&[change.hash()]);
             let Some(s) = s.as_str().filter(|s| s.parse::<Status>().is_ok()) else {
@@ -211,8 +207,8 @@ pub fn record_status_event(
         }
     }
     // The settled value is what counts (a concurrent step may have lost).
-    if steps.last().map(|(s, _)| s.as_str()) != Some(t.status.as_str()) {
-        steps.push((t.status.clone(), String::new()));
+    if steps.last().map(|(s, _)| s.as_str()) != Some(status.as_str()) {
+        steps.push((status.clone(), String::new()));
     }
     let events: Vec<ticket::StatusEvent> = steps
         .into_iter()
