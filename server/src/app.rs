@@ -11,6 +11,7 @@ use crate::auth::accounts;
 use crate::auth::jwt::{self, JwtKeys};
 use crate::db::{Backend, Db};
 use crate::metrics::METRICS;
+use crate::storage::faults::FaultPlan;
 use crate::storage::{self, committer::Committer};
 use crate::sync::hub::{Hub, SyncConfig};
 use crate::sync::ws;
@@ -29,6 +30,8 @@ pub struct ServeOptions {
     pub blob_dir: std::path::PathBuf,
     pub max_blob_bytes: usize,
     pub sync: SyncConfig,
+    /// Test-only storage fault injection (`RATE:MAX[:SEED]`, see storage::faults).
+    pub inject_commit_faults: Option<String>,
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
@@ -44,13 +47,22 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let fresh_id = uuid::Uuid::new_v4().to_string();
     let storage_id = db
         .run(move |c| storage::meta_get_or_init(c, "storage_id", &fresh_id))
-        .await?;
+        .await
+        .with_context(|| format!("writing to the database {}", db.target.display()))?;
     // SQLite has one writer anyway; PostgreSQL commits a few batches in parallel.
     let commit_workers = match db.backend() {
         Backend::Sqlite => 1,
         Backend::Postgres => 4,
     };
-    let committer = Committer::start(db.clone(), commit_workers, opts.commit_linger);
+    let faults = match &opts.inject_commit_faults {
+        Some(spec) => {
+            Some(Arc::new(FaultPlan::parse(spec).map_err(|e| {
+                anyhow::anyhow!("--inject-commit-faults: {e}")
+            })?))
+        }
+        None => None,
+    };
+    let committer = Committer::start(db.clone(), commit_workers, opts.commit_linger, faults);
     let hub = Hub::new(db.clone(), committer, opts.sync.clone(), storage_id);
     let secret = match opts.jwt_secret.clone() {
         Some(s) => s,
@@ -77,6 +89,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             .configure(crate::api::configure)
             .route("/sync", web::get().to(ws::sync_endpoint))
             .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
             .route("/", web::get().to(index))
     })
@@ -127,21 +140,55 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     result.context("HTTP server failed")
 }
 
+/// Liveness and readiness in one answer, within about a second: 200 when the
+/// database answers and takes writes, 503 otherwise. Reads can work while
+/// writes fail (disk full, read-only file), so while commits are failing a
+/// small write probe decides, and recovery shows as soon as it succeeds.
 async fn health(hub: web::Data<Arc<Hub>>) -> HttpResponse {
-    let db_ok = hub.db.run(crate::db::ping).await.is_ok();
+    const WITHIN: std::time::Duration = std::time::Duration::from_millis(800);
+    let db_error = hub.db.ping_within(WITHIN).await.err();
+    let health = &hub.committer.health;
+    if db_error.is_none() && health.snapshot().failing() {
+        let _ = tokio::time::timeout(WITHIN, hub.committer.probe()).await;
+    }
+    let commits = health.snapshot();
+    let writable = !commits.failing();
+    let ok = db_error.is_none() && writable;
+    let free = match hub.db.backend() {
+        Backend::Sqlite => storage::health::free_bytes(std::path::Path::new(&hub.db.target.url)),
+        Backend::Postgres => None,
+    };
+    let problem = db_error
+        .as_ref()
+        .map(|e| storage::health::advice(&hub.db.target, e))
+        .or_else(|| {
+            (!writable).then(|| {
+                let e = crate::db::DbError::Connect(commits.last_error.clone().unwrap_or_default());
+                format!(
+                    "commits are failing: {}",
+                    storage::health::advice(&hub.db.target, &e)
+                )
+            })
+        });
     let body = serde_json::json!({
-        "status": if db_ok { "ok" } else { "degraded" },
+        "status": if ok { "ok" } else { "degraded" },
         "database": hub.db.backend().name(),
-        "database_reachable": db_ok,
+        "database_reachable": db_error.is_none(),
+        "writable": writable,
+        "problem": problem,
+        "commits": commits,
+        "disk_free_bytes": free,
         "storage_id": hub.storage_id,
         "peer_id": hub.server_peer_id,
         "documents_loaded": hub.loaded_docs(),
         "connections": METRICS.connections_open.get(),
     });
-    if db_ok {
+    if ok {
         HttpResponse::Ok().json(body)
     } else {
-        HttpResponse::ServiceUnavailable().json(body)
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .json(body)
     }
 }
 

@@ -64,6 +64,9 @@ enum Command {
         /// one commit (0 disables).
         #[arg(long, env = "FIELDSYNC_COMMIT_LINGER_US", default_value_t = 500)]
         commit_linger_us: u64,
+        /// Testing only: make commits fail at random (`RATE:MAX[:SEED]`).
+        #[arg(long, env = "FIELDSYNC_INJECT_COMMIT_FAULTS", hide = true)]
+        inject_commit_faults: Option<String>,
         /// Secret for signing access tokens (default: generated once and kept
         /// in the database, shared by all instances on it).
         #[arg(long, env = "FIELDSYNC_JWT_SECRET", hide_env_values = true)]
@@ -150,6 +153,7 @@ pub fn main() -> ExitCode {
             max_messages_per_sec,
             max_docs_per_session,
             commit_linger_us,
+            inject_commit_faults,
             jwt_secret,
             access_token_ttl_secs,
             blob_dir,
@@ -181,6 +185,7 @@ pub fn main() -> ExitCode {
                     compact_after: compact_after.max(1),
                     ..SyncConfig::default()
                 },
+                inject_commit_faults,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

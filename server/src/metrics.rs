@@ -15,6 +15,9 @@ impl Counter {
     pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
     pub fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -40,6 +43,9 @@ pub struct Metrics {
     pub changes_committed: Counter,
     pub slow_peers_dropped: Counter,
     pub limit_violations: Counter,
+    pub docs_evicted_diverged: Counter,
+    pub storage_unavailable: Counter,
+    pub storage_degraded: Counter,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -59,11 +65,14 @@ pub static METRICS: Metrics = Metrics {
     changes_committed: Counter::new(),
     slow_peers_dropped: Counter::new(),
     limit_violations: Counter::new(),
+    docs_evicted_diverged: Counter::new(),
+    storage_unavailable: Counter::new(),
+    storage_degraded: Counter::new(),
 };
 
 impl Metrics {
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &Counter, &str); 16] = [
+        let rows: [(&str, &str, &Counter, &str); 19] = [
             (
                 "fieldsync_connections_open",
                 "gauge",
@@ -159,6 +168,24 @@ impl Metrics {
                 "counter",
                 &self.limit_violations,
                 "Connections closed for exceeding a rate or document limit",
+            ),
+            (
+                "fieldsync_docs_evicted_diverged_total",
+                "counter",
+                &self.docs_evicted_diverged,
+                "Documents evicted and reloaded after a failed commit could not be rolled back exactly",
+            ),
+            (
+                "fieldsync_storage_unavailable_responses_total",
+                "counter",
+                &self.storage_unavailable,
+                "Requests answered 503 because storage was failing",
+            ),
+            (
+                "fieldsync_storage_degraded",
+                "gauge",
+                &self.storage_degraded,
+                "1 while commits are failing (see /health)",
             ),
         ];
         let mut out = String::new();

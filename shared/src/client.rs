@@ -72,6 +72,9 @@ struct Shared {
     on_remote_change: Mutex<Option<RemoteChangeHook>>,
     ephemeral_inbox: Mutex<Vec<(DocumentId, PeerId, Vec<u8>)>>,
     ephemeral_outbox: Mutex<Vec<Message>>,
+    /// Every head the server has claimed to hold, per document: the server
+    /// vouches that those changes (and their ancestors) are stored.
+    server_heads: Mutex<HashMap<DocumentId, HashSet<ChangeHash>>>,
 }
 
 #[derive(Default)]
@@ -144,6 +147,7 @@ impl Device {
                 on_remote_change: Mutex::new(None),
                 ephemeral_inbox: Mutex::new(Vec::new()),
                 ephemeral_outbox: Mutex::new(Vec::new()),
+                server_heads: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -246,6 +250,16 @@ impl Device {
             Some(theirs) => ours.iter().all(|h| theirs.contains(h)),
             None => false,
         }
+    }
+
+    /// Every head the server ever reported for `id` on any connection. With
+    /// fieldsync these are acknowledgements: each one, and everything before
+    /// it, must be in the server's storage (the durability tests check this).
+    pub fn server_claimed_heads(&self, id: DocumentId) -> Vec<ChangeHash> {
+        lock(&self.shared.server_heads)
+            .get(&id)
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Documents whose changes the server has not acknowledged (the offline queue).
@@ -618,6 +632,10 @@ fn handle_incoming(device: &Device, msg: Message) {
                 tracing::warn!(doc = %document_id, "server sent an undecodable sync message");
                 return;
             };
+            lock(&shared.server_heads)
+                .entry(document_id)
+                .or_default()
+                .extend(m.heads.iter().copied());
             let mut docs = lock(&shared.docs);
             let local = docs.entry(document_id).or_insert_with(|| LocalDoc {
                 doc: AutoCommit::new(),

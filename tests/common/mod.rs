@@ -338,3 +338,80 @@ pub fn http_get(port: u16, path: &str) -> String {
 }
 
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A TCP forwarder between the server and PostgreSQL that a test can cut
+/// (every connection dropped, new ones closed at once) and restore: a
+/// database outage without touching the shared PostgreSQL server.
+pub struct TcpProxy {
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+}
+
+struct ProxyState {
+    up: bool,
+    open: Vec<TcpStream>,
+}
+
+impl TcpProxy {
+    /// Forwards to the host:port of the `postgres://…` URL `target`.
+    pub fn start(target: &str) -> Self {
+        let addr = target
+            .split('@')
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .expect("host:port in the database URL")
+            .to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState {
+            up: true,
+            open: Vec::new(),
+        }));
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let mut st = shared.lock().unwrap();
+                if !st.up {
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(upstream) = TcpStream::connect(&addr) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), upstream.try_clone().unwrap()),
+                    (upstream.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+                st.open.push(client);
+                st.open.push(upstream);
+            }
+        });
+        Self { port, state }
+    }
+
+    /// `url` with its host:port replaced by the proxy's.
+    pub fn url(&self, url: &str) -> String {
+        let (head, rest) = url.split_once('@').expect("user@host in the URL");
+        let path = rest.split_once('/').map(|(_, p)| p).unwrap_or("");
+        format!("{head}@127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// The database "goes away": open connections break, new ones fail.
+    pub fn cut(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.up = false;
+        for s in st.open.drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.state.lock().unwrap().up = true;
+    }
+}

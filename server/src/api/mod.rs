@@ -38,6 +38,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (503 while storage is failing).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -46,6 +48,20 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+    /// 503 + `Retry-After`: storage is failing; nothing was changed.
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "storage unavailable; answered 503");
+        crate::metrics::METRICS.storage_unavailable.inc();
+        Self {
+            retry_after: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                "storage is temporarily unavailable; nothing was changed, retry later",
+            )
         }
     }
     pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
@@ -76,14 +92,21 @@ impl ResponseError for ApiError {
         self.status
     }
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .json(serde_json::json!({ "error": { "code": self.code, "message": self.message } }))
+        let mut r = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            r.insert_header(("Retry-After", secs.to_string()));
+        }
+        r.json(serde_json::json!({ "error": { "code": self.code, "message": self.message } }))
     }
 }
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
-        Self::internal(e)
+        if e.is_unavailable() {
+            Self::unavailable(e)
+        } else {
+            Self::internal(e)
+        }
     }
 }
 

@@ -43,11 +43,7 @@ impl From<EditError> for ApiError {
                 "invalid_transition",
                 m,
             ),
-            EditError::Unavailable => ApiError::new(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            ),
+            EditError::Unavailable => ApiError::unavailable(e),
         }
     }
 }

@@ -100,6 +100,15 @@ pub fn register_or_touch(
     Ok((device, inserted == 1))
 }
 
+/// Records that a known device was seen now (best-effort; see sync::ws).
+pub fn touch(conn: &mut DbConn, id: &str) -> Result<(), DbError> {
+    on_conn!(conn, |c| diesel::update(devices::table.find(id))
+        .set(devices::last_seen_at.eq(now_millis()))
+        .execute(c)
+        .map(|_| ())
+        .map_err(DbError::from))
+}
+
 pub fn revoke(conn: &mut DbConn, id: &str) -> Result<Device, DeviceError> {
     let n = on_conn!(conn, |c| diesel::update(
         devices::table

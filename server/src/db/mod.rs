@@ -86,6 +86,40 @@ pub enum DbError {
     Task(String),
 }
 
+impl DbError {
+    /// The storage cannot take requests right now (unreachable, disk full,
+    /// read-only, I/O error): worth retrying later, unlike a bad query or
+    /// corrupt data. Callers answer 503 with `Retry-After`, devices get a
+    /// retryable close.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error as E};
+        match self {
+            DbError::Pool(_) | DbError::Connect(_) | DbError::Task(_) => true,
+            DbError::Migration(_) | DbError::Corrupt(_) => false,
+            DbError::Query(E::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => true,
+            DbError::Query(E::DatabaseError(DatabaseErrorKind::Unknown, info)) => {
+                let m = info.message().to_lowercase();
+                [
+                    "disk is full",
+                    "readonly",
+                    "read-only",
+                    "disk i/o error",
+                    "unable to open",
+                    "database is locked",
+                    "connection",
+                    "terminating",
+                    "shutting down",
+                    "starting up",
+                ]
+                .iter()
+                .any(|needle| m.contains(needle))
+            }
+            DbError::Query(E::BrokenTransactionManager) => true,
+            DbError::Query(_) => false,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -140,6 +174,29 @@ impl DbTarget {
         }
     }
 
+    /// Refuses a SQLite file that exists but cannot be written, before SQLite
+    /// opens it (it would fail later without naming the file, and leave a
+    /// read-only `-shm` file behind that blocks the next start).
+    fn check_writable(&self) -> Result<(), DbError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(());
+        }
+        for file in [self.url.clone(), format!("{}-wal", self.url)] {
+            let file = std::path::Path::new(&file);
+            if !file.exists() {
+                continue;
+            }
+            if let Err(e) = std::fs::OpenOptions::new().append(true).open(file) {
+                return Err(DbError::Connect(format!(
+                    "the database file {} is not writable ({e}); check its permissions, \
+                     attributes (chattr) and whether the filesystem is mounted read-only",
+                    file.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn establish(&self) -> Result<DbConn, DbError> {
         match self.backend {
             Backend::Sqlite => {
@@ -156,10 +213,22 @@ impl DbTarget {
                 .map_err(|e| DbError::Connect(e.to_string()))?;
                 Ok(DbConn::Sqlite(c))
             }
-            Backend::Postgres => PgConnection::establish(&self.url)
+            Backend::Postgres => PgConnection::establish(&with_connect_timeout(&self.url))
                 .map(DbConn::Postgres)
                 .map_err(|e| DbError::Connect(e.to_string())),
         }
+    }
+}
+
+/// libpq waits for an unreachable host as long as TCP does; a database that is
+/// down must be reported within seconds (health checks, devices retrying).
+fn with_connect_timeout(url: &str) -> String {
+    if url.contains("connect_timeout=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&connect_timeout=3")
+    } else {
+        format!("{url}?connect_timeout=3")
     }
 }
 
@@ -202,6 +271,7 @@ impl Db {
                 }
             }
         }
+        target.check_writable()?;
         // Fail fast with the real reason (r2d2 would only report a timeout).
         let mut first = target.establish()?;
         run_migrations(&mut first)?;
@@ -209,7 +279,9 @@ impl Db {
         let pool = Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(10))
+            // A commit or request waits this long for a connection before it
+            // fails with a retryable error (an outage must not stall silently).
+            .connection_timeout(Duration::from_secs(3))
             .build(Manager(target.clone()))
             .map_err(|e| DbError::Connect(e.to_string()))?;
         Ok(Self {
@@ -241,6 +313,23 @@ impl Db {
         })
         .await
         .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// A health probe: `SELECT 1` on a pooled connection, answering within
+    /// `within` whatever the pool or database is doing.
+    pub async fn ping_within(&self, within: Duration) -> Result<(), DbError> {
+        let pool = self.pool.clone();
+        let probe = tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get_timeout(within)?;
+            ping(&mut conn)
+        });
+        match tokio::time::timeout(within, probe).await {
+            Ok(r) => r.map_err(|e| DbError::Task(e.to_string()))?,
+            Err(_) => Err(DbError::Connect(format!(
+                "no answer within {} ms",
+                within.as_millis()
+            ))),
+        }
     }
 
     /// Same as `run`, for code that is already on a blocking thread (CLI commands).

@@ -3,6 +3,8 @@
 //! code, called through `Db::run` (or the group committer).
 
 pub mod committer;
+pub mod faults;
+pub mod health;
 
 use std::collections::HashSet;
 
@@ -57,6 +59,16 @@ struct ChangeInsert<'a> {
 /// Changes already stored are ignored, so replays and concurrent writers (other
 /// server instances) are harmless. Returns how many rows were new.
 pub fn append_changes(conn: &mut DbConn, writes: &[DocWrite]) -> Result<usize, DbError> {
+    append_changes_then(conn, writes, || Ok(()))
+}
+
+/// `append_changes`, running `before_commit` as the last step inside the
+/// transaction (an error there rolls everything back; fault tests use it).
+pub fn append_changes_then(
+    conn: &mut DbConn,
+    writes: &[DocWrite],
+    before_commit: impl FnOnce() -> Result<(), DbError>,
+) -> Result<usize, DbError> {
     let now = now_millis();
     let rows: Vec<ChangeInsert<'_>> = writes
         .iter()
@@ -82,6 +94,7 @@ pub fn append_changes(conn: &mut DbConn, writes: &[DocWrite]) -> Result<usize, D
                 projection::store::replace(conn, &w.doc_id, Some(p))?;
             }
         }
+        before_commit()?;
         Ok(inserted)
     })
 }
@@ -312,6 +325,25 @@ pub fn docs_needing_compaction(conn: &mut DbConn, min: i64) -> Result<Vec<String
         .select(doc_changes::doc_id)
         .load(c)
         .map_err(DbError::from))
+}
+
+/// A tiny write transaction: proves that the database takes writes again
+/// (`/health` runs it while commits are failing).
+pub fn write_probe(conn: &mut DbConn) -> Result<(), DbError> {
+    let now = now_millis().to_string();
+    transaction(conn, |conn| {
+        on_conn!(conn, |c| diesel::insert_into(server_meta::table)
+            .values((
+                server_meta::key.eq("write_probe"),
+                server_meta::value.eq(&now)
+            ))
+            .on_conflict(server_meta::key)
+            .do_update()
+            .set(server_meta::value.eq(&now))
+            .execute(c)
+            .map(|_| ())
+            .map_err(DbError::from))
+    })
 }
 
 /// Reads a server setting, writing `init` first if it is absent. Safe when

@@ -1,7 +1,11 @@
 //! The task that owns one loaded document. Commands arrive in order; for each
 //! sync message: apply → commit (group commit) → only then reply and fan out.
+//!
 //! A failed commit rolls the in-memory document back, so memory never runs
-//! ahead of storage.
+//! ahead of storage. When the rollback is not exact, the actor evicts itself:
+//! its peers are closed with a retryable code (they keep their changes and
+//! resync on reconnect) and the next command loads the document from storage
+//! afresh. Nothing uncommitted is ever acknowledged, fanned out or projected.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +27,11 @@ use fieldsync_shared::roles::Role;
 /// Compact on eviction only when it saves a meaningful number of rows.
 const COMPACT_ON_EVICT_MIN: usize = 16;
 
+/// The close reason after a failed commit (WebSocket code 1013 when storage is
+/// failing: the stock clients reconnect and resend).
+const STORAGE_FAILED: &str =
+    "storage unavailable: your changes were not stored and stay on the device; retry later";
+
 struct DocActor {
     hub: Arc<Hub>,
     doc_id: DocumentId,
@@ -38,6 +47,8 @@ struct DocActor {
     /// The service-history rows last committed for this document (None:
     /// not known since load); unchanged rows are not rewritten.
     last_projection: Option<TicketRows>,
+    /// Memory no longer equals storage: serve nothing more, leave.
+    evicted: bool,
 }
 
 pub(crate) async fn run(
@@ -69,19 +80,32 @@ pub(crate) async fn run(
                 assignment,
                 waiting: HashMap::new(),
                 last_projection: None,
+                evicted: false,
             };
             actor.serve(generation, &mut rx).await;
         }
         Err(e) => {
-            tracing::error!(doc = %doc_id, error = %e, "could not load document");
+            tracing::error!(doc = %doc_id, error = %e, advice = %crate::storage::health::advice(&hub.db.target, &e), "could not load document");
+            let code = if e.is_unavailable() {
+                close_code::TRY_AGAIN_LATER
+            } else {
+                close_code::INTERNAL
+            };
             // Refuse what is queued; the next command starts a fresh attempt.
             while !hub.try_unregister_doc(doc_id, generation, &rx) {
-                if let Some(DocCommand::Sync { peer, .. }) = rx.recv().await {
-                    peer.fail(
+                match rx.recv().await {
+                    Some(DocCommand::Sync { peer, .. }) => peer.fail(
                         &hub.server_peer_id,
-                        close_code::INTERNAL,
+                        code,
                         "document could not be loaded; retry later",
-                    );
+                    ),
+                    Some(DocCommand::ServerEdit { reply, .. }) => {
+                        let _ = reply.send(Err(EditError::Unavailable));
+                    }
+                    Some(DocCommand::Barrier(done)) => {
+                        let _ = done.send(());
+                    }
+                    _ => {}
                 }
             }
         }
@@ -112,7 +136,13 @@ impl DocActor {
         loop {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.handle(cmd).await,
+                    Some(cmd) => {
+                        self.handle(cmd).await;
+                        if self.evicted {
+                            self.hub.remove_doc(self.doc_id, generation);
+                            return;
+                        }
+                    }
                     None => return,
                 },
                 _ = tokio::time::sleep(idle), if !self.state.has_peers() && self.waiting.is_empty() => {
@@ -242,6 +272,9 @@ impl DocActor {
                     close_code::PROTOCOL_ERROR,
                     &format!("rejected Automerge data for {}: {e}", self.doc_id),
                 );
+                if self.state.diverged() {
+                    self.evict("the document is reloading after rejected data; reconnect");
+                }
                 return;
             }
         };
@@ -268,13 +301,20 @@ impl DocActor {
             self.settle(&mut changes, &heads_before, &peer.user_id, peer.role);
         }
         if let Err(e) = self.commit(changes, quarantined, &heads_before).await {
-            tracing::error!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "commit failed; rolled back");
+            tracing::warn!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "changes not stored; the device keeps them and retries");
             self.drop_peer(conn);
             peer.fail(
                 &self.hub.server_peer_id,
-                close_code::INTERNAL,
-                "could not store changes; retry later",
+                if e.unavailable {
+                    close_code::TRY_AGAIN_LATER
+                } else {
+                    close_code::INTERNAL
+                },
+                STORAGE_FAILED,
             );
+            if self.state.diverged() {
+                self.evict(STORAGE_FAILED);
+            }
             return;
         }
 
@@ -363,7 +403,20 @@ impl DocActor {
                 Ok(())
             }
             Err(e) => {
-                self.state.rollback(heads_before);
+                // Unknown whether the rows were written (an ambiguous commit):
+                // write them again next time.
+                self.last_projection = None;
+                let refuse = self
+                    .hub
+                    .committer
+                    .faults
+                    .as_ref()
+                    .is_some_and(|f| f.refuse_rollback());
+                if refuse {
+                    self.state.mark_diverged();
+                } else {
+                    self.state.rollback(heads_before);
+                }
                 Err(e)
             }
         }
@@ -389,7 +442,10 @@ impl DocActor {
         };
         self.settle(&mut changes, &heads_before, by_user, role);
         if let Err(e) = self.commit(changes, Vec::new(), &heads_before).await {
-            tracing::error!(doc = %self.doc_id, error = %e, "commit of a server edit failed; rolled back");
+            tracing::warn!(doc = %self.doc_id, error = %e, "a server edit was not stored");
+            if self.state.diverged() {
+                self.evict(STORAGE_FAILED);
+            }
             return Err(EditError::Unavailable);
         }
         // No connection sent this: every reader gets the update.
@@ -454,6 +510,19 @@ impl DocActor {
                 });
             }
         }
+    }
+
+    /// Memory differs from storage: close every peer of the document with a
+    /// retryable code and leave; the next command loads it from storage.
+    fn evict(&mut self, why: &str) {
+        METRICS.docs_evicted_diverged.inc();
+        tracing::warn!(doc = %self.doc_id, "evicting the document so it is reloaded from storage");
+        for peer in self.handles.values().chain(self.waiting.values()) {
+            peer.fail(&self.hub.server_peer_id, close_code::TRY_AGAIN_LATER, why);
+        }
+        self.handles.clear();
+        self.waiting.clear();
+        self.evicted = true;
     }
 
     fn drop_peer(&mut self, conn: ConnId) {

@@ -43,6 +43,8 @@ struct PeerSync {
 pub struct DocState {
     doc: Automerge,
     peers: HashMap<ConnId, PeerSync>,
+    /// Set when a rollback was not exact (see `rollback`).
+    diverged: bool,
 }
 
 impl DocState {
@@ -50,6 +52,7 @@ impl DocState {
         Self {
             doc,
             peers: HashMap::new(),
+            diverged: false,
         }
     }
 
@@ -134,20 +137,48 @@ impl DocState {
     }
 
     /// Forgets everything applied since `heads` (used when the commit failed, so
-    /// memory never holds what storage does not).
-    pub fn rollback(&mut self, heads: &[ChangeHash]) {
-        if self.doc.get_heads() == heads {
-            return;
-        }
-        match self.doc.fork_at(heads) {
-            Ok(doc) => self.doc = doc,
-            // fork_at only fails for heads the doc lacks; they came from this doc.
-            Err(e) => tracing::error!(error = %e, "rollback failed; keeping document"),
-        }
+    /// memory never holds what storage does not). Returns false when that was
+    /// not possible exactly: the document then holds changes that are not
+    /// stored and must be evicted and reloaded, never served (`diverged`).
+    pub fn rollback(&mut self, heads: &[ChangeHash]) -> bool {
         // Sync states may reference the forgotten changes: restart them all.
         for p in self.peers.values_mut() {
             p.state = sync::State::new();
         }
+        if self.doc.get_heads() == heads {
+            return true;
+        }
+        // automerge 0.7 can panic inside fork_at on some graphs; a panic is
+        // just another inexact rollback (fork_at only reads `self.doc`).
+        let forked =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.doc.fork_at(heads)))
+                .unwrap_or_else(|_| Err(automerge::AutomergeError::Fail));
+        match forked {
+            Ok(doc) if doc.get_heads() == heads => {
+                self.doc = doc;
+                true
+            }
+            Ok(_) => {
+                tracing::error!("rollback gave other heads; the document will be reloaded");
+                self.diverged = true;
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "rollback failed; the document will be reloaded");
+                self.diverged = true;
+                false
+            }
+        }
+    }
+
+    /// Marks the in-memory document as no longer equal to what is stored.
+    pub fn mark_diverged(&mut self) {
+        self.diverged = true;
+    }
+
+    /// The in-memory document may hold changes that are not stored.
+    pub fn diverged(&self) -> bool {
+        self.diverged
     }
 
     /// Messages to send once the changes of the last `receive` are durable: the
@@ -419,7 +450,8 @@ mod tests {
         let m = a.sync().generate_sync_message(&mut sa).unwrap();
         let r = server.receive(1, "peer1", m).unwrap();
         assert_eq!(r.new_changes.len(), 1);
-        server.rollback(&r.heads_before);
+        assert!(server.rollback(&r.heads_before));
+        assert!(!server.diverged());
         assert_eq!(server.doc().get_heads(), committed);
         assert_eq!(
             server.doc().get(ROOT, "x").unwrap().unwrap().0.to_i64(),

@@ -241,9 +241,17 @@ impl Hub {
             };
             match tx.send(cmd).await {
                 Ok(()) => return,
-                // The actor exited between lookup and send: it already removed
-                // itself, so the next lookup starts a fresh one.
-                Err(mpsc::error::SendError(back)) => cmd = back,
+                // The actor exited between lookup and send: it normally removed
+                // itself already, so the next lookup starts a fresh one. An
+                // actor that died (a panic) is removed here.
+                Err(mpsc::error::SendError(back)) => {
+                    let mut docs = self.lock_docs();
+                    if docs.get(&doc).is_some_and(|e| e.tx.same_channel(&tx)) {
+                        tracing::error!(%doc, "document task died; starting a new one");
+                        docs.remove(&doc);
+                    }
+                    cmd = back
+                }
             }
         }
     }
@@ -293,6 +301,15 @@ impl Hub {
             docs.remove(&doc);
         }
         true
+    }
+
+    /// Called by an actor that must leave at once (its memory no longer
+    /// equals storage): commands queued after this go to a fresh actor.
+    pub(crate) fn remove_doc(&self, doc: DocumentId, generation: u64) {
+        let mut docs = self.lock_docs();
+        if docs.get(&doc).is_some_and(|e| e.generation == generation) {
+            docs.remove(&doc);
+        }
     }
 
     fn lock_peers(&self) -> std::sync::MutexGuard<'_, PeerRegistry> {

@@ -15,6 +15,8 @@ pub mod close_code {
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
+    /// Storage is failing: reconnect later (the changes stay on the device).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

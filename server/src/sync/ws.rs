@@ -84,20 +84,32 @@ pub async fn identify(
         device_name.unwrap_or_default(),
         platform.unwrap_or_default(),
     );
+    let touch_id = device_id.clone();
     let identity = api
         .db
         .run(move |c| {
+            // Audit of a refusal is best-effort: a refusal must not turn into
+            // a 500 because storage refuses writes.
             let refused = |c: &mut crate::db::DbConn, user: Option<&str>, why: &str| {
-                audit::record(c, Entry { action: AuditAction::SyncRefused, actor_user_id: user, subject: Some(&device_id), detail: serde_json::json!({ "reason": why }), ip: ip.as_deref() })
+                if let Err(e) = audit::record(c, Entry { action: AuditAction::SyncRefused, actor_user_id: user, subject: Some(&device_id), detail: serde_json::json!({ "reason": why }), ip: ip.as_deref() }) {
+                    tracing::warn!(error = %e, "could not audit a refused sync connection");
+                }
             };
             let user = match accounts::get(c, &claims.sub)? {
                 Some(u) if !u.disabled => u,
                 Some(u) => {
-                    refused(c, Some(&u.id), "account disabled")?;
+                    refused(c, Some(&u.id), "account disabled");
                     return Ok(Err(ApiError::unauthorized("user_disabled", "this account is disabled")));
                 }
                 None => return Ok(Err(ApiError::unauthorized("invalid_token", "access token is invalid"))),
             };
+            // A known device connects with reads only: connecting and reading
+            // must work while writes fail (disk full, database read-only).
+            if let Some(device) = devices::get(c, &device_id)? {
+                if device.user_id == user.id && device.revoked_at.is_none() {
+                    return Ok(Ok((Identity { user, device, expires_at: claims.exp }, false)));
+                }
+            }
             let result = transaction(c, |c| {
                 let (device, new) = devices::register_or_touch(c, &user, &device_id, &name, &platform)?;
                 if new {
@@ -106,16 +118,26 @@ pub async fn identify(
                 Ok::<_, DeviceError>(device)
             });
             Ok(match result {
-                Ok(device) => Ok(Identity { user, device, expires_at: claims.exp }),
+                Ok(device) => Ok((Identity { user, device, expires_at: claims.exp }, true)),
                 Err(DeviceError::Db(e)) => return Err(e),
                 Err(e @ DeviceError::BadId) => Err(ApiError::bad_request(e.to_string())),
                 Err(e) => {
-                    refused(c, Some(&user.id), &e.to_string())?;
+                    refused(c, Some(&user.id), &e.to_string());
                     Err(ApiError::forbidden(e.to_string()))
                 }
             })
         })
         .await??;
+    let (identity, written) = identity;
+    if !written {
+        // Last-seen is best-effort and off the connect path.
+        let db = api.db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = db.run(move |c| devices::touch(c, &touch_id)).await {
+                tracing::debug!(error = %e, "could not update a device's last-seen time");
+            }
+        });
+    }
     Ok(identity)
 }
 
