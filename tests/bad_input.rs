@@ -270,7 +270,7 @@ async fn corrupt_automerge_data_leaves_the_document_unchanged(db: TestDb) {
         need: vec![],
         have: vec![],
         changes: vec![change].into(),
-        supported_capabilities: None,
+        flags: None,
         version: sync::MessageVersion::V1,
     };
     let mut raw = Raw::joined(&server, "bad-10").await;

@@ -14,7 +14,7 @@ use fieldsync_shared::DocumentId;
 use serde_json::json;
 
 fn get_i64(doc: &AutoCommit, key: &str) -> Option<i64> {
-    doc.get(ROOT, key).unwrap().and_then(|(v, _)| v.to_i64())
+    doc.get(ROOT, key).unwrap().and_then(|(v, _)| v.as_i64())
 }
 
 async fn device_for(server: &Server, user: &str, password: &str, device: &str) -> Device {

@@ -605,13 +605,13 @@ impl<'a, R: ReadDoc> View<'a, R> {
     }
     fn int(&self, obj: &ObjId, key: &str) -> Option<i64> {
         match self.get(obj, key)? {
-            (Value::Scalar(s), _) => s.to_i64(),
+            (Value::Scalar(s), _) => s.as_i64(),
             _ => None,
         }
     }
     fn bool(&self, obj: &ObjId, key: &str) -> Option<bool> {
         match self.get(obj, key)? {
-            (Value::Scalar(s), _) => s.to_bool(),
+            (Value::Scalar(s), _) => s.as_bool(),
             _ => None,
         }
     }

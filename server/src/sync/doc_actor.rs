@@ -469,7 +469,7 @@ impl DocActor {
             need: Vec::new(),
             have: vec![automerge::sync::Have::default()],
             changes: automerge::sync::ChunkList::empty(),
-            supported_capabilities: None,
+            flags: None,
             version: automerge::sync::MessageVersion::V1,
         };
         peer.send(Message::Sync {

@@ -429,7 +429,7 @@ mod tests {
             need: vec![],
             have: vec![],
             changes: vec![packed].into(),
-            supported_capabilities: None,
+            flags: None,
             version: sync::MessageVersion::V1,
         };
         let r = server.receive(1, "peer1", msg).unwrap();
@@ -454,7 +454,7 @@ mod tests {
         assert!(!server.diverged());
         assert_eq!(server.doc().get_heads(), committed);
         assert_eq!(
-            server.doc().get(ROOT, "x").unwrap().unwrap().0.to_i64(),
+            server.doc().get(ROOT, "x").unwrap().unwrap().0.as_i64(),
             Some(1)
         );
     }
@@ -479,7 +479,7 @@ mod tests {
                 need: vec![],
                 have: vec![],
                 changes: vec![change].into(),
-                supported_capabilities: None,
+                flags: None,
                 version: sync::MessageVersion::V1,
             };
             assert!(

@@ -126,7 +126,7 @@ pub fn resolve_status_conflict(doc: &mut Automerge) -> Option<NewChange> {
     let candidates: Vec<Status> = values
         .into_iter()
         .filter_map(|(v, id)| match v {
-            Value::Scalar(s) => s.to_str().map(str::to_string),
+            Value::Scalar(s) => s.as_str().map(str::to_string),
             Value::Object(_) => doc.text(&id).ok(),
         })
         .filter_map(|s| s.parse().ok())
