@@ -35,7 +35,8 @@ pub fn group_of(key: &str) -> FieldGroup {
         }
         "signoff" => FieldGroup::Signoff,
         "reconciliation" => FieldGroup::Reconciliation,
-        "status_history" => FieldGroup::ServerRecord,
+        // `_forwards`: where the server carried restored objects (sync::integrity).
+        "status_history" | "_forwards" => FieldGroup::ServerRecord,
         _ => FieldGroup::Unknown,
     }
 }

@@ -284,8 +284,9 @@ impl DocActor {
         let heads_before = received.heads_before.clone();
         if received.heads_changed {
             // Undo what this role may not write; store the undo with the edit.
-            if let Some(comp) = self.state.enforce(&received.heads_before, peer.role) {
-                for v in comp.violations {
+            let enforced = self.state.enforce(&received.heads_before, peer.role);
+            if let Some((change, violations)) = enforced.compensation {
+                for v in violations {
                     tracing::info!(doc = %self.doc_id, user = %peer.user_id, device = %peer.device_id, path = %v.path, "quarantined a forbidden edit");
                     quarantined.push(Quarantined {
                         user_id: peer.user_id.clone(),
@@ -293,10 +294,13 @@ impl DocActor {
                         path: v.path,
                         attempted: v.attempted,
                         restored: v.restored,
-                        compensation: comp.change.hash,
+                        compensation: change.hash,
                     });
                 }
-                changes.push(comp.change);
+                changes.push(change);
+            }
+            if let Some(forwarded) = enforced.forwarded {
+                changes.push(forwarded);
             }
             self.settle(&mut changes, &heads_before, &peer.user_id, peer.role);
         }

@@ -9,7 +9,9 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, Change, ChangeHash, LoadOptions, OnPartialLoad};
 use fieldsync_shared::protocol::PeerId;
 
+use super::integrity;
 use crate::storage::NewChange;
+use fieldsync_shared::roles::Role;
 
 /// Server-local id of one WebSocket connection (peer ids are client-chosen).
 pub type ConnId = u64;
@@ -41,6 +43,8 @@ struct PeerSync {
 }
 
 pub struct DocState {
+    /// Root key of each object seen (see `integrity::FieldCache`).
+    fields: integrity::FieldCache,
     doc: Automerge,
     peers: HashMap<ConnId, PeerSync>,
     /// Set when a rollback was not exact (see `rollback`).
@@ -50,6 +54,7 @@ pub struct DocState {
 impl DocState {
     pub fn new(doc: Automerge) -> Self {
         Self {
+            fields: integrity::FieldCache::default(),
             doc,
             peers: HashMap::new(),
             diverged: false,
@@ -201,14 +206,12 @@ impl DocState {
         out
     }
 
-    /// Write validation for what the last `receive` changed (see
-    /// `validation`); the compensation is already applied to the document.
-    pub fn enforce(
-        &mut self,
-        heads_before: &[ChangeHash],
-        role: fieldsync_shared::roles::Role,
-    ) -> Option<super::validation::Compensation> {
-        super::validation::enforce(&mut self.doc, heads_before, role)
+    /// Merge integrity for what the last `receive` applied (see
+    /// `integrity`): forbidden ops are undone and edits that landed in
+    /// restored objects carried over, each by a server change already
+    /// applied to the document.
+    pub fn enforce(&mut self, heads_before: &[ChangeHash], role: Role) -> integrity::Enforced {
+        integrity::enforce(&mut self.doc, &mut self.fields, heads_before, role)
     }
 
     /// Settles a concurrent status conflict (see `validation`).

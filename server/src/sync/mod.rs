@@ -5,6 +5,7 @@ pub mod batch;
 pub mod doc_actor;
 pub mod doc_state;
 pub mod hub;
+pub mod integrity;
 pub mod session;
 pub mod validation;
 pub mod ws;

@@ -1,118 +1,15 @@
-//! Server-side write validation. After a peer's sync message is applied, the
-//! fields it changed are checked against the role × field-group table
-//! (`fieldsync_shared::permissions`). A forbidden edit is *kept* (history stays
-//! causal, the device's later changes still apply) and undone by a
-//! compensating change from the server that restores the value the field had
-//! before the message. The caller stores that change in the same transaction
-//! and records each violation as a quarantined edit. No I/O here.
-
-use std::collections::BTreeSet;
+//! The server's own changes around a peer's message: settling concurrent
+//! status values, recording status events, API edits. Judging and undoing a
+//! peer's operations lives in `integrity`. No I/O here.
 
 use automerge::hydrate;
 use automerge::transaction::Transactable;
-use automerge::{Automerge, ChangeHash, PatchAction, Prop, ReadDoc, ScalarValue, Value, ROOT};
-use fieldsync_shared::permissions::{group_of, write_rule, WriteRule};
+use automerge::{Automerge, ChangeHash, ReadDoc, ScalarValue, Value, ROOT};
 use fieldsync_shared::roles::Role;
 use fieldsync_shared::status::{self, Status};
 use fieldsync_shared::ticket;
 
 use crate::storage::NewChange;
-
-/// One rejected edit of one top-level field.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Violation {
-    pub path: String,
-    pub attempted: serde_json::Value,
-    pub restored: serde_json::Value,
-}
-
-pub struct Compensation {
-    pub change: NewChange,
-    pub violations: Vec<Violation>,
-}
-
-/// Checks what changed between `before` and now; undoes forbidden edits.
-pub fn enforce(doc: &mut Automerge, before: &[ChangeHash], role: Role) -> Option<Compensation> {
-    // Admins may write any ticket field but the server's own records; on
-    // other documents (no ticket fields) there is nothing to check.
-    if role == Role::Admin && !ticket::is_ticket(doc) {
-        return None;
-    }
-    let after = doc.get_heads();
-    let touched: BTreeSet<String> = doc
-        .diff(before, &after)
-        .iter()
-        .filter_map(|p| match (p.path.first(), &p.action) {
-            (Some((_, Prop::Map(key))), _) => Some(key.clone()),
-            (None, PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key }) => {
-                Some(key.clone())
-            }
-            (
-                None,
-                PatchAction::Increment {
-                    prop: Prop::Map(key),
-                    ..
-                },
-            ) => Some(key.clone()),
-            _ => None,
-        })
-        .collect();
-    let violations: Vec<(String, serde_json::Value, serde_json::Value)> = touched
-        .into_iter()
-        .filter_map(|key| {
-            let existed = doc
-                .get_at(ROOT, key.as_str(), before)
-                .ok()
-                .flatten()
-                .is_some();
-            let now = field_json(doc, &key, None);
-            let allowed = match write_rule(role, group_of(&key)) {
-                WriteRule::Allowed => true,
-                WriteRule::Denied => false,
-                WriteRule::Once => !existed,
-                WriteRule::StatusMachine => {
-                    let from = field_json(doc, &key, Some(before));
-                    let from = from.as_str().and_then(|v| v.parse::<Status>().ok());
-                    match now.as_str().map(str::parse::<Status>) {
-                        Some(Ok(to)) => status::may_reach(role, from, to),
-                        _ => false, // not a known status
-                    }
-                }
-            };
-            (!allowed).then(|| {
-                let restored = field_json(doc, &key, Some(before));
-                (key, now, restored)
-            })
-        })
-        .collect();
-    if violations.is_empty() {
-        return None;
-    }
-
-    let mut tx = doc.transaction();
-    for (key, _, _) in &violations {
-        if let Err(e) = restore(&mut tx, key, before) {
-            tracing::error!(field = %key, error = %e, "could not build compensation");
-        }
-    }
-    let (hash, _) = tx.commit();
-    let hash = hash?;
-    let change = doc.get_change_by_hash(&hash)?;
-    Some(Compensation {
-        change: NewChange {
-            hash,
-            bytes: change.raw_bytes().to_vec(),
-        },
-        violations: violations
-            .into_iter()
-            .map(|(path, attempted, restored)| Violation {
-                path,
-                attempted,
-                restored,
-            })
-            .collect(),
-    })
-}
 
 /// The status machine's rule for concurrent offline transitions, applied:
 /// when `status` holds conflicting values (set concurrently on two devices),
@@ -237,30 +134,12 @@ pub fn record_status_event(
     })
 }
 
-/// Makes ROOT[key] equal to what it was at `before`.
-fn restore(
-    tx: &mut automerge::transaction::Transaction<'_>,
-    key: &str,
-    before: &[ChangeHash],
-) -> Result<(), String> {
-    let e = |e: automerge::AutomergeError| e.to_string();
-    let old = tx.get_at(ROOT, key, before).map_err(e)?;
-    match old {
-        None => tx.delete(ROOT, key).map_err(e),
-        Some((Value::Scalar(s), _)) => tx.put(ROOT, key, s.into_owned()).map_err(e),
-        Some((Value::Object(kind), old_id)) => {
-            // A fresh object filled with the old content: exact, whatever the
-            // forbidden edit did inside the old one or in its place.
-            let content = tx.hydrate(&old_id, Some(before)).map_err(e)?;
-            let target = tx.put_object(ROOT, key, kind).map_err(e)?;
-            tx.update_object(&target, &content)
-                .map_err(|err| err.to_string())
-        }
-    }
-}
-
 /// A field's value as JSON, now or at `heads`.
-fn field_json(doc: &Automerge, key: &str, heads: Option<&[ChangeHash]>) -> serde_json::Value {
+pub(crate) fn field_json(
+    doc: &Automerge,
+    key: &str,
+    heads: Option<&[ChangeHash]>,
+) -> serde_json::Value {
     let got = match heads {
         Some(h) => doc.get_at(ROOT, key, h),
         None => doc.get(ROOT, key),
@@ -274,7 +153,7 @@ fn field_json(doc: &Automerge, key: &str, heads: Option<&[ChangeHash]>) -> serde
     }
 }
 
-fn scalar_json(s: &ScalarValue) -> serde_json::Value {
+pub(crate) fn scalar_json(s: &ScalarValue) -> serde_json::Value {
     use serde_json::json;
     match s {
         ScalarValue::Str(v) => json!(v.as_str()),
@@ -309,13 +188,25 @@ fn hydrated_json(v: &hydrate::Value) -> serde_json::Value {
 mod tests {
     use super::*;
     use automerge::ObjType;
-    use fieldsync_shared::permissions::{write_rule, FieldGroup};
+    use fieldsync_shared::permissions::{write_rule, FieldGroup, WriteRule};
+
+    /// The integrity pipeline as the doc actor runs it; the compensation.
+    fn enforce(
+        doc: &mut Automerge,
+        before: &[ChangeHash],
+        role: Role,
+    ) -> Option<crate::sync::integrity::Violations> {
+        crate::sync::integrity::enforce(doc, &mut Default::default(), before, role)
+            .compensation
+            .map(|(_, v)| v)
+    }
 
     /// A ticket with one field of every group.
     fn base() -> Automerge {
         let mut doc = Automerge::new();
         let mut tx = doc.transaction();
         tx.put(ROOT, "ticket_no", "T-1").unwrap();
+        tx.put_object(ROOT, "survey", ObjType::Map).unwrap();
         tx.put(ROOT, "priority", "B").unwrap();
         tx.put(ROOT, "appointment", "09:00").unwrap();
         tx.put(ROOT, "status", "assigned").unwrap();
@@ -400,7 +291,7 @@ mod tests {
             ("appointment", FieldGroup::Dispatch, "14:00"),
             ("reconciliation", FieldGroup::Reconciliation, "settled"),
             ("mystery", FieldGroup::Unknown, "x"),
-            ("checklist", FieldGroup::Work, "replaced"),
+            ("survey", FieldGroup::Work, "done"),
         ];
         for role in roles {
             for (key, group, new) in cases {
@@ -540,13 +431,11 @@ mod tests {
         tx.commit();
         let before = server.get_heads();
         server.merge(&mut device).unwrap();
-        let comp = enforce(&mut server, &before, Role::BackOffice).unwrap();
-        assert_eq!(comp.violations.len(), 1);
-        assert_eq!(comp.violations[0].path, "checklist");
-        assert_eq!(
-            comp.violations[0].attempted,
-            serde_json::json!(["check pump", "sneaky item"])
-        );
+        let violations = enforce(&mut server, &before, Role::BackOffice).unwrap();
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].path, "checklist");
+        assert_eq!(violations[0].attempted[0]["op"], "insert");
+        assert_eq!(violations[0].attempted[0]["value"], "sneaky item");
         assert_eq!(
             field_json(&server, "reconciliation", None),
             serde_json::json!("settled")

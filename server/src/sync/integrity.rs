@@ -1,0 +1,1165 @@
+//! Merge integrity: every operation a peer's changes carry is judged against
+//! the author's role, and forbidden ones are undone one by one.
+//!
+//! Why operations and not visible values: a forbidden value can arrive as the
+//! *losing* side of a conflict, or inside an object that is no longer visible,
+//! and a diff of visible values shows neither. So each newly applied change is
+//! decoded and each of its ops judged (`judge`), whatever its visibility.
+//!
+//! Undoing (`compensate`) works at op granularity, in one server change:
+//! an inserted element is deleted, a deleted one re-inserted, a forbidden put
+//! is overwritten with the legitimate value (the other conflict values, or
+//! what the op overwrote), an increment is reversed. Nothing legal is touched.
+//!
+//! Objects are the one thing Automerge cannot bring back: once a map key or
+//! list element holding an object is overwritten or deleted, that object is
+//! invisible forever, and every edit that later lands in it (from any device,
+//! at any time) would be hidden. So no device may replace or delete a
+//! protected container (`PROTECTED`), and whenever the server has to restore
+//! an object it puts a copy and records a *forward*: `_forwards[old] = new`
+//! in the document. Later edits that land in `old` (or anything inside it)
+//! are carried into `new` by a server change (`forward`), by a three-way
+//! merge of `old`'s content since it was last carried over. A forbidden
+//! replacement whose author may write that field (a technician's app doing
+//! `doc.visits = [...]`) is forwarded too: its items are legal edits.
+//!
+//! Everything lives in the document, so it replicates, survives restarts and
+//! is identical on every server instance. No I/O here.
+
+use std::collections::{BTreeSet, HashMap};
+
+use automerge::hydrate;
+use automerge::transaction::{Transactable, Transaction};
+use automerge::{
+    ActorId, Automerge, Change, ChangeHash, Cursor, ObjId, ObjType, Prop, ReadDoc, ScalarValue,
+    Value, ROOT,
+};
+use fieldsync_shared::permissions::{group_of, write_rule, WriteRule};
+use fieldsync_shared::roles::Role;
+use fieldsync_shared::status::{self, Status};
+
+use crate::storage::NewChange;
+
+/// Top-level containers no device may replace or delete (the server creates
+/// them once); edits go *into* them.
+pub const PROTECTED: &[&str] = &[
+    "visits",
+    "parts_used",
+    "checklist",
+    "notes",
+    "attachments",
+    "customer",
+    "asset",
+    "status_history",
+    FORWARDS,
+];
+
+/// The server's record of restored objects: `{old object id: {to, at}}`.
+pub const FORWARDS: &str = "_forwards";
+
+/// One rejected edit (grouped per top-level field and message).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub path: String,
+    pub attempted: serde_json::Value,
+    pub restored: serde_json::Value,
+}
+
+pub type Violations = Vec<Violation>;
+
+/// One operation of a newly applied change, in the document's terms.
+#[derive(Debug, Clone)]
+struct OpInfo {
+    id: ObjId,
+    obj: ObjId,
+    key: KeyRef,
+    action: automerge::legacy::OpType,
+    pred: Vec<ObjId>,
+    insert: bool,
+    /// Root key of the tree the op is in (None: unknown object).
+    field: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum KeyRef {
+    Map(String),
+    /// After this element (None: the list head).
+    Seq(Option<ObjId>),
+}
+
+/// What `judge` found in one message.
+#[derive(Default)]
+pub struct Judgement {
+    /// Root keys any op touched (legal or not): what projection must look at.
+    pub touched: BTreeSet<String>,
+    forbidden: Vec<OpInfo>,
+    /// Objects that received ops and lie inside a forwarded (restored) tree.
+    forward_sources: BTreeSet<String>,
+}
+
+impl Judgement {
+    pub fn is_clean(&self) -> bool {
+        self.forbidden.is_empty() && self.forward_sources.is_empty()
+    }
+}
+
+/// Per-document memory: the root key each object lives under. An object's
+/// place never changes in Automerge, so this never goes stale.
+#[derive(Default)]
+pub struct FieldCache {
+    field_of: HashMap<ObjId, String>,
+}
+
+fn exid(counter: u64, actor: &ActorId) -> ObjId {
+    // The actor index is looked up by automerge when it is not the doc's own.
+    ObjId::Id(counter, actor.clone(), 0)
+}
+
+fn legacy_obj(o: &automerge::legacy::ObjectId) -> ObjId {
+    match o {
+        automerge::legacy::ObjectId::Root => ROOT,
+        automerge::legacy::ObjectId::Id(id) => exid(id.0, &id.1),
+    }
+}
+
+impl FieldCache {
+    fn field(&mut self, doc: &Automerge, obj: &ObjId) -> Option<String> {
+        if *obj == ROOT {
+            return None;
+        }
+        if let Some(f) = self.field_of.get(obj) {
+            return Some(f.clone());
+        }
+        let path = doc.parents(obj).ok()?.path();
+        let field = match path.first() {
+            Some((_, Prop::Map(k))) => k.clone(),
+            _ => return None,
+        };
+        self.field_of.insert(obj.clone(), field.clone());
+        Some(field)
+    }
+}
+
+/// Decodes the changes applied since `before` into operations.
+fn ops_of(doc: &Automerge, cache: &mut FieldCache, changes: &[Change]) -> Vec<(usize, OpInfo)> {
+    let mut out = Vec::new();
+    for (ci, change) in changes.iter().enumerate() {
+        let expanded = change.decode();
+        for (i, op) in expanded.operations.iter().enumerate() {
+            let obj = legacy_obj(&op.obj);
+            let key = match &op.key {
+                automerge::legacy::Key::Map(k) => KeyRef::Map(k.to_string()),
+                automerge::legacy::Key::Seq(automerge::legacy::ElementId::Head) => {
+                    KeyRef::Seq(None)
+                }
+                automerge::legacy::Key::Seq(automerge::legacy::ElementId::Id(e)) => {
+                    KeyRef::Seq(Some(exid(e.0, &e.1)))
+                }
+            };
+            let field = match (&obj, &key) {
+                (o, KeyRef::Map(k)) if *o == ROOT => Some(k.clone()),
+                (o, _) => cache.field(doc, o),
+            };
+            out.push((
+                ci,
+                OpInfo {
+                    id: exid(expanded.start_op.get() + i as u64, &expanded.actor_id),
+                    obj,
+                    key,
+                    action: op.action.clone(),
+                    pred: op.pred.iter().map(|p| exid(p.0, &p.1)).collect(),
+                    insert: op.insert,
+                    field,
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// What `enforce` did.
+#[derive(Default)]
+pub struct Enforced {
+    /// The undo of forbidden ops, and what was undone.
+    pub compensation: Option<(NewChange, Vec<Violation>)>,
+    /// Edits carried into restored objects.
+    pub forwarded: Option<NewChange>,
+    /// Top-level fields the message's ops touched.
+    pub touched: BTreeSet<String>,
+}
+
+/// Judges what was applied since `before` and undoes/forwards as needed;
+/// the server changes are applied to `doc` and returned for storage.
+pub fn enforce(
+    doc: &mut Automerge,
+    cache: &mut FieldCache,
+    before: &[ChangeHash],
+    role: Role,
+) -> Enforced {
+    let mut out = Enforced::default();
+    // Admins may write any field of other documents (not tickets).
+    if role == Role::Admin && !fieldsync_shared::ticket::is_ticket(doc) {
+        return out;
+    }
+    let applied = doc.get_changes(before);
+    let judgement = judge(doc, cache, &applied, role);
+    out.touched = judgement.touched.clone();
+    if judgement.is_clean() {
+        return out;
+    }
+    out.compensation = compensate(doc, &judgement, role);
+    out.forwarded = forward(doc, &judgement, out.compensation.is_some());
+    out
+}
+
+/// Judges every operation of `changes` (the changes a peer's message made
+/// the document apply) against `role`.
+pub fn judge(doc: &Automerge, cache: &mut FieldCache, changes: &[Change], role: Role) -> Judgement {
+    let mut j = Judgement::default();
+    let ops = ops_of(doc, cache, changes);
+    let forwards = read_forwards(doc);
+    let mut forbidden_ids: BTreeSet<ObjId> = BTreeSet::new();
+    for (ci, op) in &ops {
+        let Some(field) = op.field.clone() else {
+            continue; // an object the doc does not know: nothing visible
+        };
+        j.touched.insert(field.clone());
+        let allowed = allowed(doc, op, &field, role, &changes[*ci], &ops, &forbidden_ids);
+        if !allowed {
+            forbidden_ids.insert(op.id.clone());
+            j.forbidden.push(op.clone());
+        }
+        if !forwards.is_empty() && op.obj != ROOT {
+            if let Some(src) = forwarded_ancestor(doc, &op.obj, &forwards) {
+                j.forward_sources.insert(src);
+            }
+        }
+    }
+    j
+}
+
+fn allowed(
+    doc: &Automerge,
+    op: &OpInfo,
+    field: &str,
+    role: Role,
+    change: &Change,
+    ops: &[(usize, OpInfo)],
+    forbidden: &BTreeSet<ObjId>,
+) -> bool {
+    use automerge::legacy::OpType;
+    let at_root = op.obj == ROOT;
+    // No device replaces or deletes a protected container, whoever it is.
+    if at_root && PROTECTED.contains(&field) && op.pred.iter().any(|p| doc.object_type(p).is_ok()) {
+        return false;
+    }
+    match write_rule(role, group_of(field)) {
+        WriteRule::Allowed => true,
+        WriteRule::Denied => false,
+        WriteRule::Once => {
+            if at_root {
+                op.pred.is_empty()
+            } else {
+                // Only inside a signoff created by this same change.
+                let top = doc.parents(&op.obj).ok().and_then(|p| {
+                    let path = p.path();
+                    path.get(1)
+                        .map(|(o, _)| o.clone())
+                        .or_else(|| Some(op.obj.clone()))
+                });
+                top.is_some_and(|t| created_in(change, &t))
+            }
+        }
+        WriteRule::StatusMachine => {
+            if !at_root {
+                // Inside a status Text object (JS strings): part of the value
+                // written by the op that made it, judged there.
+                return doc
+                    .parents(&op.obj)
+                    .ok()
+                    .and_then(|p| p.path().get(1).map(|(o, _)| o.clone()))
+                    .or_else(|| Some(op.obj.clone()))
+                    .is_some_and(|t| created_in(change, &t) && !forbidden.contains(&t));
+            }
+            let to = match &op.action {
+                OpType::Put(ScalarValue::Str(s)) => s.parse::<Status>().ok(),
+                OpType::Make(ObjType::Text) => {
+                    doc.text(&op.id).ok().and_then(|s| s.parse::<Status>().ok())
+                }
+                _ => None, // deleting the status, or not a status
+            };
+            let Some(to) = to else { return false };
+            let froms = status_before(doc, op, ops, forbidden);
+            if froms.is_empty() {
+                status::may_reach(role, None, to)
+            } else {
+                froms
+                    .into_iter()
+                    .any(|from| status::may_reach(role, from, to))
+            }
+        }
+    }
+}
+
+/// Whether `obj` was created by an op of `change`.
+fn created_in(change: &Change, obj: &ObjId) -> bool {
+    match obj {
+        ObjId::Id(counter, actor, _) => {
+            actor == change.actor_id()
+                && *counter >= change.start_op().get()
+                && *counter < change.start_op().get() + change.len() as u64
+        }
+        ObjId::Root => false,
+    }
+}
+
+/// The statuses a status op was written over (its preds), seen through
+/// forbidden ones (a device's own rejected step does not count as a start).
+fn status_before(
+    doc: &Automerge,
+    op: &OpInfo,
+    ops: &[(usize, OpInfo)],
+    forbidden: &BTreeSet<ObjId>,
+) -> Vec<Option<Status>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<ObjId> = op.pred.clone();
+    let mut seen = BTreeSet::new();
+    while let Some(p) = stack.pop() {
+        if !seen.insert(p.clone()) {
+            continue;
+        }
+        if forbidden.contains(&p) {
+            if let Some((_, o)) = ops.iter().find(|(_, o)| o.id == p) {
+                stack.extend(o.pred.iter().cloned());
+            }
+            continue;
+        }
+        out.push(
+            value_of_op(doc, &ROOT, &Prop::Map("status".into()), &p)
+                .and_then(|v| value_text(doc, &v))
+                .and_then(|s| s.parse().ok()),
+        );
+    }
+    out
+}
+
+/// The value op `id` put at `obj[prop]` (visible or not): read at the heads of
+/// the change that made it, where it is still visible.
+fn value_of_op(
+    doc: &Automerge,
+    obj: &ObjId,
+    prop: &Prop,
+    id: &ObjId,
+) -> Option<(Value<'static>, ObjId)> {
+    let hash = doc.hash_for_opid(id)?;
+    let values = match prop {
+        Prop::Map(k) => doc.get_all_at(obj, k.as_str(), &[hash]).ok()?,
+        Prop::Seq(i) => doc.get_all_at(obj, *i, &[hash]).ok()?,
+    };
+    values
+        .into_iter()
+        .find(|(_, vid)| vid == id)
+        .map(|(v, vid)| (v.into_owned(), vid))
+}
+
+fn value_text<R: ReadDoc>(doc: &R, v: &(Value<'_>, ObjId)) -> Option<String> {
+    match &v.0 {
+        Value::Scalar(s) => s.as_str().map(str::to_string),
+        Value::Object(ObjType::Text) => doc.text(&v.1).ok(),
+        _ => None,
+    }
+}
+
+/// Position of a list/text element (visible or deleted) by its id, and
+/// whether it is visible: a cursor on a deleted element resolves to the gap
+/// it left, so "before" and "after" differ by one there.
+fn element_position<R: ReadDoc>(doc: &R, obj: &ObjId, elem: &ObjId) -> Option<(usize, bool)> {
+    let ObjId::Id(ctr, actor, _) = elem else {
+        return None;
+    };
+    let after = Cursor::try_from(format!("{ctr}@{actor}")).ok()?;
+    let before = Cursor::try_from(format!("-{ctr}@{actor}")).ok()?;
+    let a = doc.get_cursor_position(obj, &after, None).ok()?;
+    let b = doc.get_cursor_position(obj, &before, None).ok()?;
+    Some((a, a == b))
+}
+
+/// What the server writes to undo one forbidden op (planned on the document
+/// as the message left it, applied in one transaction).
+enum Undo {
+    /// Delete the element the op inserted, if still there.
+    DeleteElement {
+        obj: ObjId,
+        elem: ObjId,
+    },
+    /// Re-insert what the op deleted, where it was.
+    Reinsert {
+        obj: ObjId,
+        elem: ObjId,
+        value: Restored,
+    },
+    Increment {
+        obj: ObjId,
+        key: KeyRef,
+        by: i64,
+    },
+    /// Make `obj[key]` show `value` (None: no value).
+    Restore {
+        obj: ObjId,
+        key: KeyRef,
+        value: Option<Restored>,
+        /// A forbidden replacement whose content is legal: forwarded too.
+        also_forward: Option<ObjId>,
+    },
+}
+
+enum Restored {
+    Scalar(ScalarValue),
+    /// A copy of this (now invisible) object, forwarded to the copy.
+    Copy(ObjId, ObjType),
+}
+
+impl Restored {
+    fn from_value(v: (Value<'static>, ObjId)) -> Self {
+        match v.0 {
+            Value::Scalar(s) => Restored::Scalar(s.into_owned()),
+            Value::Object(kind) => Restored::Copy(v.1, kind),
+        }
+    }
+}
+
+/// Undoes every forbidden op in one server change (None: nothing to undo).
+pub fn compensate(
+    doc: &mut Automerge,
+    j: &Judgement,
+    role: Role,
+) -> Option<(NewChange, Vec<Violation>)> {
+    if j.forbidden.is_empty() {
+        return None;
+    }
+    let forbidden: BTreeSet<ObjId> = j.forbidden.iter().map(|o| o.id.clone()).collect();
+    // Inner edits first, so copies made for outer ones are already clean.
+    let mut ordered: Vec<&OpInfo> = j.forbidden.iter().collect();
+    ordered.sort_by_key(|o| o.obj == ROOT);
+    let mut per_field: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
+    let mut planned_keys: BTreeSet<(ObjId, String)> = BTreeSet::new();
+    let mut plan = Vec::new();
+    for op in ordered {
+        let field = op.field.clone().unwrap_or_default();
+        match per_field.iter_mut().find(|(f, _)| *f == field) {
+            Some((_, ops)) => ops.push(describe(op)),
+            None => per_field.push((field, vec![describe(op)])),
+        }
+        if let Some(u) = plan_undo(doc, op, &forbidden, &j.forbidden, role, &mut planned_keys) {
+            plan.push(u);
+        }
+    }
+    let mut tx = doc.transaction();
+    for u in plan {
+        if let Err(e) = apply_undo(&mut tx, u) {
+            tracing::error!(error = %e, "could not undo a forbidden operation");
+        }
+    }
+    let (hash, _) = tx.commit();
+    let hash = hash?;
+    let change = doc.get_change_by_hash(&hash)?;
+    let violations = per_field
+        .into_iter()
+        .map(|(path, ops)| {
+            // A plain value written at the field reads as that value (what
+            // the device tried to set); anything else as the list of ops.
+            let plain = ops.len() == 1 && ops[0]["op"] == "put" && ops[0]["key"] == path.as_str();
+            let attempted = if plain {
+                ops[0]["value"].clone()
+            } else {
+                serde_json::Value::Array(ops.into_iter().take(20).collect())
+            };
+            Violation {
+                restored: crate::sync::validation::field_json(doc, &path, None),
+                path,
+                attempted,
+            }
+        })
+        .collect();
+    Some((
+        NewChange {
+            hash,
+            bytes: change.raw_bytes().to_vec(),
+        },
+        violations,
+    ))
+}
+
+fn describe(op: &OpInfo) -> serde_json::Value {
+    use automerge::legacy::OpType;
+    let action = match &op.action {
+        OpType::Make(t) => format!("make {t:?}").to_lowercase(),
+        OpType::Delete => "delete".into(),
+        OpType::Increment(n) => format!("increment {n}"),
+        OpType::Put(v) => {
+            return serde_json::json!({"op": if op.insert {"insert"} else {"put"},
+                                      "key": key_text(&op.key),
+                                      "value": crate::sync::validation::scalar_json(v)})
+        }
+        OpType::MarkBegin(_) | OpType::MarkEnd(_) => "mark".into(),
+    };
+    serde_json::json!({"op": action, "key": key_text(&op.key)})
+}
+
+fn key_text(k: &KeyRef) -> String {
+    match k {
+        KeyRef::Map(k) => k.clone(),
+        KeyRef::Seq(Some(e)) => format!("after {e}"),
+        KeyRef::Seq(None) => "at start".into(),
+    }
+}
+
+fn plan_undo(
+    doc: &Automerge,
+    op: &OpInfo,
+    forbidden: &BTreeSet<ObjId>,
+    all: &[OpInfo],
+    role: Role,
+    planned_keys: &mut BTreeSet<(ObjId, String)>,
+) -> Option<Undo> {
+    use automerge::legacy::OpType;
+    match (&op.key, op.insert, &op.action) {
+        (KeyRef::Seq(_), true, _) => Some(Undo::DeleteElement {
+            obj: op.obj.clone(),
+            elem: op.id.clone(),
+        }),
+        (KeyRef::Seq(Some(elem)), false, OpType::Delete) => {
+            let pred = op.pred.iter().find(|p| !forbidden.contains(*p))?;
+            let value = value_at_element(doc, &op.obj, elem, pred)?;
+            Some(Undo::Reinsert {
+                obj: op.obj.clone(),
+                elem: elem.clone(),
+                value: Restored::from_value(value),
+            })
+        }
+        (key, false, OpType::Increment(n)) => Some(Undo::Increment {
+            obj: op.obj.clone(),
+            key: key.clone(),
+            by: -n,
+        }),
+        (_, false, OpType::MarkBegin(_) | OpType::MarkEnd(_)) => None, // formatting only
+        (KeyRef::Map(_), true, _) => None,                             // not a valid op
+        (key, false, _) => {
+            let prop = match key {
+                KeyRef::Map(k) => Prop::Map(k.clone()),
+                KeyRef::Seq(Some(elem)) => match element_position(doc, &op.obj, elem) {
+                    Some((i, true)) => Prop::Seq(i),
+                    _ => return None,
+                },
+                KeyRef::Seq(None) => return None,
+            };
+            if !planned_keys.insert((op.obj.clone(), key_text(key))) {
+                return None; // one restore per key and message
+            }
+            plan_restore(doc, op, key, &prop, forbidden, all, role)
+        }
+    }
+}
+
+/// The value a key must show again after forbidden puts/deletes at it.
+fn plan_restore(
+    doc: &Automerge,
+    op: &OpInfo,
+    key: &KeyRef,
+    prop: &Prop,
+    forbidden: &BTreeSet<ObjId>,
+    all: &[OpInfo],
+    role: Role,
+) -> Option<Undo> {
+    let visible: Vec<(Value<'static>, ObjId)> = match prop {
+        Prop::Map(k) => doc.get_all(&op.obj, k.as_str()).ok()?,
+        Prop::Seq(i) => doc.get_all(&op.obj, *i).ok()?,
+    }
+    .into_iter()
+    .map(|(v, id)| (v.into_owned(), id))
+    .collect();
+    let forbidden_here: Vec<&OpInfo> = all
+        .iter()
+        .filter(|o| o.obj == op.obj && o.key == op.key && !o.insert)
+        .collect();
+    let shows_forbidden = visible.iter().any(|(_, id)| forbidden.contains(id));
+    let lost_value = visible.is_empty() && forbidden_here.iter().any(|o| !o.pred.is_empty());
+    if !shows_forbidden && !lost_value {
+        return None; // already overwritten by something legitimate
+    }
+    let legit: Vec<(Value<'static>, ObjId)> = visible
+        .iter()
+        .filter(|(_, id)| !forbidden.contains(id))
+        .cloned()
+        .collect();
+    // The legitimate conflict values if any, else what the forbidden ops
+    // overwrote (looking through forbidden preds).
+    let candidates = if !legit.is_empty() {
+        legit
+    } else {
+        let mut out = Vec::new();
+        let mut stack: Vec<ObjId> = forbidden_here.iter().flat_map(|o| o.pred.clone()).collect();
+        let mut seen = BTreeSet::new();
+        while let Some(p) = stack.pop() {
+            if !seen.insert(p.clone()) {
+                continue;
+            }
+            if let Some(f) = all.iter().find(|o| o.id == p) {
+                stack.extend(f.pred.iter().cloned());
+                continue;
+            }
+            if let Some(v) = value_of_op(doc, &op.obj, prop, &p) {
+                out.push(v);
+            }
+        }
+        out
+    };
+    let is_status = op.obj == ROOT && *prop == Prop::Map("status".into());
+    let chosen = if is_status {
+        let statuses: Vec<(Status, (Value<'static>, ObjId))> = candidates
+            .into_iter()
+            .filter_map(|v| {
+                value_text(doc, &v)
+                    .and_then(|s| s.parse().ok())
+                    .map(|s| (s, v))
+            })
+            .collect();
+        status::resolve_concurrent(&statuses.iter().map(|(s, _)| *s).collect::<Vec<_>>())
+            .and_then(|w| statuses.into_iter().find(|(s, _)| *s == w).map(|(_, v)| v))
+    } else {
+        // Automerge's own rule among what is left: the greatest op id wins.
+        candidates.into_iter().max_by(|a, b| a.1.cmp(&b.1))
+    };
+    // A forbidden replacement by someone who may write this field carries
+    // legal content (a technician's app replacing `visits`): forward it too.
+    let field = op.field.as_deref().unwrap_or_default();
+    let also_forward = forbidden_here
+        .iter()
+        .find(|o| matches!(o.action, automerge::legacy::OpType::Make(_)))
+        .filter(|_| write_rule(role, group_of(field)) == WriteRule::Allowed)
+        .map(|o| o.id.clone());
+    Some(Undo::Restore {
+        obj: op.obj.clone(),
+        key: key.clone(),
+        value: chosen.map(Restored::from_value),
+        also_forward,
+    })
+}
+
+/// The value a deleted list/text element held (op `pred` wrote it).
+fn value_at_element(
+    doc: &Automerge,
+    obj: &ObjId,
+    elem: &ObjId,
+    pred: &ObjId,
+) -> Option<(Value<'static>, ObjId)> {
+    let hash = doc.hash_for_opid(pred)?;
+    let ObjId::Id(ctr, actor, _) = elem else {
+        return None;
+    };
+    let cursor = Cursor::try_from(format!("{ctr}@{actor}")).ok()?;
+    let index = doc.get_cursor_position(obj, &cursor, Some(&[hash])).ok()?;
+    if doc.object_type(obj).ok()? == ObjType::Text {
+        let ch = doc.text_at(obj, &[hash]).ok()?.chars().nth(index)?;
+        return Some((
+            Value::Scalar(std::borrow::Cow::Owned(ScalarValue::Str(
+                ch.to_string().into(),
+            ))),
+            pred.clone(),
+        ));
+    }
+    doc.get_all_at(obj, index, &[hash])
+        .ok()?
+        .into_iter()
+        .find(|(_, id)| id == pred)
+        .map(|(v, id)| (v.into_owned(), id))
+}
+
+fn apply_undo(tx: &mut Transaction<'_>, u: Undo) -> Result<(), String> {
+    let e = |e: automerge::AutomergeError| e.to_string();
+    match u {
+        Undo::DeleteElement { obj, elem } => {
+            if let Some((index, true)) = element_position(tx, &obj, &elem) {
+                if index < tx.length(&obj) {
+                    tx.delete(&obj, index).map_err(e)?;
+                }
+            }
+        }
+        Undo::Reinsert { obj, elem, value } => {
+            let Some((index, false)) = element_position(tx, &obj, &elem) else {
+                return Ok(()); // still (or again) there
+            };
+            match value {
+                Restored::Scalar(s) => {
+                    if tx.object_type(&obj).map_err(e)? == ObjType::Text {
+                        tx.splice_text(&obj, index, 0, s.as_str().unwrap_or_default())
+                            .map_err(e)?;
+                    } else {
+                        tx.insert(&obj, index, s).map_err(e)?;
+                    }
+                }
+                Restored::Copy(old, kind) => {
+                    let content = tx.hydrate(&old, None).map_err(e)?;
+                    let new = tx.insert_object(&obj, index, kind).map_err(e)?;
+                    fill(tx, &new, &content)?;
+                    add_forward(tx, &old, &new, "new")?;
+                }
+            }
+        }
+        Undo::Increment { obj, key, by } => {
+            let prop = resolve(tx, &obj, &key);
+            if let Some(p) = prop {
+                tx.increment(&obj, p, by).map_err(e)?;
+            }
+        }
+        Undo::Restore {
+            obj,
+            key,
+            value,
+            also_forward,
+        } => {
+            let Some(prop) = resolve(tx, &obj, &key) else {
+                return Ok(());
+            };
+            match value {
+                None => match prop {
+                    Prop::Map(k) => tx.delete(&obj, k.as_str()).map_err(e)?,
+                    Prop::Seq(i) => tx.delete(&obj, i).map_err(e)?,
+                },
+                Some(Restored::Scalar(s)) => match prop {
+                    Prop::Map(k) => tx.put(&obj, k.as_str(), s).map_err(e)?,
+                    Prop::Seq(i) => tx.put(&obj, i, s).map_err(e)?,
+                },
+                Some(Restored::Copy(old, kind)) => {
+                    let content = tx.hydrate(&old, None).map_err(e)?;
+                    let new = match &prop {
+                        Prop::Map(k) => tx.put_object(&obj, k.as_str(), kind).map_err(e)?,
+                        Prop::Seq(i) => tx.put_object(&obj, *i, kind).map_err(e)?,
+                    };
+                    fill(tx, &new, &content)?;
+                    add_forward(tx, &old, &new, "new")?;
+                    if let Some(replacement) = also_forward {
+                        add_forward(tx, &replacement, &new, "")?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn resolve<R: ReadDoc>(doc: &R, obj: &ObjId, key: &KeyRef) -> Option<Prop> {
+    match key {
+        KeyRef::Map(k) => Some(Prop::Map(k.clone())),
+        KeyRef::Seq(Some(elem)) => match element_position(doc, obj, elem) {
+            Some((i, true)) => Some(Prop::Seq(i)),
+            _ => None,
+        },
+        KeyRef::Seq(None) => None,
+    }
+}
+
+/// `_forwards[old] = {to: new, at}`; `at` is "" (nothing carried over yet:
+/// the whole content is new) or "new" (a copy made now: the forward pass
+/// stamps the heads after this change).
+fn add_forward(tx: &mut Transaction<'_>, old: &ObjId, new: &ObjId, at: &str) -> Result<(), String> {
+    let e = |e: automerge::AutomergeError| e.to_string();
+    let map = match tx.get(ROOT, FORWARDS).map_err(e)? {
+        Some((Value::Object(ObjType::Map), id)) => id,
+        _ => tx.put_object(ROOT, FORWARDS, ObjType::Map).map_err(e)?,
+    };
+    let entry = tx
+        .put_object(&map, old.to_string(), ObjType::Map)
+        .map_err(e)?;
+    tx.put(&entry, "to", new.to_string()).map_err(e)?;
+    tx.put(&entry, "at", at).map_err(e)?;
+    Ok(())
+}
+
+struct Forward {
+    src: ObjId,
+    to: ObjId,
+    at: String,
+}
+
+fn read_forwards(doc: &Automerge) -> HashMap<String, Forward> {
+    let mut out = HashMap::new();
+    let Ok(Some((Value::Object(ObjType::Map), map))) = doc.get(ROOT, FORWARDS) else {
+        return out;
+    };
+    for key in doc.keys(&map) {
+        let Ok(Some((Value::Object(ObjType::Map), entry))) = doc.get(&map, key.as_str()) else {
+            continue;
+        };
+        let s = |k: &str| match doc.get(&entry, k) {
+            Ok(Some((Value::Scalar(v), _))) => v.as_str().map(str::to_string),
+            _ => None,
+        };
+        if let (Some(to), Some(at)) = (s("to"), s("at")) {
+            if let (Ok(src), Ok(to)) = (doc.import_obj(&key), doc.import_obj(&to)) {
+                out.insert(key.clone(), Forward { src, to, at });
+            }
+        }
+    }
+    out
+}
+
+/// The nearest object at or above `obj` that has a forward entry.
+fn forwarded_ancestor(
+    doc: &Automerge,
+    obj: &ObjId,
+    forwards: &HashMap<String, Forward>,
+) -> Option<String> {
+    if forwards.contains_key(&obj.to_string()) {
+        return Some(obj.to_string());
+    }
+    let parents = doc.parents(obj).ok()?;
+    for p in parents {
+        let k = p.obj.to_string();
+        if forwards.contains_key(&k) {
+            return Some(k);
+        }
+    }
+    None
+}
+
+/// Carries edits that landed in restored objects into their replacements,
+/// in one server change; also stamps new forward entries. None: nothing to do.
+pub fn forward(doc: &mut Automerge, j: &Judgement, compensated: bool) -> Option<NewChange> {
+    if j.forward_sources.is_empty() && !compensated {
+        return None;
+    }
+    let forwards = read_forwards(doc);
+    if forwards.is_empty() {
+        return None;
+    }
+    let heads = doc.get_heads();
+    let heads_text: String = heads
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut tx = doc.transaction();
+    for (src, f) in &forwards {
+        let fresh = f.at.is_empty() || f.at == "new";
+        if !fresh && !j.forward_sources.contains(src) {
+            continue;
+        }
+        let src_id = f.src.clone();
+        if f.at == "new" {
+            // A copy made by the compensation just committed: nothing to carry.
+            let _ = stamp(&mut tx, src, &heads_text);
+            continue;
+        }
+        let base = if f.at.is_empty() {
+            None
+        } else {
+            let at: Vec<ChangeHash> = f.at.split(',').filter_map(|h| h.parse().ok()).collect();
+            tx.hydrate(&src_id, Some(&at)).ok()
+        };
+        let Ok(theirs) = tx.hydrate(&src_id, None) else {
+            continue;
+        };
+        let target = live_target(&tx, &forwards, &f.to);
+        if let Err(e) = merge(&mut tx, base.as_ref(), &theirs, &target) {
+            tracing::error!(error = %e, "could not carry edits into a restored object");
+        }
+        let _ = stamp(&mut tx, src, &heads_text);
+    }
+    let (hash, _) = tx.commit();
+    let hash = hash?;
+    let change = doc.get_change_by_hash(&hash)?;
+    Some(NewChange {
+        hash,
+        bytes: change.raw_bytes().to_vec(),
+    })
+}
+
+fn stamp(
+    tx: &mut Transaction<'_>,
+    src: &str,
+    heads: &str,
+) -> Result<(), automerge::AutomergeError> {
+    if let Some((Value::Object(_), map)) = tx.get(ROOT, FORWARDS)? {
+        if let Some((Value::Object(_), entry)) = tx.get(&map, src)? {
+            tx.put(&entry, "at", heads)?;
+        }
+    }
+    Ok(())
+}
+
+/// Follows forwards from `to` while the target itself was replaced since.
+fn live_target(tx: &Transaction<'_>, forwards: &HashMap<String, Forward>, to: &ObjId) -> ObjId {
+    let mut t = to.clone();
+    for _ in 0..16 {
+        match forwards.get(&t.to_string()) {
+            Some(f) => t = f.to.clone(),
+            None => break,
+        }
+    }
+    let _ = tx;
+    t
+}
+
+/// Three-way merge: applies what changed from `base` to `theirs` onto `target`.
+fn merge(
+    tx: &mut Transaction<'_>,
+    base: Option<&hydrate::Value>,
+    theirs: &hydrate::Value,
+    target: &ObjId,
+) -> Result<(), String> {
+    let e = |e: automerge::AutomergeError| e.to_string();
+    match theirs {
+        hydrate::Value::Map(m) => {
+            let base_map = match base {
+                Some(hydrate::Value::Map(b)) => Some(b),
+                _ => None,
+            };
+            for (k, item) in m.iter() {
+                let before = base_map.and_then(|b| b.get(k));
+                if before == Some(&item.value) {
+                    continue;
+                }
+                merge_at(tx, target, Prop::Map(k.to_string()), before, &item.value)?;
+            }
+            if let Some(b) = base_map {
+                for (k, _) in b.iter() {
+                    if m.get(k).is_none() && tx.get(target, k.as_str()).map_err(e)?.is_some() {
+                        tx.delete(target, k.as_str()).map_err(e)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        hydrate::Value::List(l) => {
+            let base_items: Vec<&hydrate::Value> = match base {
+                Some(hydrate::Value::List(b)) => b.iter().map(|i| &i.value).collect(),
+                _ => Vec::new(),
+            };
+            let theirs_items: Vec<&hydrate::Value> = l.iter().map(|i| &i.value).collect();
+            merge_list(tx, &base_items, &theirs_items, target)
+        }
+        hydrate::Value::Text(t) => {
+            let base_text = match base {
+                Some(hydrate::Value::Text(b)) => b.to_string(),
+                _ => String::new(),
+            };
+            merge_text(tx, &base_text, &t.to_string(), target)
+        }
+        hydrate::Value::Scalar(_) => Ok(()),
+    }
+}
+
+fn merge_at(
+    tx: &mut Transaction<'_>,
+    target: &ObjId,
+    prop: Prop,
+    before: Option<&hydrate::Value>,
+    now: &hydrate::Value,
+) -> Result<(), String> {
+    let e = |e: automerge::AutomergeError| e.to_string();
+    let existing = match &prop {
+        Prop::Map(k) => tx.get(target, k.as_str()).map_err(e)?,
+        Prop::Seq(i) => tx.get(target, *i).map_err(e)?,
+    };
+    let same_kind = matches!(
+        (now, &existing),
+        (
+            hydrate::Value::Map(_),
+            Some((Value::Object(ObjType::Map), _))
+        ) | (
+            hydrate::Value::List(_),
+            Some((Value::Object(ObjType::List), _))
+        ) | (
+            hydrate::Value::Text(_),
+            Some((Value::Object(ObjType::Text), _))
+        )
+    );
+    if same_kind {
+        let (_, id) = existing.expect("checked above");
+        return merge(tx, before, now, &id);
+    }
+    put_value(tx, target, prop, now)
+}
+
+fn put_value(
+    tx: &mut Transaction<'_>,
+    target: &ObjId,
+    prop: Prop,
+    v: &hydrate::Value,
+) -> Result<(), String> {
+    let e = |e: automerge::AutomergeError| e.to_string();
+    let kind = match v {
+        hydrate::Value::Scalar(s) => {
+            return match prop {
+                Prop::Map(k) => tx.put(target, k.as_str(), s.clone()).map_err(e),
+                Prop::Seq(i) => tx.put(target, i, s.clone()).map_err(e),
+            }
+        }
+        hydrate::Value::Map(_) => ObjType::Map,
+        hydrate::Value::List(_) => ObjType::List,
+        hydrate::Value::Text(_) => ObjType::Text,
+    };
+    let new = match prop {
+        Prop::Map(k) => tx.put_object(target, k.as_str(), kind).map_err(e)?,
+        Prop::Seq(i) => tx.put_object(target, i, kind).map_err(e)?,
+    };
+    fill(tx, &new, v)
+}
+
+fn fill(tx: &mut Transaction<'_>, obj: &ObjId, v: &hydrate::Value) -> Result<(), String> {
+    match v {
+        hydrate::Value::Text(t) => tx
+            .splice_text(obj, 0, 0, &t.to_string())
+            .map_err(|e| e.to_string()),
+        _ => tx.update_object(obj, v).map_err(|e| e.to_string()),
+    }
+}
+
+fn item_id(v: &hydrate::Value) -> Option<String> {
+    match v {
+        hydrate::Value::Map(m) => match m.get("id") {
+            Some(hydrate::Value::Scalar(ScalarValue::Str(s))) => Some(s.to_string()),
+            Some(hydrate::Value::Text(t)) => Some(t.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Lists: items with an `id` are matched by it (visits, parts); others by value.
+fn merge_list(
+    tx: &mut Transaction<'_>,
+    base: &[&hydrate::Value],
+    theirs: &[&hydrate::Value],
+    target: &ObjId,
+) -> Result<(), String> {
+    let e = |e: automerge::AutomergeError| e.to_string();
+    let target_items: Vec<hydrate::Value> = match tx.hydrate(target, None).map_err(e)? {
+        hydrate::Value::List(l) => l.iter().map(|i| i.value.clone()).collect(),
+        _ => return Ok(()),
+    };
+    let by_id = theirs
+        .iter()
+        .chain(base.iter())
+        .any(|v| item_id(v).is_some());
+    if by_id {
+        for item in theirs {
+            let Some(id) = item_id(item) else { continue };
+            let before = base
+                .iter()
+                .find(|b| item_id(b).as_deref() == Some(&id))
+                .copied();
+            if before == Some(*item) {
+                continue;
+            }
+            match target_items
+                .iter()
+                .position(|t| item_id(t).as_deref() == Some(&id))
+            {
+                Some(i) => merge_at(tx, target, Prop::Seq(i), before, item)?,
+                None => {
+                    let end = tx.length(target);
+                    insert_value(tx, target, end, item)?;
+                }
+            }
+        }
+        for b in base {
+            let Some(id) = item_id(b) else { continue };
+            if theirs.iter().any(|t| item_id(t).as_deref() == Some(&id)) {
+                continue;
+            }
+            let now: Vec<hydrate::Value> = match tx.hydrate(target, None).map_err(e)? {
+                hydrate::Value::List(l) => l.iter().map(|i| i.value.clone()).collect(),
+                _ => Vec::new(),
+            };
+            if let Some(i) = now.iter().position(|t| item_id(t).as_deref() == Some(&id)) {
+                tx.delete(target, i).map_err(e)?;
+            }
+        }
+        return Ok(());
+    }
+    // By value: what was added is appended, what was removed is removed once.
+    let mut remaining: Vec<&hydrate::Value> = base.to_vec();
+    for item in theirs {
+        if let Some(i) = remaining.iter().position(|b| *b == *item) {
+            remaining.remove(i);
+        } else {
+            let end = tx.length(target);
+            insert_value(tx, target, end, item)?;
+        }
+    }
+    for gone in remaining {
+        let now: Vec<hydrate::Value> = match tx.hydrate(target, None).map_err(e)? {
+            hydrate::Value::List(l) => l.iter().map(|i| i.value.clone()).collect(),
+            _ => Vec::new(),
+        };
+        if let Some(i) = now.iter().position(|t| t == gone) {
+            tx.delete(target, i).map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
+fn insert_value(
+    tx: &mut Transaction<'_>,
+    target: &ObjId,
+    index: usize,
+    v: &hydrate::Value,
+) -> Result<(), String> {
+    let e = |e: automerge::AutomergeError| e.to_string();
+    let kind = match v {
+        hydrate::Value::Scalar(s) => return tx.insert(target, index, s.clone()).map_err(e),
+        hydrate::Value::Map(_) => ObjType::Map,
+        hydrate::Value::List(_) => ObjType::List,
+        hydrate::Value::Text(_) => ObjType::Text,
+    };
+    let new = tx.insert_object(target, index, kind).map_err(e)?;
+    fill(tx, &new, v)
+}
+
+/// Text: the one spliced region between `base` and `theirs`, re-applied in
+/// `target` after the same preceding context (or at the same offset).
+fn merge_text(
+    tx: &mut Transaction<'_>,
+    base: &str,
+    theirs: &str,
+    target: &ObjId,
+) -> Result<(), String> {
+    let e = |e: automerge::AutomergeError| e.to_string();
+    let b: Vec<char> = base.chars().collect();
+    let t: Vec<char> = theirs.chars().collect();
+    let prefix = b.iter().zip(&t).take_while(|(x, y)| x == y).count();
+    let max_suffix = b.len().min(t.len()) - prefix;
+    let suffix = b
+        .iter()
+        .rev()
+        .zip(t.iter().rev())
+        .take(max_suffix)
+        .take_while(|(x, y)| x == y)
+        .count();
+    let deleted: String = b[prefix..b.len() - suffix].iter().collect();
+    let inserted: String = t[prefix..t.len() - suffix].iter().collect();
+    if deleted.is_empty() && inserted.is_empty() {
+        return Ok(());
+    }
+    let current: Vec<char> = tx.text(target).map_err(e)?.chars().collect();
+    let context: String = b[prefix.saturating_sub(24)..prefix].iter().collect();
+    let current_s: String = current.iter().collect();
+    let pos = if context.is_empty() {
+        prefix.min(current.len())
+    } else {
+        match current_s.rfind(&context) {
+            Some(byte) => current_s[..byte].chars().count() + context.chars().count(),
+            None => prefix.min(current.len()),
+        }
+    };
+    let del_chars = deleted.chars().count();
+    let here: String = current.iter().skip(pos).take(del_chars).collect();
+    let del = if !deleted.is_empty() && here == deleted {
+        del_chars as isize
+    } else {
+        0
+    };
+    tx.splice_text(target, pos, del, &inserted).map_err(e)
+}
