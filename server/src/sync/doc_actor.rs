@@ -283,26 +283,22 @@ impl DocActor {
         let mut quarantined = Vec::new();
         let heads_before = received.heads_before.clone();
         if received.heads_changed {
-            // Undo what this role may not write; store the undo with the edit.
-            let enforced = self.state.enforce(&received.heads_before, peer.role);
-            if let Some((change, violations)) = enforced.compensation {
-                for v in violations {
-                    tracing::info!(doc = %self.doc_id, user = %peer.user_id, device = %peer.device_id, path = %v.path, "quarantined a forbidden edit");
-                    quarantined.push(Quarantined {
-                        user_id: peer.user_id.clone(),
-                        device_id: peer.device_id.clone(),
-                        path: v.path,
-                        attempted: v.attempted,
-                        restored: v.restored,
-                        compensation: change.hash,
-                    });
-                }
-                changes.push(change);
+            let at = crate::db::now_rfc3339();
+            let follow =
+                self.state
+                    .follow_up(&received.heads_before, peer.role, &peer.user_id, &at);
+            for (v, compensation) in follow.violations {
+                tracing::info!(doc = %self.doc_id, user = %peer.user_id, device = %peer.device_id, path = %v.path, "quarantined a forbidden edit");
+                quarantined.push(Quarantined {
+                    user_id: peer.user_id.clone(),
+                    device_id: peer.device_id.clone(),
+                    path: v.path,
+                    attempted: v.attempted,
+                    restored: v.restored,
+                    compensation,
+                });
             }
-            if let Some(forwarded) = enforced.forwarded {
-                changes.push(forwarded);
-            }
-            self.settle(&mut changes, &heads_before, &peer.user_id, peer.role);
+            changes.extend(follow.changes);
         }
         if let Err(e) = self.commit(changes, quarantined, &heads_before).await {
             tracing::warn!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "changes not stored; the device keeps them and retries");
@@ -355,24 +351,6 @@ impl DocActor {
                     data: m.encode(),
                 });
             }
-        }
-    }
-
-    /// The server's follow-ups to accepted changes, added to the same commit:
-    /// settle a concurrent status conflict, record who moved the status.
-    fn settle(
-        &mut self,
-        changes: &mut Vec<NewChange>,
-        before: &[automerge::ChangeHash],
-        by_user: &str,
-        role: Role,
-    ) {
-        if let Some(settled) = self.state.resolve_status_conflict() {
-            changes.push(settled);
-        }
-        let at = crate::db::now_rfc3339();
-        if let Some(event) = self.state.record_status_event(before, by_user, role, &at) {
-            changes.push(event);
         }
     }
 
@@ -444,7 +422,8 @@ impl DocActor {
             Ok(None) => return Ok(()),
             Err(e) => return Err(EditError::Invalid(e)),
         };
-        self.settle(&mut changes, &heads_before, by_user, role);
+        let at = crate::db::now_rfc3339();
+        changes.extend(self.state.settle(&heads_before, by_user, role, &at, None));
         if let Err(e) = self.commit(changes, Vec::new(), &heads_before).await {
             tracing::warn!(doc = %self.doc_id, error = %e, "a server edit was not stored");
             if self.state.diverged() {

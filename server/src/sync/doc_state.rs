@@ -42,6 +42,17 @@ struct PeerSync {
     write_only: bool,
 }
 
+/// What `follow_up` did.
+#[derive(Default)]
+pub struct FollowUp {
+    /// Server changes to commit with the peer's.
+    pub changes: Vec<NewChange>,
+    /// Undone edits, with the change that undid them.
+    pub violations: Vec<(integrity::Violation, ChangeHash)>,
+    /// Top-level fields the peer's ops touched.
+    pub touched: std::collections::BTreeSet<String>,
+}
+
 pub struct DocState {
     /// Root key of each object seen (see `integrity::FieldCache`).
     fields: integrity::FieldCache,
@@ -206,28 +217,60 @@ impl DocState {
         out
     }
 
-    /// Merge integrity for what the last `receive` applied (see
-    /// `integrity`): forbidden ops are undone and edits that landed in
-    /// restored objects carried over, each by a server change already
-    /// applied to the document.
-    pub fn enforce(&mut self, heads_before: &[ChangeHash], role: Role) -> integrity::Enforced {
-        integrity::enforce(&mut self.doc, &mut self.fields, heads_before, role)
+    /// The server's part of a peer's message, after `receive` moved the
+    /// heads: merge integrity (forbidden ops undone, edits in restored
+    /// objects carried over; see `integrity`), then `settle`. The returned
+    /// changes are already applied and go into the same commit as the
+    /// peer's.
+    pub fn follow_up(
+        &mut self,
+        heads_before: &[ChangeHash],
+        role: Role,
+        by_user: &str,
+        at: &str,
+    ) -> FollowUp {
+        let enforced = integrity::enforce(&mut self.doc, &mut self.fields, heads_before, role);
+        let mut out = FollowUp {
+            touched: enforced.touched,
+            ..FollowUp::default()
+        };
+        if let Some((change, violations)) = enforced.compensation {
+            out.violations = violations.into_iter().map(|v| (v, change.hash)).collect();
+            out.changes.push(change);
+        }
+        out.changes.extend(enforced.forwarded);
+        out.changes.extend(self.settle(
+            heads_before,
+            by_user,
+            role,
+            at,
+            Some(&enforced.status_steps),
+        ));
+        out
     }
 
-    /// Settles a concurrent status conflict (see `validation`).
-    pub fn resolve_status_conflict(&mut self) -> Option<NewChange> {
-        super::validation::resolve_status_conflict(&mut self.doc)
-    }
-
-    /// Appends a status event if the status moved (see `validation`).
-    pub fn record_status_event(
+    /// After accepted changes (a peer's or the API's): a concurrent status
+    /// conflict is settled by the status machine's rule, and who moved the
+    /// status is recorded in the document.
+    pub fn settle(
         &mut self,
         before: &[ChangeHash],
-        by: &str,
-        role: fieldsync_shared::roles::Role,
+        by_user: &str,
+        role: Role,
         at: &str,
-    ) -> Option<NewChange> {
-        super::validation::record_status_event(&mut self.doc, before, by, role, at)
+        accepted_steps: Option<&[(String, i64)]>,
+    ) -> Vec<NewChange> {
+        let mut out = Vec::new();
+        out.extend(super::validation::resolve_status_conflict(&mut self.doc));
+        out.extend(super::validation::record_status_event(
+            &mut self.doc,
+            before,
+            by_user,
+            role,
+            at,
+            accepted_steps,
+        ));
+        out
     }
 
     /// Applies an edit made by the server itself (dispatcher API).

@@ -95,6 +95,7 @@ pub struct Judgement {
     forbidden: Vec<OpInfo>,
     /// Objects that received ops and lie inside a forwarded (restored) tree.
     forward_sources: BTreeSet<String>,
+    status_steps: Vec<(String, i64)>,
 }
 
 impl Judgement {
@@ -182,10 +183,12 @@ fn ops_of(doc: &Automerge, cache: &mut FieldCache, changes: &[Change]) -> Vec<(u
 pub struct Enforced {
     /// The undo of forbidden ops, and what was undone.
     pub compensation: Option<(NewChange, Vec<Violation>)>,
-    /// Edits carried into restored objects.
-    pub forwarded: Option<NewChange>,
+    /// Edits carried into restored objects (and the bookkeeping change).
+    pub forwarded: Vec<NewChange>,
     /// Top-level fields the message's ops touched.
     pub touched: BTreeSet<String>,
+    /// Status values accepted ops wrote, in order, with their change times.
+    pub status_steps: Vec<(String, i64)>,
 }
 
 /// Judges what was applied since `before` and undoes/forwards as needed;
@@ -204,6 +207,7 @@ pub fn enforce(
     let applied = doc.get_changes(before);
     let judgement = judge(doc, cache, &applied, role);
     out.touched = judgement.touched.clone();
+    out.status_steps = judgement.status_steps.clone();
     if judgement.is_clean() {
         return out;
     }
@@ -228,6 +232,15 @@ pub fn judge(doc: &Automerge, cache: &mut FieldCache, changes: &[Change], role: 
         if !allowed {
             forbidden_ids.insert(op.id.clone());
             j.forbidden.push(op.clone());
+        } else if op.obj == ROOT && field == "status" {
+            let value = match &op.action {
+                automerge::legacy::OpType::Put(ScalarValue::Str(s)) => Some(s.to_string()),
+                automerge::legacy::OpType::Make(ObjType::Text) => doc.text(&op.id).ok(),
+                _ => None,
+            };
+            if let Some(v) = value {
+                j.status_steps.push((v, changes[*ci].timestamp()));
+            }
         }
         if !forwards.is_empty() && op.obj != ROOT {
             if let Some(src) = forwarded_ancestor(doc, &op.obj, &forwards) {
@@ -371,17 +384,18 @@ fn value_text<R: ReadDoc>(doc: &R, v: &(Value<'_>, ObjId)) -> Option<String> {
 }
 
 /// Position of a list/text element (visible or deleted) by its id, and
-/// whether it is visible: a cursor on a deleted element resolves to the gap
-/// it left, so "before" and "after" differ by one there.
+/// whether it is visible (the element at that position is this one).
 fn element_position<R: ReadDoc>(doc: &R, obj: &ObjId, elem: &ObjId) -> Option<(usize, bool)> {
     let ObjId::Id(ctr, actor, _) = elem else {
         return None;
     };
-    let after = Cursor::try_from(format!("{ctr}@{actor}")).ok()?;
-    let before = Cursor::try_from(format!("-{ctr}@{actor}")).ok()?;
-    let a = doc.get_cursor_position(obj, &after, None).ok()?;
-    let b = doc.get_cursor_position(obj, &before, None).ok()?;
-    Some((a, a == b))
+    let cursor = Cursor::try_from(format!("{ctr}@{actor}")).ok()?;
+    let pos = doc.get_cursor_position(obj, &cursor, None).ok()?;
+    let visible = pos < doc.length(obj)
+        && doc
+            .get_cursor(obj, pos, None)
+            .is_ok_and(|c| c.to_string() == cursor.to_string());
+    Some((pos, visible))
 }
 
 /// What the server writes to undo one forbidden op (planned on the document
@@ -408,8 +422,8 @@ enum Undo {
         obj: ObjId,
         key: KeyRef,
         value: Option<Restored>,
-        /// A forbidden replacement whose content is legal: forwarded too.
-        also_forward: Option<ObjId>,
+        /// Forbidden replacements whose content is legal: forwarded too.
+        also_forward: Vec<ObjId>,
     },
 }
 
@@ -633,11 +647,15 @@ fn plan_restore(
     // A forbidden replacement by someone who may write this field carries
     // legal content (a technician's app replacing `visits`): forward it too.
     let field = op.field.as_deref().unwrap_or_default();
-    let also_forward = forbidden_here
-        .iter()
-        .find(|o| matches!(o.action, automerge::legacy::OpType::Make(_)))
-        .filter(|_| write_rule(role, group_of(field)) == WriteRule::Allowed)
-        .map(|o| o.id.clone());
+    let also_forward = if write_rule(role, group_of(field)) == WriteRule::Allowed {
+        forbidden_here
+            .iter()
+            .filter(|o| matches!(o.action, automerge::legacy::OpType::Make(_)))
+            .map(|o| o.id.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
     Some(Undo::Restore {
         obj: op.obj.clone(),
         key: key.clone(),
@@ -738,7 +756,7 @@ fn apply_undo(tx: &mut Transaction<'_>, u: Undo) -> Result<(), String> {
                     };
                     fill(tx, &new, &content)?;
                     add_forward(tx, &old, &new, "new")?;
-                    if let Some(replacement) = also_forward {
+                    for replacement in also_forward {
                         add_forward(tx, &replacement, &new, "")?;
                     }
                 }
@@ -805,8 +823,8 @@ fn read_forwards(doc: &Automerge) -> HashMap<String, Forward> {
 }
 
 /// The nearest object at or above `obj` that has a forward entry.
-fn forwarded_ancestor(
-    doc: &Automerge,
+fn forwarded_ancestor<R: ReadDoc>(
+    doc: &R,
     obj: &ObjId,
     forwards: &HashMap<String, Forward>,
 ) -> Option<String> {
@@ -825,49 +843,85 @@ fn forwarded_ancestor(
 
 /// Carries edits that landed in restored objects into their replacements,
 /// in one server change; also stamps new forward entries. None: nothing to do.
-pub fn forward(doc: &mut Automerge, j: &Judgement, compensated: bool) -> Option<NewChange> {
+pub fn forward(doc: &mut Automerge, j: &Judgement, compensated: bool) -> Vec<NewChange> {
     if j.forward_sources.is_empty() && !compensated {
-        return None;
+        return Vec::new();
     }
     let forwards = read_forwards(doc);
     if forwards.is_empty() {
-        return None;
+        return Vec::new();
     }
-    let heads = doc.get_heads();
-    let heads_text: String = heads
+    let mut queue: std::collections::VecDeque<String> = forwards
+        .iter()
+        .filter(|(src, f)| f.at.is_empty() || f.at == "new" || j.forward_sources.contains(*src))
+        .map(|(src, _)| src.clone())
+        .collect();
+    // What each source held when last carried over in this pass. Copies
+    // just made start from their content now (read before the transaction:
+    // inside it, reading at the current heads shows its pending edits).
+    let mut carried: HashMap<String, hydrate::Value> = forwards
+        .iter()
+        .filter(|(_, f)| f.at == "new")
+        .filter_map(|(src, f)| Some((src.clone(), ReadDoc::hydrate(&*doc, &f.src, None).ok()?)))
+        .collect();
+    let mut tx = doc.transaction();
+    let mut rounds = 0;
+    while let Some(src) = queue.pop_front() {
+        rounds += 1;
+        if rounds > 256 {
+            tracing::error!("forwarding did not settle; stopping");
+            break;
+        }
+        let Some(f) = forwards.get(&src) else {
+            continue;
+        };
+        let Ok(theirs) = tx.hydrate(&f.src, None) else {
+            continue;
+        };
+        let base = match carried.get(&src) {
+            Some(v) => Some(v.clone()),
+            None if f.at.is_empty() => None,
+            None => {
+                let at: Vec<ChangeHash> = f.at.split(',').filter_map(|h| h.parse().ok()).collect();
+                tx.hydrate(&f.src, Some(&at)).ok()
+            }
+        };
+        if base.as_ref() != Some(&theirs) {
+            let target = live_target(&forwards, &f.to);
+            if let Err(e) = merge(&mut tx, base.as_ref(), &theirs, &target) {
+                tracing::error!(error = %e, "could not carry edits into a restored object");
+            }
+            // The target may itself lie in a restored tree: carry on upwards.
+            if let Some(up) = forwarded_ancestor(&tx, &target, &forwards) {
+                if up != src {
+                    queue.push_back(up);
+                }
+            }
+        }
+        carried.insert(src.clone(), theirs);
+    }
+    let mut out = Vec::new();
+    let (merged, _) = tx.commit();
+    out.extend(merged.and_then(|h| stored(doc, h)));
+    // Stamp every source carried over with the heads after the merge, so the
+    // next pass starts from exactly what was carried (and merged edits that
+    // landed inside another source are not carried twice).
+    let after: String = doc
+        .get_heads()
         .iter()
         .map(|h| h.to_string())
         .collect::<Vec<_>>()
         .join(",");
     let mut tx = doc.transaction();
-    for (src, f) in &forwards {
-        let fresh = f.at.is_empty() || f.at == "new";
-        if !fresh && !j.forward_sources.contains(src) {
-            continue;
-        }
-        let src_id = f.src.clone();
-        if f.at == "new" {
-            // A copy made by the compensation just committed: nothing to carry.
-            let _ = stamp(&mut tx, src, &heads_text);
-            continue;
-        }
-        let base = if f.at.is_empty() {
-            None
-        } else {
-            let at: Vec<ChangeHash> = f.at.split(',').filter_map(|h| h.parse().ok()).collect();
-            tx.hydrate(&src_id, Some(&at)).ok()
-        };
-        let Ok(theirs) = tx.hydrate(&src_id, None) else {
-            continue;
-        };
-        let target = live_target(&tx, &forwards, &f.to);
-        if let Err(e) = merge(&mut tx, base.as_ref(), &theirs, &target) {
-            tracing::error!(error = %e, "could not carry edits into a restored object");
-        }
-        let _ = stamp(&mut tx, src, &heads_text);
+    for src in carried.keys() {
+        let _ = stamp(&mut tx, src, &after);
     }
-    let (hash, _) = tx.commit();
-    let hash = hash?;
+    let (stamped, _) = tx.commit();
+    out.extend(stamped.and_then(|h| stored(doc, h)));
+    out
+}
+
+fn stored(doc: &Automerge, hash: ChangeHash) -> Option<NewChange> {
     let change = doc.get_change_by_hash(&hash)?;
     Some(NewChange {
         hash,
@@ -889,7 +943,7 @@ fn stamp(
 }
 
 /// Follows forwards from `to` while the target itself was replaced since.
-fn live_target(tx: &Transaction<'_>, forwards: &HashMap<String, Forward>, to: &ObjId) -> ObjId {
+fn live_target(forwards: &HashMap<String, Forward>, to: &ObjId) -> ObjId {
     let mut t = to.clone();
     for _ in 0..16 {
         match forwards.get(&t.to_string()) {
@@ -897,7 +951,6 @@ fn live_target(tx: &Transaction<'_>, forwards: &HashMap<String, Forward>, to: &O
             None => break,
         }
     }
-    let _ = tx;
     t
 }
 

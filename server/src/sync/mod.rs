@@ -6,6 +6,8 @@ pub mod doc_actor;
 pub mod doc_state;
 pub mod hub;
 pub mod integrity;
+#[cfg(test)]
+mod merge_properties;
 pub mod session;
 pub mod validation;
 pub mod ws;

@@ -70,12 +70,17 @@ pub fn server_change(
 /// one message (en_route → on_site → completed) are recorded one by one, in
 /// the order the device made them. Living in the document, the history
 /// replicates to devices and the projection can be rebuilt from it exactly.
+/// `steps`: the status values the message's *accepted* ops wrote, in order,
+/// with their change times (from `integrity::judge`); None for the server's
+/// own edits, whose changes are read instead. Rejected values never appear:
+/// the history is evidence.
 pub fn record_status_event(
     doc: &mut Automerge,
     before: &[ChangeHash],
     by: &str,
     role: Role,
     at: &str,
+    accepted: Option<&[(String, i64)]>,
 ) -> Option<NewChange> {
     if !ticket::is_ticket(doc) {
         return None;
@@ -86,22 +91,30 @@ pub fn record_status_event(
         return None;
     }
     let status_at = |heads: &[ChangeHash]| field_json(doc, "status", Some(heads));
+    let written: Vec<(String, i64)> = match accepted {
+        Some(steps) => steps.to_vec(),
+        None if !before.is_empty() && status_at(before).as_str() != Some(status.as_str()) => doc
+            .get_changes(before)
+            .iter()
+            .filter_map(|c| {
+                let s = status_at(&[c.hash()]);
+                s.as_str().map(|s| (s.to_string(), c.timestamp()))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let mut steps: Vec<(String, String)> = Vec::new(); // (status, device time)
-    if !before.is_empty() && status_at(before).as_str() != Some(status.as_str()) {
-        for change in doc.get_changes(before) {
-            let s = status_at(&[change.hash()]);
-            let Some(s) = s.as_str().filter(|s| s.parse::<Status>().is_ok()) else {
-                continue;
-            };
-            if steps.last().map(|(l, _)| l.as_str()) != Some(s) {
-                // Change times are seconds since the epoch (automerge JS and our client).
-                let device_at = chrono::DateTime::from_timestamp(change.timestamp(), 0)
-                    .filter(|_| change.timestamp() > 0)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                    .unwrap_or_default();
-                steps.push((s.to_string(), device_at));
-            }
+    for (s, time) in written {
+        if s.parse::<Status>().is_err() || steps.last().map(|(l, _)| l.as_str()) == Some(s.as_str())
+        {
+            continue;
         }
+        // Change times are seconds since the epoch (automerge JS and our client).
+        let device_at = chrono::DateTime::from_timestamp(time, 0)
+            .filter(|_| time > 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .unwrap_or_default();
+        steps.push((s, device_at));
     }
     // The settled value is what counts (a concurrent step may have lost).
     if steps.last().map(|(s, _)| s.as_str()) != Some(status.as_str()) {
@@ -151,6 +164,14 @@ pub(crate) fn field_json(
             .map(|v| hydrated_json(&v))
             .unwrap_or(serde_json::Value::Null),
     }
+}
+
+/// The whole visible document as JSON.
+#[cfg(test)]
+pub(crate) fn field_json_root<R: ReadDoc>(doc: &R) -> serde_json::Value {
+    ReadDoc::hydrate(doc, &ROOT, None)
+        .map(|v| hydrated_json(&v))
+        .unwrap_or(serde_json::Value::Null)
 }
 
 pub(crate) fn scalar_json(s: &ScalarValue) -> serde_json::Value {
@@ -249,7 +270,8 @@ mod tests {
         let mut server = base(); // status "assigned", no history yet
         let before = server.get_heads();
         assert!(
-            record_status_event(&mut server, &before, "disp", Role::Dispatcher, "t0").is_some()
+            record_status_event(&mut server, &before, "disp", Role::Dispatcher, "t0", None)
+                .is_some()
         );
         let mut device = server.fork();
         for s in ["en_route", "on_site", "completed"] {
@@ -260,7 +282,8 @@ mod tests {
         }
         let before = server.get_heads();
         server.merge(&mut device).unwrap();
-        let change = record_status_event(&mut server, &before, "tech", Role::Technician, "t1");
+        let change =
+            record_status_event(&mut server, &before, "tech", Role::Technician, "t1", None);
         assert!(change.is_some());
         let t = ticket::read(&server).unwrap();
         let steps: Vec<(&str, &str, &str, &str)> = t
@@ -279,7 +302,7 @@ mod tests {
         );
         // Nothing new: nothing recorded.
         let heads = server.get_heads();
-        assert!(record_status_event(&mut server, &heads, "x", Role::Admin, "t2").is_none());
+        assert!(record_status_event(&mut server, &heads, "x", Role::Admin, "t2", None).is_none());
     }
 
     #[test]
