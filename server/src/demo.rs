@@ -315,6 +315,7 @@ fn store(
         })
         .collect();
     let rows = projection::project(&id, doc.document()).map(Box::new);
+    let rows = Some(projection::RowsDelta::All(rows));
     storage::append_changes(
         c,
         &[DocWrite {

@@ -367,6 +367,16 @@ fn find_item<R: ReadDoc>(doc: &R, list: &str, id: &str) -> Result<Option<ObjId>,
 }
 
 pub fn read<R: ReadDoc>(doc: &R) -> Result<Ticket, TicketError> {
+    read_with(doc, true)
+}
+
+/// Everything but the long lists (visits, parts used) and the notes: what
+/// changes rarely and costs the same on a long ticket as on a new one.
+pub fn read_header<R: ReadDoc>(doc: &R) -> Result<Ticket, TicketError> {
+    read_with(doc, false)
+}
+
+fn read_with<R: ReadDoc>(doc: &R, lists: bool) -> Result<Ticket, TicketError> {
     let v = View::now(doc);
     let schema = v.int(&ROOT, "schema").unwrap_or(0);
     if schema > SCHEMA_VERSION {
@@ -380,7 +390,7 @@ pub fn read<R: ReadDoc>(doc: &R) -> Result<Ticket, TicketError> {
     let (assignment, appointment) = (v.map(&ROOT, "assignment"), v.map(&ROOT, "appointment"));
     let field =
         |o: &Option<ObjId>, key: &str| o.as_ref().map(|o| str_at(&v, o, key)).unwrap_or_default();
-    let (visits, parts_used) = work(&v);
+    let (visits, parts_used) = if lists { work(&v) } else { Default::default() };
     Ok(Ticket {
         schema,
         intake: Intake {
@@ -404,7 +414,11 @@ pub fn read<R: ReadDoc>(doc: &R) -> Result<Ticket, TicketError> {
         assigned_at: field(&assignment, "assigned_at"),
         appointment_start: field(&appointment, "start"),
         appointment_end: field(&appointment, "end"),
-        notes: str_at(&v, &ROOT, "notes"),
+        notes: if lists {
+            str_at(&v, &ROOT, "notes")
+        } else {
+            String::new()
+        },
         visits,
         parts_used,
         signoff: v.map(&ROOT, "signoff").map(|s| Signoff {
@@ -455,15 +469,7 @@ fn work<R: ReadDoc>(v: &View<'_, R>) -> (Vec<Visit>, Vec<PartUsed>) {
     let visits = v
         .items(&ROOT, "visits")
         .into_iter()
-        .map(|o| Visit {
-            id: str_at(v, &o, "id"),
-            technician_id: str_at(v, &o, "technician_id"),
-            arrived_at: str_at(v, &o, "arrived_at"),
-            departed_at: str_at(v, &o, "departed_at"),
-            work_done: str_at(v, &o, "work_done"),
-            result: str_at(v, &o, "result"),
-            fixed: v.bool(&o, "fixed"),
-        })
+        .map(|o| visit_in(v, &o))
         .collect();
     let parts = v
         .items(&ROOT, "parts_used")
@@ -479,6 +485,34 @@ fn work<R: ReadDoc>(v: &View<'_, R>) -> (Vec<Visit>, Vec<PartUsed>) {
         })
         .collect();
     (visits, parts)
+}
+
+fn visit_in<R: ReadDoc>(v: &View<'_, R>, o: &ObjId) -> Visit {
+    Visit {
+        id: str_at(v, o, "id"),
+        technician_id: str_at(v, o, "technician_id"),
+        arrived_at: str_at(v, o, "arrived_at"),
+        departed_at: str_at(v, o, "departed_at"),
+        work_done: str_at(v, o, "work_done"),
+        result: str_at(v, o, "result"),
+        fixed: v.bool(o, "fixed"),
+    }
+}
+
+/// One visit, read from its map (incremental projection).
+pub fn read_visit<R: ReadDoc>(doc: &R, visit: &ObjId) -> Visit {
+    visit_in(&View::now(doc), visit)
+}
+
+/// The `visits` list object and its length, if there is one.
+pub fn visits_list<R: ReadDoc>(doc: &R) -> Option<(ObjId, usize)> {
+    match doc.get(ROOT, "visits").ok().flatten() {
+        Some((Value::Object(ObjType::List), id)) => {
+            let len = doc.length(&id);
+            Some((id, len))
+        }
+        _ => None,
+    }
 }
 
 /// SHA-256 (hex) of what a signoff covers: the visits and parts as of

@@ -136,6 +136,181 @@ pub struct StatusEventRow {
     pub device_at: String,
 }
 
+/// Root keys the projection does not read: edits to them change no row.
+const UNPROJECTED: &[&str] = &["notes", "checklist", "attachments", "_forwards"];
+
+/// Root keys only the ticket row and status events are made of.
+const HEADER: &[&str] = &[
+    "schema",
+    "ticket_no",
+    "customer",
+    "site",
+    "asset",
+    "fault",
+    "priority",
+    "status",
+    "assignment",
+    "appointment",
+    "survey",
+    "status_history",
+];
+
+/// What changed in one document's rows, for the commit to write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowsDelta {
+    /// Every row of the document is replaced (None: it has none).
+    All(Option<Box<TicketRows>>),
+    /// Only these: the ticket row, visit rows by position, and the status
+    /// events (all of them; they are few).
+    Part {
+        ticket: Option<TicketRow>,
+        visits: Vec<VisitRow>,
+        events: Option<Vec<StatusEventRow>>,
+    },
+}
+
+/// Brings `rows` (the document's rows before the message) up to date with
+/// `doc`, reading only what `touch` says changed, so a visit added to a long
+/// ticket costs the same as one added to a new ticket; returns what changed
+/// (None: nothing). Falls back to `project` whenever it cannot be sure; the
+/// property test checks that the result always equals `project`.
+pub fn update<R: ReadDoc>(
+    rows: &mut TicketRows,
+    doc_id: &str,
+    doc: &R,
+    touch: &crate::sync::integrity::Touch,
+) -> Option<RowsDelta> {
+    let relevant: Vec<&String> = touch
+        .fields
+        .iter()
+        .filter(|f| !UNPROJECTED.contains(&f.as_str()))
+        .collect();
+    if relevant.is_empty() {
+        return None;
+    }
+    let full = |rows: &mut TicketRows| {
+        let new = project(doc_id, doc);
+        if new.as_ref() == Some(&*rows) {
+            return None;
+        }
+        if let Some(n) = &new {
+            *rows = n.clone();
+        }
+        Some(RowsDelta::All(new.map(Box::new)))
+    };
+    // Parts, movements and the signoff's content hash depend on visits and
+    // more: those (rarer) messages take the full path.
+    let simple = relevant
+        .iter()
+        .all(|f| f.as_str() == "visits" || HEADER.contains(&f.as_str()));
+    if !simple || rows.signoff.is_some() || !rows.parts.is_empty() || !ticket::is_ticket(doc) {
+        return full(rows);
+    }
+    let mut changed_visits = Vec::new();
+    let mut ticket_changed = false;
+    if touch.fields.contains("visits") {
+        if touch.visits_reshaped {
+            return full(rows);
+        }
+        let Some((list, len)) = ticket::visits_list(doc) else {
+            return full(rows);
+        };
+        let mut placed = Vec::new();
+        for item in &touch.visits {
+            let Some(pos) = item_position(doc, &list, item) else {
+                return full(rows); // not in the live list (or not a map)
+            };
+            placed.push((pos, item));
+        }
+        placed.sort_by_key(|(pos, _)| *pos);
+        for (pos, item) in placed {
+            let v = ticket::read_visit(doc, item);
+            let row = VisitRow {
+                doc_id: doc_id.to_string(),
+                position: pos as i64,
+                visit_id: v.id,
+                technician_id: v.technician_id,
+                arrived_at: v.arrived_at,
+                departed_at: v.departed_at,
+                work_done: v.work_done,
+                result: v.result,
+                fixed: v.fixed,
+            };
+            match pos.cmp(&rows.visits.len()) {
+                std::cmp::Ordering::Less if rows.visits[pos] == row => continue,
+                std::cmp::Ordering::Less => rows.visits[pos] = row.clone(),
+                std::cmp::Ordering::Equal => rows.visits.push(row.clone()),
+                std::cmp::Ordering::Greater => return full(rows),
+            }
+            changed_visits.push(row);
+        }
+        if rows.visits.len() != len {
+            return full(rows); // an insert in the middle, or a non-map item
+        }
+        let count = rows.visits.len() as i64;
+        let result = rows
+            .visits
+            .last()
+            .map(|v| v.result.clone())
+            .unwrap_or_default();
+        if rows.ticket.visit_count != count || rows.ticket.result != result {
+            rows.ticket.visit_count = count;
+            rows.ticket.result = result;
+            ticket_changed = true;
+        }
+    }
+    let mut events = None;
+    if relevant.iter().any(|f| HEADER.contains(&f.as_str())) {
+        let Some(header) = project_header(doc_id, doc) else {
+            return full(rows);
+        };
+        let ticket = TicketRow {
+            visit_count: rows.ticket.visit_count,
+            result: rows.ticket.result.clone(),
+            ..header.ticket
+        };
+        if ticket != rows.ticket {
+            rows.ticket = ticket;
+            ticket_changed = true;
+        }
+        if header.events != rows.events {
+            rows.events = header.events.clone();
+            events = Some(header.events);
+        }
+    }
+    if !ticket_changed && changed_visits.is_empty() && events.is_none() {
+        return None;
+    }
+    Some(RowsDelta::Part {
+        ticket: ticket_changed.then(|| rows.ticket.clone()),
+        visits: changed_visits,
+        events,
+    })
+}
+
+/// Index of a visit map in the visits list, if it is there now.
+fn item_position<R: ReadDoc>(
+    doc: &R,
+    list: &automerge::ObjId,
+    item: &automerge::ObjId,
+) -> Option<usize> {
+    let automerge::ObjId::Id(ctr, actor, _) = item else {
+        return None;
+    };
+    let cursor = automerge::Cursor::try_from(format!("{ctr}@{actor}")).ok()?;
+    let pos = doc.get_cursor_position(list, &cursor, None).ok()?;
+    match doc.get(list, pos).ok().flatten() {
+        Some((automerge::Value::Object(automerge::ObjType::Map), id)) if id == *item => Some(pos),
+        _ => None,
+    }
+}
+
+/// The ticket row (without its visit figures) and the status events.
+fn project_header<R: ReadDoc>(doc_id: &str, doc: &R) -> Option<TicketRows> {
+    let t: Ticket = ticket::read_header(doc).ok()?;
+    Some(rows_of(doc_id, doc, &t))
+}
+
 /// The rows for one document; None when it is not a ticket.
 pub fn project<R: ReadDoc>(doc_id: &str, doc: &R) -> Option<TicketRows> {
     if !ticket::is_ticket(doc) {
@@ -143,6 +318,10 @@ pub fn project<R: ReadDoc>(doc_id: &str, doc: &R) -> Option<TicketRows> {
     }
     // A document from newer software is left as it is until we understand it.
     let t: Ticket = ticket::read(doc).ok()?;
+    Some(rows_of(doc_id, doc, &t))
+}
+
+fn rows_of<R: ReadDoc>(doc_id: &str, doc: &R, t: &Ticket) -> TicketRows {
     let id = || doc_id.to_string();
     let visits: Vec<VisitRow> = t
         .visits
@@ -281,14 +460,14 @@ pub fn project<R: ReadDoc>(doc_id: &str, doc: &R) -> Option<TicketRows> {
         survey_reasonableness: survey.reasonableness,
         feedback_comment: survey.comment,
     };
-    Some(TicketRows {
+    TicketRows {
         ticket,
         visits,
         parts,
         movements,
         signoff,
         events,
-    })
+    }
 }
 
 /// When a part left the van: its visit's departure (or arrival) time.

@@ -54,6 +54,46 @@ pub fn replace(conn: &mut DbConn, doc_id: &str, rows: Option<&TicketRows>) -> Re
     })
 }
 
+/// Writes what changed in a document's rows (see `projection::update`).
+pub fn apply(conn: &mut DbConn, doc_id: &str, delta: &super::RowsDelta) -> Result<(), DbError> {
+    let super::RowsDelta::Part {
+        ticket,
+        visits: changed,
+        events,
+    } = delta
+    else {
+        let super::RowsDelta::All(rows) = delta else {
+            unreachable!()
+        };
+        return replace(conn, doc_id, rows.as_deref());
+    };
+    on_conn!(conn, |c| {
+        if let Some(t) = ticket {
+            diesel::delete(tickets::table.filter(tickets::doc_id.eq(doc_id))).execute(c)?;
+            diesel::insert_into(tickets::table).values(t).execute(c)?;
+        }
+        for v in changed {
+            diesel::delete(
+                visits::table
+                    .filter(visits::doc_id.eq(doc_id))
+                    .filter(visits::position.eq(v.position)),
+            )
+            .execute(c)?;
+            diesel::insert_into(visits::table).values(v).execute(c)?;
+        }
+        if let Some(events) = events {
+            diesel::delete(status_events::table.filter(status_events::doc_id.eq(doc_id)))
+                .execute(c)?;
+            if !events.is_empty() {
+                diesel::insert_into(status_events::table)
+                    .values(events)
+                    .execute(c)?;
+            }
+        }
+        Ok::<_, DbError>(())
+    })
+}
+
 /// Every stored document id.
 pub fn all_doc_ids(conn: &mut DbConn) -> Result<Vec<String>, DbError> {
     let mut ids: Vec<String> = on_conn!(conn, |c| {

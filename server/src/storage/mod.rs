@@ -14,7 +14,7 @@ use diesel::prelude::*;
 use crate::audit;
 use crate::db::schema::{doc_changes, doc_snapshots, quarantined_edits, server_meta};
 use crate::db::{now_millis, on_conn, transaction, DbConn, DbError};
-use crate::projection::{self, TicketRows};
+use crate::projection::{self, RowsDelta};
 
 /// One change to append: its hash (the idempotency key) and encoded bytes.
 #[derive(Clone, Debug)]
@@ -30,9 +30,10 @@ pub struct DocWrite {
     pub changes: Vec<NewChange>,
     /// Edits undone by write validation, recorded in the same transaction.
     pub quarantined: Vec<Quarantined>,
-    /// New service-history rows for this document (None: unchanged), written
-    /// in the same transaction so history never disagrees with the document.
-    pub projection: Option<Box<TicketRows>>,
+    /// What changed in this document's service-history rows (None:
+    /// nothing), written in the same transaction so history never disagrees
+    /// with the document.
+    pub projection: Option<RowsDelta>,
 }
 
 /// One edit the server undid (see sync::validation).
@@ -91,7 +92,7 @@ pub fn append_changes_then(
                 record_quarantine(conn, &w.doc_id, q, now)?;
             }
             if let Some(p) = &w.projection {
-                projection::store::replace(conn, &w.doc_id, Some(p))?;
+                projection::store::apply(conn, &w.doc_id, p)?;
             }
         }
         before_commit()?;

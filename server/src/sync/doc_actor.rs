@@ -282,6 +282,7 @@ impl DocActor {
         let mut changes = received.new_changes;
         let mut quarantined = Vec::new();
         let heads_before = received.heads_before.clone();
+        let mut touch = None;
         if received.heads_changed {
             let at = crate::db::now_rfc3339();
             let follow =
@@ -299,8 +300,12 @@ impl DocActor {
                 });
             }
             changes.extend(follow.changes);
+            touch = Some(follow.touched);
         }
-        if let Err(e) = self.commit(changes, quarantined, &heads_before).await {
+        if let Err(e) = self
+            .commit(changes, quarantined, &heads_before, touch.as_ref())
+            .await
+        {
             tracing::warn!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "changes not stored; the device keeps them and retries");
             self.drop_peer(conn);
             peer.fail(
@@ -362,26 +367,31 @@ impl DocActor {
         changes: Vec<NewChange>,
         quarantined: Vec<Quarantined>,
         heads_before: &[automerge::ChangeHash],
+        touch: Option<&crate::sync::integrity::Touch>,
     ) -> Result<(), CommitError> {
         if changes.is_empty() {
             return Ok(());
         }
-        let projection = projection::project(&self.doc_key, self.state.doc())
-            .filter(|rows| self.last_projection.as_ref() != Some(rows))
-            .map(Box::new);
+        // The rows are brought up to date in memory now; if the commit
+        // fails they are forgotten (and rewritten whole next time).
+        let projection = match (self.last_projection.as_mut(), touch) {
+            (Some(rows), Some(t)) => projection::update(rows, &self.doc_key, self.state.doc(), t),
+            _ => {
+                let rows = projection::project(&self.doc_key, self.state.doc());
+                self.last_projection = rows.clone();
+                Some(projection::RowsDelta::All(rows.map(Box::new)))
+            }
+        };
         let n = changes.len();
         let write = DocWrite {
             doc_id: self.doc_key.clone(),
             changes,
             quarantined,
-            projection: projection.clone(),
+            projection,
         };
         match self.hub.committer.commit(write).await {
             Ok(()) => {
                 self.loose_changes += n;
-                if let Some(rows) = projection {
-                    self.last_projection = Some(*rows);
-                }
                 Ok(())
             }
             Err(e) => {
@@ -424,7 +434,7 @@ impl DocActor {
         };
         let at = crate::db::now_rfc3339();
         changes.extend(self.state.settle(&heads_before, by_user, role, &at, None));
-        if let Err(e) = self.commit(changes, Vec::new(), &heads_before).await {
+        if let Err(e) = self.commit(changes, Vec::new(), &heads_before, None).await {
             tracing::warn!(doc = %self.doc_id, error = %e, "a server edit was not stored");
             if self.state.diverged() {
                 self.evict(STORAGE_FAILED);

@@ -49,8 +49,8 @@ pub struct FollowUp {
     pub changes: Vec<NewChange>,
     /// Undone edits, with the change that undid them.
     pub violations: Vec<(integrity::Violation, ChangeHash)>,
-    /// Top-level fields the peer's ops touched.
-    pub touched: std::collections::BTreeSet<String>,
+    /// What the peer's ops touched (for the incremental projection).
+    pub touched: integrity::Touch,
 }
 
 pub struct DocState {
@@ -239,13 +239,18 @@ impl DocState {
             out.changes.push(change);
         }
         out.changes.extend(enforced.forwarded);
-        out.changes.extend(self.settle(
+        let settled = self.settle(
             heads_before,
             by_user,
             role,
             at,
             Some(&enforced.status_steps),
-        ));
+        );
+        if !settled.is_empty() {
+            out.touched.fields.insert("status".into());
+            out.touched.fields.insert("status_history".into());
+        }
+        out.changes.extend(settled);
         out
     }
 

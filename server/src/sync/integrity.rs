@@ -78,6 +78,9 @@ struct OpInfo {
     insert: bool,
     /// Root key of the tree the op is in (None: unknown object).
     field: Option<String>,
+    /// The item of a root-level list the op is in (None: the list itself,
+    /// or not in a list).
+    item: Option<ObjId>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -87,11 +90,23 @@ enum KeyRef {
     Seq(Option<ObjId>),
 }
 
+/// What a message's ops touched, for the incremental projection.
+#[derive(Default, Clone, Debug)]
+pub struct Touch {
+    /// Root keys any op touched (legal or not).
+    pub fields: BTreeSet<String>,
+    /// Visit maps created or edited.
+    pub visits: BTreeSet<ObjId>,
+    /// The visits list itself changed shape (a delete, an element replaced,
+    /// a non-map item) or was touched by the server's own repairs: re-read it.
+    pub visits_reshaped: bool,
+}
+
 /// What `judge` found in one message.
 #[derive(Default)]
 pub struct Judgement {
-    /// Root keys any op touched (legal or not): what projection must look at.
-    pub touched: BTreeSet<String>,
+    /// What the ops touched (legal or not): what projection must look at.
+    pub touched: Touch,
     forbidden: Vec<OpInfo>,
     /// Objects that received ops and lie inside a forwarded (restored) tree.
     forward_sources: BTreeSet<String>,
@@ -108,7 +123,15 @@ impl Judgement {
 /// place never changes in Automerge, so this never goes stale.
 #[derive(Default)]
 pub struct FieldCache {
-    field_of: HashMap<ObjId, String>,
+    place_of: HashMap<ObjId, Place>,
+}
+
+/// Where an object lives: under which root key, and in which item of a
+/// root-level list (an object's place never changes in Automerge).
+#[derive(Clone)]
+struct Place {
+    field: String,
+    item: Option<ObjId>,
 }
 
 fn exid(counter: u64, actor: &ActorId) -> ObjId {
@@ -124,20 +147,30 @@ fn legacy_obj(o: &automerge::legacy::ObjectId) -> ObjId {
 }
 
 impl FieldCache {
-    fn field(&mut self, doc: &Automerge, obj: &ObjId) -> Option<String> {
+    fn place(&mut self, doc: &Automerge, obj: &ObjId) -> Option<Place> {
         if *obj == ROOT {
             return None;
         }
-        if let Some(f) = self.field_of.get(obj) {
-            return Some(f.clone());
+        if let Some(p) = self.place_of.get(obj) {
+            return Some(p.clone());
         }
+        // [(ROOT, key), (list, index), (item, key), …] down to `obj`.
         let path = doc.parents(obj).ok()?.path();
         let field = match path.first() {
             Some((_, Prop::Map(k))) => k.clone(),
             _ => return None,
         };
-        self.field_of.insert(obj.clone(), field.clone());
-        Some(field)
+        let item = match path.get(1) {
+            Some((_, Prop::Seq(_))) => Some(
+                path.get(2)
+                    .map(|(o, _)| o.clone())
+                    .unwrap_or_else(|| obj.clone()),
+            ),
+            _ => None,
+        };
+        let place = Place { field, item };
+        self.place_of.insert(obj.clone(), place.clone());
+        Some(place)
     }
 }
 
@@ -157,9 +190,12 @@ fn ops_of(doc: &Automerge, cache: &mut FieldCache, changes: &[Change]) -> Vec<(u
                     KeyRef::Seq(Some(exid(e.0, &e.1)))
                 }
             };
-            let field = match (&obj, &key) {
-                (o, KeyRef::Map(k)) if *o == ROOT => Some(k.clone()),
-                (o, _) => cache.field(doc, o),
+            let (field, item) = match (&obj, &key) {
+                (o, KeyRef::Map(k)) if *o == ROOT => (Some(k.clone()), None),
+                (o, _) => match cache.place(doc, o) {
+                    Some(p) => (Some(p.field), p.item),
+                    None => (None, None),
+                },
             };
             out.push((
                 ci,
@@ -171,6 +207,7 @@ fn ops_of(doc: &Automerge, cache: &mut FieldCache, changes: &[Change]) -> Vec<(u
                     pred: op.pred.iter().map(|p| exid(p.0, &p.1)).collect(),
                     insert: op.insert,
                     field,
+                    item,
                 },
             ));
         }
@@ -185,8 +222,9 @@ pub struct Enforced {
     pub compensation: Option<(NewChange, Vec<Violation>)>,
     /// Edits carried into restored objects (and the bookkeeping change).
     pub forwarded: Vec<NewChange>,
-    /// Top-level fields the message's ops touched.
-    pub touched: BTreeSet<String>,
+    /// What the message's ops touched (everything, when the server repaired
+    /// something: see `Touch::visits_reshaped`).
+    pub touched: Touch,
     /// Status values accepted ops wrote, in order, with their change times.
     pub status_steps: Vec<(String, i64)>,
 }
@@ -213,6 +251,9 @@ pub fn enforce(
     }
     out.compensation = compensate(doc, &judgement, role);
     out.forwarded = forward(doc, &judgement, out.compensation.is_some());
+    // Repairs may move anything: the projection reads the document whole.
+    out.touched.visits_reshaped = true;
+    out.touched.fields.insert("visits".into());
     out
 }
 
@@ -227,7 +268,21 @@ pub fn judge(doc: &Automerge, cache: &mut FieldCache, changes: &[Change], role: 
         let Some(field) = op.field.clone() else {
             continue; // an object the doc does not know: nothing visible
         };
-        j.touched.insert(field.clone());
+        j.touched.fields.insert(field.clone());
+        if field == "visits" && op.obj != ROOT {
+            match (&op.item, op.insert, &op.action) {
+                (Some(item), _, _) => {
+                    j.touched.visits.insert(item.clone());
+                }
+                // On the list itself: only a new map item keeps its shape.
+                (None, true, automerge::legacy::OpType::Make(ObjType::Map)) => {
+                    j.touched.visits.insert(op.id.clone());
+                }
+                _ => j.touched.visits_reshaped = true,
+            }
+        } else if field == "visits" {
+            j.touched.visits_reshaped = true; // the list itself was put or deleted
+        }
         let allowed = allowed(doc, op, &field, role, &changes[*ci], &ops, &forbidden_ids);
         if !allowed {
             forbidden_ids.insert(op.id.clone());

@@ -193,7 +193,11 @@ fn apply(d: &mut Device, edit: &Edit, m: &mut Model) {
 
 /// One session: the device connects, syncs until quiet, disconnects.
 /// Returns whether anything was quarantined for it.
-fn sync(server: &mut DocState, d: &mut Device) -> bool {
+fn sync(
+    server: &mut DocState,
+    d: &mut Device,
+    rows: &mut Option<crate::projection::TicketRows>,
+) -> Result<bool, TestCaseError> {
     d.conn += 1000;
     let mut ours = sync::State::new();
     let mut quarantined = false;
@@ -207,6 +211,20 @@ fn sync(server: &mut DocState, d: &mut Device) -> bool {
         if r.heads_changed {
             let f = server.follow_up(&r.heads_before, d.role, &d.name, "t");
             quarantined |= !f.violations.is_empty();
+            // The incremental projection always equals the full one.
+            match rows.as_mut() {
+                Some(prev) => {
+                    crate::projection::update(prev, "doc", server.doc(), &f.touched);
+                }
+                None => *rows = crate::projection::project("doc", server.doc()),
+            }
+            let full = crate::projection::project("doc", server.doc());
+            prop_assert_eq!(
+                rows.as_ref(),
+                full.as_ref(),
+                "incremental projection differs after {:?}",
+                f.touched
+            );
         }
         for (to, _, reply) in server.after_commit(d.conn, r.heads_changed) {
             if to == d.conn {
@@ -215,7 +233,7 @@ fn sync(server: &mut DocState, d: &mut Device) -> bool {
         }
     }
     server.remove_peer(d.conn);
-    quarantined
+    Ok(quarantined)
 }
 
 fn visible_json<R: ReadDoc>(doc: &R) -> String {
@@ -272,11 +290,12 @@ fn run(roles: Vec<Role>, steps: Vec<Step>) -> Result<(), TestCaseError> {
         })
         .collect();
     let mut quarantined: BTreeMap<String, bool> = BTreeMap::new();
+    let mut rows = None;
     for step in &steps {
         match step {
             Step::Edit(i, e) => apply(&mut devices[*i], e, &mut model),
             Step::Sync(i) => {
-                let q = sync(&mut server, &mut devices[*i]);
+                let q = sync(&mut server, &mut devices[*i], &mut rows)?;
                 *quarantined.entry(devices[*i].name.clone()).or_default() |= q;
             }
         }
@@ -284,7 +303,7 @@ fn run(roles: Vec<Role>, steps: Vec<Step>) -> Result<(), TestCaseError> {
     // Everyone syncs until nothing moves (server changes travel too).
     for _ in 0..4 {
         for d in devices.iter_mut() {
-            let q = sync(&mut server, d);
+            let q = sync(&mut server, d, &mut rows)?;
             *quarantined.entry(d.name.clone()).or_default() |= q;
         }
     }

@@ -493,7 +493,7 @@ fn keys_hook(
                 .get(ROOT, &key)
                 .ok()
                 .flatten()
-                .and_then(|(v, _)| v.to_i64())
+                .and_then(|(v, _)| v.as_i64())
             else {
                 continue;
             };
@@ -544,7 +544,7 @@ fn newest_visit_sent_at(doc: &AutoCommit) -> Option<i64> {
     let len = doc.length(&visits);
     let (_, item) = doc.get(&visits, len.checked_sub(1)?).ok()??;
     let (id, _) = doc.get(&item, "id").ok()??;
-    id.to_str()?.rsplit_once('-')?.1.parse().ok()
+    id.as_str()?.rsplit_once('-')?.1.parse().ok()
 }
 
 /// (visits, note characters) of a ticket.
