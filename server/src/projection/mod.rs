@@ -164,7 +164,10 @@ pub enum RowsDelta {
     /// events (all of them; they are few).
     Part {
         ticket: Option<TicketRow>,
-        visits: Vec<VisitRow>,
+        /// Only the ticket row's visit figures changed (a cheaper update).
+        visit_figures_only: bool,
+        /// Visit rows, and whether each is new (appended).
+        visits: Vec<(VisitRow, bool)>,
         events: Option<Vec<StatusEventRow>>,
     },
 }
@@ -208,6 +211,7 @@ pub fn update<R: ReadDoc>(
     }
     let mut changed_visits = Vec::new();
     let mut ticket_changed = false;
+    let mut header_changed = false;
     if touch.fields.contains("visits") {
         if touch.visits_reshaped {
             return full(rows);
@@ -236,13 +240,19 @@ pub fn update<R: ReadDoc>(
                 result: v.result,
                 fixed: v.fixed,
             };
-            match pos.cmp(&rows.visits.len()) {
+            let appended = match pos.cmp(&rows.visits.len()) {
                 std::cmp::Ordering::Less if rows.visits[pos] == row => continue,
-                std::cmp::Ordering::Less => rows.visits[pos] = row.clone(),
-                std::cmp::Ordering::Equal => rows.visits.push(row.clone()),
+                std::cmp::Ordering::Less => {
+                    rows.visits[pos] = row.clone();
+                    false
+                }
+                std::cmp::Ordering::Equal => {
+                    rows.visits.push(row.clone());
+                    true
+                }
                 std::cmp::Ordering::Greater => return full(rows),
-            }
-            changed_visits.push(row);
+            };
+            changed_visits.push((row, appended));
         }
         if rows.visits.len() != len {
             return full(rows); // an insert in the middle, or a non-map item
@@ -272,6 +282,7 @@ pub fn update<R: ReadDoc>(
         if ticket != rows.ticket {
             rows.ticket = ticket;
             ticket_changed = true;
+            header_changed = true;
         }
         if header.events != rows.events {
             rows.events = header.events.clone();
@@ -283,6 +294,7 @@ pub fn update<R: ReadDoc>(
     }
     Some(RowsDelta::Part {
         ticket: ticket_changed.then(|| rows.ticket.clone()),
+        visit_figures_only: !header_changed,
         visits: changed_visits,
         events,
     })

@@ -58,6 +58,7 @@ pub fn replace(conn: &mut DbConn, doc_id: &str, rows: Option<&TicketRows>) -> Re
 pub fn apply(conn: &mut DbConn, doc_id: &str, delta: &super::RowsDelta) -> Result<(), DbError> {
     let super::RowsDelta::Part {
         ticket,
+        visit_figures_only,
         visits: changed,
         events,
     } = delta
@@ -68,17 +69,30 @@ pub fn apply(conn: &mut DbConn, doc_id: &str, delta: &super::RowsDelta) -> Resul
         return replace(conn, doc_id, rows.as_deref());
     };
     on_conn!(conn, |c| {
-        if let Some(t) = ticket {
-            diesel::delete(tickets::table.filter(tickets::doc_id.eq(doc_id))).execute(c)?;
-            diesel::insert_into(tickets::table).values(t).execute(c)?;
+        match ticket {
+            Some(t) if *visit_figures_only => {
+                diesel::update(tickets::table.filter(tickets::doc_id.eq(doc_id)))
+                    .set((
+                        tickets::visit_count.eq(t.visit_count),
+                        tickets::result.eq(&t.result),
+                    ))
+                    .execute(c)?;
+            }
+            Some(t) => {
+                diesel::delete(tickets::table.filter(tickets::doc_id.eq(doc_id))).execute(c)?;
+                diesel::insert_into(tickets::table).values(t).execute(c)?;
+            }
+            None => {}
         }
-        for v in changed {
-            diesel::delete(
-                visits::table
-                    .filter(visits::doc_id.eq(doc_id))
-                    .filter(visits::position.eq(v.position)),
-            )
-            .execute(c)?;
+        for (v, appended) in changed {
+            if !appended {
+                diesel::delete(
+                    visits::table
+                        .filter(visits::doc_id.eq(doc_id))
+                        .filter(visits::position.eq(v.position)),
+                )
+                .execute(c)?;
+            }
             diesel::insert_into(visits::table).values(v).execute(c)?;
         }
         if let Some(events) = events {

@@ -239,13 +239,18 @@ impl DocState {
             out.changes.push(change);
         }
         out.changes.extend(enforced.forwarded);
-        let settled = self.settle(
-            heads_before,
-            by_user,
-            role,
-            at,
-            Some(&enforced.status_steps),
-        );
+        // Status events are looked for only when something wrote the status.
+        let settled = if out.touched.fields.contains("status") {
+            self.settle(
+                heads_before,
+                by_user,
+                role,
+                at,
+                Some(&enforced.status_steps),
+            )
+        } else {
+            Vec::new()
+        };
         if !settled.is_empty() {
             out.touched.fields.insert("status".into());
             out.touched.fields.insert("status_history".into());
