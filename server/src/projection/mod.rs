@@ -163,7 +163,7 @@ pub enum RowsDelta {
     /// Only these: the ticket row, visit rows by position, and the status
     /// events (all of them; they are few).
     Part {
-        ticket: Option<TicketRow>,
+        ticket: Option<Box<TicketRow>>,
         /// Only the ticket row's visit figures changed (a cheaper update).
         visit_figures_only: bool,
         /// Visit rows, and whether each is new (appended).
@@ -293,7 +293,7 @@ pub fn update<R: ReadDoc>(
         return None;
     }
     Some(RowsDelta::Part {
-        ticket: ticket_changed.then(|| rows.ticket.clone()),
+        ticket: ticket_changed.then(|| Box::new(rows.ticket.clone())),
         visit_figures_only: !header_changed,
         visits: changed_visits,
         events,
@@ -389,7 +389,7 @@ fn rows_of<R: ReadDoc>(doc_id: &str, doc: &R, t: &Ticket) -> TicketRows {
             qty_delta: -p.qty,
             reason: format!("used on {}", t.intake.ticket_no),
             doc_id: Some(id()),
-            at: visit_time(&t, &p.visit_id),
+            at: visit_time(t, &p.visit_id),
         })
         .collect();
     let signoff = t.signoff.as_ref().map(|s| {

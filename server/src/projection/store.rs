@@ -80,7 +80,9 @@ pub fn apply(conn: &mut DbConn, doc_id: &str, delta: &super::RowsDelta) -> Resul
             }
             Some(t) => {
                 diesel::delete(tickets::table.filter(tickets::doc_id.eq(doc_id))).execute(c)?;
-                diesel::insert_into(tickets::table).values(t).execute(c)?;
+                diesel::insert_into(tickets::table)
+                    .values(&**t)
+                    .execute(c)?;
             }
             None => {}
         }

@@ -478,8 +478,17 @@ enum Undo {
         key: KeyRef,
         value: Option<Restored>,
         /// Forbidden replacements whose content is legal: forwarded too.
-        also_forward: Vec<ObjId>,
+        also_forward: Vec<Replacement>,
     },
+}
+
+/// A forbidden replacement whose content is carried into the restored copy,
+/// and what its author saw there when replacing (the three-way base: only
+/// what they changed relative to it is carried, so `doc.notes = "…full
+/// text…"` adds the new words, not the text a second time).
+struct Replacement {
+    id: ObjId,
+    seen: Option<(ObjId, String)>,
 }
 
 enum Restored {
@@ -706,7 +715,10 @@ fn plan_restore(
         forbidden_here
             .iter()
             .filter(|o| matches!(o.action, automerge::legacy::OpType::Make(_)))
-            .map(|o| o.id.clone())
+            .map(|o| Replacement {
+                id: o.id.clone(),
+                seen: seen_before(doc, &o.obj, key, &o.id),
+            })
             .collect()
     } else {
         Vec::new()
@@ -811,8 +823,14 @@ fn apply_undo(tx: &mut Transaction<'_>, u: Undo) -> Result<(), String> {
                     };
                     fill(tx, &new, &content)?;
                     add_forward(tx, &old, &new, "new")?;
-                    for replacement in also_forward {
-                        add_forward(tx, &replacement, &new, "")?;
+                    for r in also_forward {
+                        match r.seen {
+                            Some((seen, at)) => {
+                                add_forward(tx, &r.id, &new, &at)?;
+                                set_base(tx, &r.id, &seen)?;
+                            }
+                            None => add_forward(tx, &r.id, &new, "")?,
+                        }
                     }
                 }
             }
@@ -835,6 +853,25 @@ fn resolve<R: ReadDoc>(doc: &R, obj: &ObjId, key: &KeyRef) -> Option<Prop> {
 /// `_forwards[old] = {to: new, at}`; `at` is "" (nothing carried over yet:
 /// the whole content is new) or "new" (a copy made now: the forward pass
 /// stamps the heads after this change).
+/// The object at `obj[key]` just before the change that made op `id`.
+fn seen_before(doc: &Automerge, obj: &ObjId, key: &KeyRef, id: &ObjId) -> Option<(ObjId, String)> {
+    let KeyRef::Map(k) = key else { return None };
+    let hash = doc.hash_for_opid(id)?;
+    let deps = doc.get_change_meta_by_hash(&hash)?.deps.clone();
+    match doc.get_at(obj, k.as_str(), &deps).ok()?? {
+        (Value::Object(_), old) => Some((old, heads_text(&deps))),
+        _ => None,
+    }
+}
+
+fn heads_text(heads: &[ChangeHash]) -> String {
+    heads
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn add_forward(tx: &mut Transaction<'_>, old: &ObjId, new: &ObjId, at: &str) -> Result<(), String> {
     let e = |e: automerge::AutomergeError| e.to_string();
     let map = match tx.get(ROOT, FORWARDS).map_err(e)? {
@@ -849,10 +886,23 @@ fn add_forward(tx: &mut Transaction<'_>, old: &ObjId, new: &ObjId, at: &str) -> 
     Ok(())
 }
 
+/// Records that `src`'s first carry-over compares against `base` (at the
+/// entry's `at`) instead of `src` itself.
+fn set_base(tx: &mut Transaction<'_>, src: &ObjId, base: &ObjId) -> Result<(), String> {
+    let e = |e: automerge::AutomergeError| e.to_string();
+    if let Some((Value::Object(_), map)) = tx.get(ROOT, FORWARDS).map_err(e)? {
+        if let Some((Value::Object(_), entry)) = tx.get(&map, src.to_string()).map_err(e)? {
+            tx.put(&entry, "base", base.to_string()).map_err(e)?;
+        }
+    }
+    Ok(())
+}
+
 struct Forward {
     src: ObjId,
     to: ObjId,
     at: String,
+    base: Option<ObjId>,
 }
 
 fn read_forwards(doc: &Automerge) -> HashMap<String, Forward> {
@@ -870,7 +920,8 @@ fn read_forwards(doc: &Automerge) -> HashMap<String, Forward> {
         };
         if let (Some(to), Some(at)) = (s("to"), s("at")) {
             if let (Ok(src), Ok(to)) = (doc.import_obj(&key), doc.import_obj(&to)) {
-                out.insert(key.clone(), Forward { src, to, at });
+                let base = s("base").and_then(|b| doc.import_obj(&b).ok());
+                out.insert(key.clone(), Forward { src, to, at, base });
             }
         }
     }
@@ -908,7 +959,9 @@ pub fn forward(doc: &mut Automerge, j: &Judgement, compensated: bool) -> Vec<New
     }
     let mut queue: std::collections::VecDeque<String> = forwards
         .iter()
-        .filter(|(src, f)| f.at.is_empty() || f.at == "new" || j.forward_sources.contains(*src))
+        .filter(|(src, f)| {
+            f.at.is_empty() || f.at == "new" || f.base.is_some() || j.forward_sources.contains(*src)
+        })
         .map(|(src, _)| src.clone())
         .collect();
     // What each source held when last carried over in this pass. Copies
@@ -938,7 +991,8 @@ pub fn forward(doc: &mut Automerge, j: &Judgement, compensated: bool) -> Vec<New
             None if f.at.is_empty() => None,
             None => {
                 let at: Vec<ChangeHash> = f.at.split(',').filter_map(|h| h.parse().ok()).collect();
-                tx.hydrate(&f.src, Some(&at)).ok()
+                tx.hydrate(f.base.as_ref().unwrap_or(&f.src), Some(&at))
+                    .ok()
             }
         };
         if base.as_ref() != Some(&theirs) {
@@ -992,6 +1046,9 @@ fn stamp(
     if let Some((Value::Object(_), map)) = tx.get(ROOT, FORWARDS)? {
         if let Some((Value::Object(_), entry)) = tx.get(&map, src)? {
             tx.put(&entry, "at", heads)?;
+            if tx.get(&entry, "base")?.is_some() {
+                tx.delete(&entry, "base")?;
+            }
         }
     }
     Ok(())
@@ -1270,4 +1327,169 @@ fn merge_text(
         0
     };
     tx.splice_text(target, pos, del, &inserted).map_err(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+
+    fn ticket() -> Automerge {
+        let mut doc = Automerge::new();
+        let mut tx = doc.transaction();
+        tx.put(ROOT, "ticket_no", "T-1").unwrap();
+        tx.put(ROOT, "status", "assigned").unwrap();
+        let notes = tx.put_object(ROOT, "notes", ObjType::Text).unwrap();
+        tx.splice_text(&notes, 0, 0, "Pump ok. ").unwrap();
+        let visits = tx.put_object(ROOT, "visits", ObjType::List).unwrap();
+        let v = tx.insert_object(&visits, 0, ObjType::Map).unwrap();
+        tx.put(&v, "id", "v1").unwrap();
+        tx.commit();
+        doc
+    }
+
+    /// A device's edit, merged into the server and judged as `role`.
+    fn apply(
+        server: &mut Automerge,
+        role: Role,
+        edit: impl FnOnce(&mut Transaction<'_>),
+    ) -> Enforced {
+        let mut device = server.fork();
+        let mut tx = device.transaction();
+        edit(&mut tx);
+        tx.commit();
+        let before = server.get_heads();
+        server.merge(&mut device).unwrap();
+        enforce(server, &mut FieldCache::default(), &before, role)
+    }
+
+    fn notes(doc: &Automerge) -> String {
+        let (_, id) = doc.get(ROOT, "notes").unwrap().unwrap();
+        doc.text(&id).unwrap()
+    }
+
+    fn visit_ids(doc: &Automerge) -> Vec<String> {
+        fieldsync_shared::ticket::read(doc)
+            .unwrap()
+            .visits
+            .into_iter()
+            .map(|v| v.id)
+            .collect()
+    }
+
+    #[test]
+    fn an_app_replacing_the_notes_with_more_text_adds_it_once() {
+        let mut server = ticket();
+        let e = apply(&mut server, Role::Technician, |tx| {
+            let n = tx.put_object(ROOT, "notes", ObjType::Text).unwrap();
+            tx.splice_text(&n, 0, 0, "Pump ok. Fuse replaced.").unwrap();
+        });
+        assert!(e.compensation.is_some(), "replacing a container is undone");
+        assert_eq!(notes(&server), "Pump ok. Fuse replaced.");
+    }
+
+    #[test]
+    fn an_app_replacing_visits_keeps_every_visit_once_and_later_edits_follow() {
+        let mut server = ticket();
+        // `doc.visits = [...doc.visits, {id: "v2"}]` on a technician's app.
+        let mut device = server.fork();
+        let mut tx = device.transaction();
+        let old = tx
+            .hydrate(&tx.get(ROOT, "visits").unwrap().unwrap().1, None)
+            .unwrap();
+        let list = tx.put_object(ROOT, "visits", ObjType::List).unwrap();
+        tx.update_object(&list, &old).unwrap();
+        let v = tx.insert_object(&list, 1, ObjType::Map).unwrap();
+        tx.put(&v, "id", "v2").unwrap();
+        tx.commit();
+        // Meanwhile another device edits visit v1 in the original list.
+        let mut other = server.fork();
+        let mut tx = other.transaction();
+        let (_, visits) = tx.get(ROOT, "visits").unwrap().unwrap();
+        let (_, v1) = tx.get(&visits, 0).unwrap().unwrap();
+        tx.put(&v1, "work_done", "replaced fuse").unwrap();
+        tx.commit();
+
+        let before = server.get_heads();
+        server.merge(&mut device).unwrap();
+        let e = enforce(
+            &mut server,
+            &mut FieldCache::default(),
+            &before,
+            Role::Technician,
+        );
+        assert!(e.compensation.is_some());
+        assert_eq!(visit_ids(&server), ["v1", "v2"]);
+
+        // The other device's edit lands in the old list, long after: carried over.
+        let before = server.get_heads();
+        server.merge(&mut other).unwrap();
+        let e = enforce(
+            &mut server,
+            &mut FieldCache::default(),
+            &before,
+            Role::Dispatcher,
+        );
+        assert!(e.compensation.is_none());
+        assert!(!e.forwarded.is_empty());
+        let t = fieldsync_shared::ticket::read(&server).unwrap();
+        assert_eq!(visit_ids(&server), ["v1", "v2"]);
+        assert_eq!(t.visits[0].work_done, "replaced fuse");
+    }
+
+    #[test]
+    fn a_forbidden_delete_of_a_visit_is_undone_and_later_edits_reach_the_copy() {
+        let mut server = ticket();
+        let mut tech = server.fork();
+        let e = apply(&mut server, Role::BackOffice, |tx| {
+            let (_, visits) = tx.get(ROOT, "visits").unwrap().unwrap();
+            tx.delete(&visits, 0).unwrap();
+        });
+        assert!(e.compensation.is_some());
+        assert_eq!(visit_ids(&server), ["v1"]);
+        // The technician, offline all along, edits the visit it still sees.
+        let mut tx = tech.transaction();
+        let (_, visits) = tx.get(ROOT, "visits").unwrap().unwrap();
+        let (_, v1) = tx.get(&visits, 0).unwrap().unwrap();
+        tx.put(&v1, "result", "fixed").unwrap();
+        tx.commit();
+        let before = server.get_heads();
+        server.merge(&mut tech).unwrap();
+        enforce(
+            &mut server,
+            &mut FieldCache::default(),
+            &before,
+            Role::Technician,
+        );
+        let t = fieldsync_shared::ticket::read(&server).unwrap();
+        assert_eq!(t.visits.len(), 1);
+        assert_eq!(t.visits[0].result, "fixed");
+    }
+
+    #[test]
+    fn a_losing_forbidden_status_never_wins_the_settlement() {
+        let mut server = ticket();
+        // The technician's replica never saw the dispatcher's latest step.
+        let mut tech = server.fork();
+        let mut tx = server.transaction();
+        tx.put(ROOT, "status", "en_route").unwrap();
+        tx.commit();
+        let mut tx = tech.transaction();
+        tx.put(ROOT, "status", "reconciled").unwrap();
+        tx.commit();
+        let before = server.get_heads();
+        server.merge(&mut tech).unwrap();
+        let e = enforce(
+            &mut server,
+            &mut FieldCache::default(),
+            &before,
+            Role::Technician,
+        );
+        let (_, violations) = e.compensation.expect("the forbidden value is undone");
+        assert_eq!(violations[0].attempted, serde_json::json!("reconciled"));
+        assert!(e.status_steps.is_empty(), "no accepted status step");
+        let values = server.get_all(ROOT, "status").unwrap();
+        assert_eq!(values.len(), 1);
+        assert_eq!(values[0].0.to_string(), "\"en_route\"");
+    }
 }

@@ -24,6 +24,7 @@ use proptest::prelude::*;
 use super::doc_state::DocState;
 
 #[derive(Clone, Debug)]
+#[allow(clippy::enum_variant_names)] // the edits an app makes, named as such
 enum Edit {
     AddVisit,
     AppendNote,
@@ -170,15 +171,28 @@ fn apply(d: &mut Device, edit: &Edit, m: &mut Model) {
             d.doc.commit();
             return; // judged by reachability at the end
         }
+        // As an app does it: `doc.visits = [...doc.visits, {id}]` and
+        // `doc.notes = doc.notes + token` (new objects with the old content).
         Edit::ReplaceVisits => {
+            let old =
+                obj(&d.doc, "visits", ObjType::List).and_then(|l| d.doc.hydrate(&l, None).ok());
             let list = d.doc.put_object(ROOT, "visits", ObjType::List).unwrap();
-            let v = d.doc.insert_object(&list, 0, ObjType::Map).unwrap();
+            if let Some(old) = old {
+                d.doc.update_object(&list, &old).unwrap();
+            }
+            let len = d.doc.length(&list);
+            let v = d.doc.insert_object(&list, len, ObjType::Map).unwrap();
             d.doc.put(&v, "id", token.as_str()).unwrap();
             m.offenders.insert(d.name.clone()); // the replacement itself
         }
         Edit::ReplaceNotes => {
+            let old = obj(&d.doc, "notes", ObjType::Text)
+                .and_then(|t| d.doc.text(&t).ok())
+                .unwrap_or_default();
             let notes = d.doc.put_object(ROOT, "notes", ObjType::Text).unwrap();
-            d.doc.splice_text(&notes, 0, 0, &token).unwrap();
+            d.doc
+                .splice_text(&notes, 0, 0, &format!("{old}{token}"))
+                .unwrap();
             m.offenders.insert(d.name.clone());
         }
     }
