@@ -191,11 +191,10 @@ pub fn update<R: ReadDoc>(
     if relevant.is_empty() {
         return None;
     }
+    // Everything re-read; the cache is replaced (or, when the document is no
+    // longer a ticket, the caller drops it on `All(None)`).
     let full = |rows: &mut TicketRows| {
         let new = project(doc_id, doc);
-        if new.as_ref() == Some(&*rows) {
-            return None;
-        }
         if let Some(n) = &new {
             *rows = n.clone();
         }
@@ -227,6 +226,19 @@ pub fn update<R: ReadDoc>(
             placed.push((pos, item));
         }
         placed.sort_by_key(|(pos, _)| *pos);
+        // Decide before changing anything: only edits in place and appends
+        // at the end, with every list element a visit map, stay incremental.
+        let mut end = rows.visits.len();
+        for (pos, _) in &placed {
+            match pos.cmp(&end) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => end += 1,
+                std::cmp::Ordering::Greater => return full(rows),
+            }
+        }
+        if end != len {
+            return full(rows); // an insert in the middle, or a non-map item
+        }
         for (pos, item) in placed {
             let v = ticket::read_visit(doc, item);
             let row = VisitRow {
@@ -240,22 +252,15 @@ pub fn update<R: ReadDoc>(
                 result: v.result,
                 fixed: v.fixed,
             };
-            let appended = match pos.cmp(&rows.visits.len()) {
-                std::cmp::Ordering::Less if rows.visits[pos] == row => continue,
-                std::cmp::Ordering::Less => {
-                    rows.visits[pos] = row.clone();
-                    false
-                }
-                std::cmp::Ordering::Equal => {
-                    rows.visits.push(row.clone());
-                    true
-                }
-                std::cmp::Ordering::Greater => return full(rows),
-            };
+            let appended = pos == rows.visits.len();
+            if appended {
+                rows.visits.push(row.clone());
+            } else if rows.visits[pos] == row {
+                continue;
+            } else {
+                rows.visits[pos] = row.clone();
+            }
             changed_visits.push((row, appended));
-        }
-        if rows.visits.len() != len {
-            return full(rows); // an insert in the middle, or a non-map item
         }
         let count = rows.visits.len() as i64;
         let result = rows

@@ -10,8 +10,6 @@
 //!   connection dropped): the caller must treat it as failed, retries are
 //!   idempotent.
 //!
-//! Some faults also declare the in-memory rollback inexact, so the doc actor's
-//! evict-and-reload path runs as often as the exact rollback.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -80,12 +78,6 @@ impl FaultPlan {
             1 => FaultPoint::InsideTransaction,
             _ => FaultPoint::AfterCommit,
         })
-    }
-
-    /// After a failed commit: pretend the exact in-memory rollback is not
-    /// possible, half of the time, so eviction is exercised too.
-    pub fn refuse_rollback(&self) -> bool {
-        self.rng().gen_bool(0.5)
     }
 }
 

@@ -1,11 +1,12 @@
 //! The task that owns one loaded document. Commands arrive in order; for each
 //! sync message: apply → commit (group commit) → only then reply and fan out.
 //!
-//! A failed commit rolls the in-memory document back, so memory never runs
-//! ahead of storage. When the rollback is not exact, the actor evicts itself:
-//! its peers are closed with a retryable code (they keep their changes and
-//! resync on reconnect) and the next command loads the document from storage
-//! afresh. Nothing uncommitted is ever acknowledged, fanned out or projected.
+//! After a failed commit the actor evicts itself: its peers are closed with a
+//! retryable code (they keep their changes and resync on reconnect) and the
+//! next command loads the document from storage afresh, so memory never
+//! holds what storage does not (nor misses what a commit whose answer was lost
+//! did store). Nothing uncommitted is ever acknowledged, fanned out or
+//! projected.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -281,13 +282,16 @@ impl DocActor {
 
         let mut changes = received.new_changes;
         let mut quarantined = Vec::new();
-        let heads_before = received.heads_before.clone();
         let mut touch = None;
         if received.heads_changed {
             let at = crate::db::now_rfc3339();
-            let follow =
-                self.state
-                    .follow_up(&received.heads_before, peer.role, &peer.user_id, &at);
+            let follow = self.state.follow_up(
+                &received.applied,
+                &received.heads_before,
+                peer.role,
+                &peer.user_id,
+                &at,
+            );
             for (v, compensation) in follow.violations {
                 tracing::info!(doc = %self.doc_id, user = %peer.user_id, device = %peer.device_id, path = %v.path, "quarantined a forbidden edit");
                 quarantined.push(Quarantined {
@@ -302,10 +306,7 @@ impl DocActor {
             changes.extend(follow.changes);
             touch = Some(follow.touched);
         }
-        if let Err(e) = self
-            .commit(changes, quarantined, &heads_before, touch.as_ref())
-            .await
-        {
+        if let Err(e) = self.commit(changes, quarantined, touch.as_ref()).await {
             tracing::warn!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "changes not stored; the device keeps them and retries");
             self.drop_peer(conn);
             peer.fail(
@@ -360,13 +361,12 @@ impl DocActor {
     }
 
     /// ONE transaction: the changes, quarantined edits and, when they moved,
-    /// the document's service-history rows. On failure the in-memory document
-    /// goes back to `heads_before`, so memory never runs ahead of storage.
+    /// the document's service-history rows. On failure the document is marked
+    /// for eviction (see the module comment).
     async fn commit(
         &mut self,
         changes: Vec<NewChange>,
         quarantined: Vec<Quarantined>,
-        heads_before: &[automerge::ChangeHash],
         touch: Option<&crate::sync::integrity::Touch>,
     ) -> Result<(), CommitError> {
         if changes.is_empty() {
@@ -375,7 +375,13 @@ impl DocActor {
         // The rows are brought up to date in memory now; if the commit
         // fails they are forgotten (and rewritten whole next time).
         let projection = match (self.last_projection.as_mut(), touch) {
-            (Some(rows), Some(t)) => projection::update(rows, &self.doc_key, self.state.doc(), t),
+            (Some(rows), Some(t)) => {
+                let delta = projection::update(rows, &self.doc_key, self.state.doc(), t);
+                if delta == Some(projection::RowsDelta::All(None)) {
+                    self.last_projection = None; // no longer a ticket
+                }
+                delta
+            }
             _ => {
                 let rows = projection::project(&self.doc_key, self.state.doc());
                 self.last_projection = rows.clone();
@@ -395,20 +401,15 @@ impl DocActor {
                 Ok(())
             }
             Err(e) => {
-                // Unknown whether the rows were written (an ambiguous commit):
-                // write them again next time.
+                // Whether it reached the disk is unknown (an answer can be
+                // lost after COMMIT), and this commit may carry server changes
+                // (undo, forwarding, status events) that must exist once, not
+                // twice: memory cannot be trusted to equal storage either way.
+                // The document is evicted and reloaded from what is stored;
+                // the device resends, and its changes are judged again only
+                // if they are not there.
                 self.last_projection = None;
-                let refuse = self
-                    .hub
-                    .committer
-                    .faults
-                    .as_ref()
-                    .is_some_and(|f| f.refuse_rollback());
-                if refuse {
-                    self.state.mark_diverged();
-                } else {
-                    self.state.rollback(heads_before);
-                }
+                self.state.mark_diverged();
                 Err(e)
             }
         }
@@ -434,7 +435,7 @@ impl DocActor {
         };
         let at = crate::db::now_rfc3339();
         changes.extend(self.state.settle(&heads_before, by_user, role, &at, None));
-        if let Err(e) = self.commit(changes, Vec::new(), &heads_before, None).await {
+        if let Err(e) = self.commit(changes, Vec::new(), None).await {
             tracing::warn!(doc = %self.doc_id, error = %e, "a server edit was not stored");
             if self.state.diverged() {
                 self.evict(STORAGE_FAILED);

@@ -26,8 +26,14 @@ pub enum ApplyError {
 
 /// What one incoming sync message did.
 pub struct Received {
-    /// Changes to store before anything is sent (empty: nothing to commit).
+    /// Changes to store before anything is sent (empty: nothing to commit):
+    /// exactly the changes the message made the document apply. Changes
+    /// Automerge queues (their dependencies have not arrived) are neither
+    /// stored nor acknowledged until they apply: only applied changes are
+    /// judged, so only judged changes are ever stored.
     pub new_changes: Vec<NewChange>,
+    /// The same changes, for judging (`follow_up`).
+    pub applied: Vec<Change>,
     /// The document heads before the message; `rollback` returns here.
     pub heads_before: Vec<ChangeHash>,
     /// Whether the document's heads moved (other peers must hear about it).
@@ -125,7 +131,7 @@ impl DocState {
         let heads_before = self.doc.get_heads();
         // Automerge skips chunks it cannot parse without reporting it, so every
         // chunk is checked first: corrupt data is refused, never half-applied.
-        let parsed = parse_chunks(msg.changes.iter())?;
+        parse_chunks(msg.changes.iter())?;
         let peer = self.peers.get_mut(&conn).expect("peer added above");
         if let Err(e) = self.doc.receive_sync_message(&mut peer.state, msg) {
             // Automerge may have applied part of the message: put it back.
@@ -133,20 +139,21 @@ impl DocState {
             return Err(e.into());
         }
         let heads_changed = self.doc.get_heads() != heads_before;
-        let new_changes = match parsed {
-            Parsed::Changes(changes) => changes,
-            Parsed::Document => self
-                .doc
-                .get_changes(&heads_before)
-                .into_iter()
-                .map(|c| NewChange {
-                    hash: c.hash(),
-                    bytes: c.raw_bytes().to_vec(),
-                })
-                .collect(),
+        let applied = if heads_changed {
+            self.doc.get_changes(&heads_before)
+        } else {
+            Vec::new()
         };
+        let new_changes = applied
+            .iter()
+            .map(|c| NewChange {
+                hash: c.hash(),
+                bytes: c.raw_bytes().to_vec(),
+            })
+            .collect();
         Ok(Received {
             new_changes,
+            applied,
             heads_before,
             heads_changed,
         })
@@ -224,12 +231,13 @@ impl DocState {
     /// peer's.
     pub fn follow_up(
         &mut self,
+        applied: &[Change],
         heads_before: &[ChangeHash],
         role: Role,
         by_user: &str,
         at: &str,
     ) -> FollowUp {
-        let enforced = integrity::enforce(&mut self.doc, &mut self.fields, heads_before, role);
+        let enforced = integrity::enforce(&mut self.doc, &mut self.fields, applied, role);
         let mut out = FollowUp {
             touched: enforced.touched,
             ..FollowUp::default()
@@ -301,17 +309,6 @@ impl DocState {
     }
 }
 
-enum Parsed {
-    /// Version-1 sync messages carry one change per chunk: these are stored
-    /// as they came (no re-encoding). Changes whose dependencies have not
-    /// arrived yet are stored too: Automerge queues them on load exactly as it
-    /// does in memory.
-    Changes(Vec<NewChange>),
-    /// A v2 message carrying a whole compressed document (or a bundle): the
-    /// document is asked afterwards which changes are new.
-    Document,
-}
-
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const CHUNK_CHANGE: u8 = 1;
 const CHUNK_COMPRESSED_CHANGE: u8 = 2;
@@ -349,9 +346,10 @@ fn split_chunks(mut bytes: &[u8]) -> Result<Vec<(u8, &[u8])>, String> {
     Ok(out)
 }
 
-fn parse_chunks<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<Parsed, ApplyError> {
-    let mut out = Vec::new();
-    let mut needs_diff = false;
+/// Checks every chunk of a message (changes, or whole documents/bundles)
+/// before Automerge sees it: Automerge skips chunks it cannot parse without
+/// reporting it.
+fn parse_chunks<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<(), ApplyError> {
     for (index, entry) in entries.enumerate() {
         let corrupt = |reason: String| ApplyError::Corrupt { index, reason };
         for (kind, chunk) in split_chunks(entry).map_err(corrupt)? {
@@ -364,24 +362,15 @@ fn parse_chunks<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<Parsed, A
                 if chunk[4..8] != change.hash().0[..4] {
                     return Err(corrupt("checksum mismatch".into()));
                 }
-                out.push(NewChange {
-                    hash: change.hash(),
-                    bytes: change.raw_bytes().to_vec(),
-                });
             } else {
                 // A whole document or a bundle of changes: check it loads
                 // cleanly, then ask the document afterwards what is new.
                 let strict = LoadOptions::new().on_partial_load(OnPartialLoad::Error);
                 Automerge::load_with_options(chunk, strict).map_err(|e| corrupt(e.to_string()))?;
-                needs_diff = true;
             }
         }
     }
-    Ok(if needs_diff {
-        Parsed::Document
-    } else {
-        Parsed::Changes(out)
-    })
+    Ok(())
 }
 
 #[cfg(test)]

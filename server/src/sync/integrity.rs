@@ -102,12 +102,28 @@ pub struct Touch {
     pub visits_reshaped: bool,
 }
 
+impl Touch {
+    /// Unknown: the projection reads the document whole.
+    pub fn everything() -> Self {
+        Touch {
+            fields: ["*".to_string(), "visits".to_string()]
+                .into_iter()
+                .collect(),
+            visits: BTreeSet::new(),
+            visits_reshaped: true,
+        }
+    }
+}
+
 /// What `judge` found in one message.
 #[derive(Default)]
 pub struct Judgement {
     /// What the ops touched (legal or not): what projection must look at.
     pub touched: Touch,
     forbidden: Vec<OpInfo>,
+    /// Every op of the message, and where each is by id.
+    all: Vec<OpInfo>,
+    index: HashMap<ObjId, usize>,
     /// Objects that received ops and lie inside a forwarded (restored) tree.
     forward_sources: BTreeSet<String>,
     status_steps: Vec<(String, i64)>,
@@ -229,21 +245,21 @@ pub struct Enforced {
     pub status_steps: Vec<(String, i64)>,
 }
 
-/// Judges what was applied since `before` and undoes/forwards as needed;
-/// the server changes are applied to `doc` and returned for storage.
+/// Judges the changes a message made `doc` apply and undoes/forwards as
+/// needed; the server changes are applied to `doc` and returned for storage.
 pub fn enforce(
     doc: &mut Automerge,
     cache: &mut FieldCache,
-    before: &[ChangeHash],
+    applied: &[Change],
     role: Role,
 ) -> Enforced {
     let mut out = Enforced::default();
     // Admins may write any field of other documents (not tickets).
     if role == Role::Admin && !fieldsync_shared::ticket::is_ticket(doc) {
+        out.touched = Touch::everything();
         return out;
     }
-    let applied = doc.get_changes(before);
-    let judgement = judge(doc, cache, &applied, role);
+    let judgement = judge(doc, cache, applied, role);
     out.touched = judgement.touched.clone();
     out.status_steps = judgement.status_steps.clone();
     if judgement.is_clean() {
@@ -262,6 +278,16 @@ pub fn enforce(
 pub fn judge(doc: &Automerge, cache: &mut FieldCache, changes: &[Change], role: Role) -> Judgement {
     let mut j = Judgement::default();
     let ops = ops_of(doc, cache, changes);
+    let index: HashMap<ObjId, usize> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, (_, o))| (o.id.clone(), i))
+        .collect();
+    let all: Vec<OpInfo> = ops.iter().map(|(_, o)| o.clone()).collect();
+    let msg = Message {
+        ops: &all,
+        index: &index,
+    };
     let forwards = read_forwards(doc);
     let mut forbidden_ids: BTreeSet<ObjId> = BTreeSet::new();
     for (ci, op) in &ops {
@@ -283,7 +309,7 @@ pub fn judge(doc: &Automerge, cache: &mut FieldCache, changes: &[Change], role: 
         } else if field == "visits" {
             j.touched.visits_reshaped = true; // the list itself was put or deleted
         }
-        let allowed = allowed(doc, op, &field, role, &changes[*ci], &ops, &forbidden_ids);
+        let allowed = allowed(doc, op, &field, role, &changes[*ci], &msg, &forbidden_ids);
         if !allowed {
             forbidden_ids.insert(op.id.clone());
             j.forbidden.push(op.clone());
@@ -303,8 +329,26 @@ pub fn judge(doc: &Automerge, cache: &mut FieldCache, changes: &[Change], role: 
             }
         }
     }
+    j.all = all;
+    j.index = index;
     j
 }
+
+/// The ops of one message, by id (later lookups are O(1)).
+struct Message<'a> {
+    ops: &'a [OpInfo],
+    index: &'a HashMap<ObjId, usize>,
+}
+
+impl Message<'_> {
+    fn get(&self, id: &ObjId) -> Option<&OpInfo> {
+        self.index.get(id).map(|i| &self.ops[*i])
+    }
+}
+
+/// How far a chain of one message's own ops is followed (a bound on the work
+/// a crafted message can cause).
+const LOOK_THROUGH: usize = 64;
 
 fn allowed(
     doc: &Automerge,
@@ -312,21 +356,25 @@ fn allowed(
     field: &str,
     role: Role,
     change: &Change,
-    ops: &[(usize, OpInfo)],
+    msg: &Message<'_>,
     forbidden: &BTreeSet<ObjId>,
 ) -> bool {
     use automerge::legacy::OpType;
     let at_root = op.obj == ROOT;
-    // No device replaces or deletes a protected container, whoever it is.
-    if at_root && PROTECTED.contains(&field) && op.pred.iter().any(|p| doc.object_type(p).is_ok()) {
-        return false;
+    // No device replaces or deletes a protected container, whoever it is;
+    // nor writes one "concurrently" (no preds) over one that exists.
+    if at_root && PROTECTED.contains(&field) {
+        let over_object = op.pred.iter().any(|p| doc.object_type(p).is_ok());
+        if over_object || (op.pred.is_empty() && existed_before(doc, change, field, true)) {
+            return false;
+        }
     }
     match write_rule(role, group_of(field)) {
         WriteRule::Allowed => true,
         WriteRule::Denied => false,
         WriteRule::Once => {
             if at_root {
-                op.pred.is_empty()
+                op.pred.is_empty() && !existed_before(doc, change, field, false)
             } else {
                 // Only inside a signoff created by this same change.
                 let top = doc.parents(&op.obj).ok().and_then(|p| {
@@ -357,13 +405,9 @@ fn allowed(
                 _ => None, // deleting the status, or not a status
             };
             let Some(to) = to else { return false };
-            let froms = status_before(doc, op, ops, forbidden);
-            if froms.is_empty() {
-                status::may_reach(role, None, to)
-            } else {
-                froms
-                    .into_iter()
-                    .any(|from| status::may_reach(role, from, to))
+            match status_before(doc, op, change, msg, forbidden) {
+                Some(from) => status::may_reach(role, from, to),
+                None => false, // overwrites something it could not have seen
             }
         }
     }
@@ -381,34 +425,92 @@ fn created_in(change: &Change, obj: &ObjId) -> bool {
     }
 }
 
-/// The statuses a status op was written over (its preds), seen through
-/// forbidden ones (a device's own rejected step does not count as a start).
+/// Whether root `key` had a value (an object, if `object`) in the document
+/// the change was made on.
+fn existed_before(doc: &Automerge, change: &Change, key: &str, object: bool) -> bool {
+    let deps = change.deps();
+    if deps.is_empty() {
+        return false;
+    }
+    doc.get_all_at(ROOT, key, deps)
+        .map(|vals| {
+            vals.iter()
+                .any(|(v, _)| !object || matches!(v, Value::Object(_)))
+        })
+        .unwrap_or(false)
+}
+
+/// The status a status op was written over, as its author saw it: the
+/// winner (by the concurrency rule) among its preds, each of which must have
+/// been visible in the document the change was made on (or be an earlier op
+/// of the same message; a rejected one is looked through to what it
+/// overwrote). Some(None): the status did not exist. None: a pred the author
+/// could not have seen — a forged starting point.
 fn status_before(
     doc: &Automerge,
     op: &OpInfo,
-    ops: &[(usize, OpInfo)],
+    change: &Change,
+    msg: &Message<'_>,
     forbidden: &BTreeSet<ObjId>,
-) -> Vec<Option<Status>> {
-    let mut out = Vec::new();
-    let mut stack: Vec<ObjId> = op.pred.clone();
+) -> Option<Option<Status>> {
+    let visible: Vec<(Value<'static>, ObjId)> = if change.deps().is_empty() {
+        Vec::new()
+    } else {
+        doc.get_all_at(ROOT, "status", change.deps())
+            .ok()?
+            .into_iter()
+            .map(|(v, id)| (v.into_owned(), id))
+            .collect()
+    };
+    let mut values: Vec<Status> = Vec::new();
+    let mut stack: Vec<(ObjId, usize)> = op.pred.iter().map(|p| (p.clone(), 0)).collect();
     let mut seen = BTreeSet::new();
-    while let Some(p) = stack.pop() {
+    while let Some((p, depth)) = stack.pop() {
         if !seen.insert(p.clone()) {
             continue;
         }
-        if forbidden.contains(&p) {
-            if let Some((_, o)) = ops.iter().find(|(_, o)| o.id == p) {
-                stack.extend(o.pred.iter().cloned());
+        let value = if let Some(own) = msg.get(&p) {
+            if forbidden.contains(&p) {
+                if depth >= LOOK_THROUGH {
+                    return None;
+                }
+                stack.extend(own.pred.iter().map(|q| (q.clone(), depth + 1)));
+                continue;
             }
-            continue;
+            op_text(doc, own)
+        } else {
+            let v = visible.iter().find(|(_, id)| *id == p)?;
+            value_text(doc, v)
+        };
+        if let Some(s) = value.and_then(|s| s.parse().ok()) {
+            values.push(s);
         }
-        out.push(
-            value_of_op(doc, &ROOT, &Prop::Map("status".into()), &p)
-                .and_then(|v| value_text(doc, &v))
-                .and_then(|s| s.parse().ok()),
-        );
     }
-    out
+    if op.pred.is_empty() {
+        return Some(None);
+    }
+    Some(status::resolve_concurrent(&values))
+}
+
+/// The string a put or a Text-making op wrote.
+fn op_text(doc: &Automerge, op: &OpInfo) -> Option<String> {
+    match &op.action {
+        automerge::legacy::OpType::Put(ScalarValue::Str(s)) => Some(s.to_string()),
+        automerge::legacy::OpType::Make(ObjType::Text) => doc.text(&op.id).ok(),
+        _ => None,
+    }
+}
+
+/// The value an op of this message wrote, as a document value.
+fn op_value(op: &OpInfo) -> Option<(Value<'static>, ObjId)> {
+    match &op.action {
+        automerge::legacy::OpType::Put(v) => Some((
+            Value::Scalar(std::borrow::Cow::Owned(v.clone())),
+            op.id.clone(),
+        )),
+        automerge::legacy::OpType::Make(kind) => Some((Value::Object(*kind), op.id.clone())),
+        _ => None,
+    }
 }
 
 /// The value op `id` put at `obj[prop]` (visible or not): read at the heads of
@@ -438,19 +540,52 @@ fn value_text<R: ReadDoc>(doc: &R, v: &(Value<'_>, ObjId)) -> Option<String> {
     }
 }
 
-/// Position of a list/text element (visible or deleted) by its id, and
-/// whether it is visible (the element at that position is this one).
-fn element_position<R: ReadDoc>(doc: &R, obj: &ObjId, elem: &ObjId) -> Option<(usize, bool)> {
+/// Index of a list/text element by its id: where it is, or (deleted) the
+/// gap it left.
+fn cursor_index<R: ReadDoc>(doc: &R, obj: &ObjId, elem: &ObjId) -> Option<usize> {
     let ObjId::Id(ctr, actor, _) = elem else {
         return None;
     };
     let cursor = Cursor::try_from(format!("{ctr}@{actor}")).ok()?;
-    let pos = doc.get_cursor_position(obj, &cursor, None).ok()?;
-    let visible = pos < doc.length(obj)
-        && doc
-            .get_cursor(obj, pos, None)
-            .is_ok_and(|c| c.to_string() == cursor.to_string());
+    doc.get_cursor_position(obj, &cursor, None).ok()
+}
+
+/// `cursor_index`, and whether the element is visible: the value at that
+/// index is its own insert, or a later put on it.
+fn element_position(doc: &Automerge, obj: &ObjId, elem: &ObjId) -> Option<(usize, bool)> {
+    let pos = cursor_index(doc, obj, elem)?;
+    if pos >= doc.length(obj) {
+        return Some((pos, false));
+    }
+    let visible = doc
+        .get_all(obj, pos)
+        .unwrap_or_default()
+        .iter()
+        .any(|(_, id)| {
+            id == elem || put_on(doc, id).is_some_and(|k| k == KeyRef::Seq(Some(elem.clone())))
+        });
     Some((pos, visible))
+}
+
+/// The key a put (not an insert) wrote to, decoded from its change.
+fn put_on(doc: &Automerge, id: &ObjId) -> Option<KeyRef> {
+    let ObjId::Id(ctr, _, _) = id else {
+        return None;
+    };
+    let change = doc.get_change_by_hash(&doc.hash_for_opid(id)?)?.decode();
+    let op = change
+        .operations
+        .get(ctr.checked_sub(change.start_op.get())? as usize)?;
+    if op.insert {
+        return None;
+    }
+    Some(match &op.key {
+        automerge::legacy::Key::Map(k) => KeyRef::Map(k.to_string()),
+        automerge::legacy::Key::Seq(automerge::legacy::ElementId::Head) => KeyRef::Seq(None),
+        automerge::legacy::Key::Seq(automerge::legacy::ElementId::Id(e)) => {
+            KeyRef::Seq(Some(exid(e.0, &e.1)))
+        }
+    })
 }
 
 /// What the server writes to undo one forbidden op (planned on the document
@@ -521,6 +656,18 @@ pub fn compensate(
     ordered.sort_by_key(|o| o.obj == ROOT);
     let mut per_field: Vec<(String, Vec<serde_json::Value>)> = Vec::new();
     let mut planned_keys: BTreeSet<(ObjId, String)> = BTreeSet::new();
+    let msg = Message {
+        ops: &j.all,
+        index: &j.index,
+    };
+    // Forbidden puts/deletes per written key (not inserts).
+    let mut by_key: HashMap<(ObjId, String), Vec<&OpInfo>> = HashMap::new();
+    for o in j.forbidden.iter().filter(|o| !o.insert) {
+        by_key
+            .entry((o.obj.clone(), key_text(&o.key)))
+            .or_default()
+            .push(o);
+    }
     let mut plan = Vec::new();
     for op in ordered {
         let field = op.field.clone().unwrap_or_default();
@@ -528,7 +675,7 @@ pub fn compensate(
             Some((_, ops)) => ops.push(describe(op)),
             None => per_field.push((field, vec![describe(op)])),
         }
-        if let Some(u) = plan_undo(doc, op, &forbidden, &j.forbidden, role, &mut planned_keys) {
+        if let Some(u) = plan_undo(doc, op, &forbidden, &msg, &by_key, role, &mut planned_keys) {
             plan.push(u);
         }
     }
@@ -596,19 +743,30 @@ fn plan_undo(
     doc: &Automerge,
     op: &OpInfo,
     forbidden: &BTreeSet<ObjId>,
-    all: &[OpInfo],
+    msg: &Message<'_>,
+    by_key: &HashMap<(ObjId, String), Vec<&OpInfo>>,
     role: Role,
     planned_keys: &mut BTreeSet<(ObjId, String)>,
 ) -> Option<Undo> {
     use automerge::legacy::OpType;
     match (&op.key, op.insert, &op.action) {
-        (KeyRef::Seq(_), true, _) => Some(Undo::DeleteElement {
-            obj: op.obj.clone(),
-            elem: op.id.clone(),
-        }),
+        (KeyRef::Seq(_), true, _) => match element_position(doc, &op.obj, &op.id) {
+            Some((_, true)) => Some(Undo::DeleteElement {
+                obj: op.obj.clone(),
+                elem: op.id.clone(),
+            }),
+            _ => None, // already gone
+        },
         (KeyRef::Seq(Some(elem)), false, OpType::Delete) => {
-            let pred = op.pred.iter().find(|p| !forbidden.contains(*p))?;
-            let value = value_at_element(doc, &op.obj, elem, pred)?;
+            if !matches!(element_position(doc, &op.obj, elem), Some((_, false)))
+                || !planned_keys.insert((op.obj.clone(), key_text(&op.key)))
+            {
+                return None; // visible again, or already planned
+            }
+            let prop = Prop::Seq(0); // the element's own index is found by cursor
+            let value = legit_values(doc, &op.obj, &prop, Some(elem), &op.pred, forbidden, msg)
+                .into_iter()
+                .max_by(|a, b| a.1.cmp(&b.1))?;
             Some(Undo::Reinsert {
                 obj: op.obj.clone(),
                 elem: elem.clone(),
@@ -625,6 +783,8 @@ fn plan_undo(
         (key, false, _) => {
             let prop = match key {
                 KeyRef::Map(k) => Prop::Map(k.clone()),
+                // An element a forbidden op inserted is deleted anyway.
+                KeyRef::Seq(Some(elem)) if forbidden.contains(elem) => return None,
                 KeyRef::Seq(Some(elem)) => match element_position(doc, &op.obj, elem) {
                     Some((i, true)) => Prop::Seq(i),
                     _ => return None,
@@ -634,19 +794,25 @@ fn plan_undo(
             if !planned_keys.insert((op.obj.clone(), key_text(key))) {
                 return None; // one restore per key and message
             }
-            plan_restore(doc, op, key, &prop, forbidden, all, role)
+            let here = by_key
+                .get(&(op.obj.clone(), key_text(key)))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            plan_restore(doc, op, key, &prop, forbidden, msg, here, role)
         }
     }
 }
 
 /// The value a key must show again after forbidden puts/deletes at it.
+#[allow(clippy::too_many_arguments)]
 fn plan_restore(
     doc: &Automerge,
     op: &OpInfo,
     key: &KeyRef,
     prop: &Prop,
     forbidden: &BTreeSet<ObjId>,
-    all: &[OpInfo],
+    msg: &Message<'_>,
+    forbidden_here: &[&OpInfo],
     role: Role,
 ) -> Option<Undo> {
     let visible: Vec<(Value<'static>, ObjId)> = match prop {
@@ -656,10 +822,6 @@ fn plan_restore(
     .into_iter()
     .map(|(v, id)| (v.into_owned(), id))
     .collect();
-    let forbidden_here: Vec<&OpInfo> = all
-        .iter()
-        .filter(|o| o.obj == op.obj && o.key == op.key && !o.insert)
-        .collect();
     let shows_forbidden = visible.iter().any(|(_, id)| forbidden.contains(id));
     let lost_value = visible.is_empty() && forbidden_here.iter().any(|o| !o.pred.is_empty());
     if !shows_forbidden && !lost_value {
@@ -675,22 +837,19 @@ fn plan_restore(
     let candidates = if !legit.is_empty() {
         legit
     } else {
-        let mut out = Vec::new();
-        let mut stack: Vec<ObjId> = forbidden_here.iter().flat_map(|o| o.pred.clone()).collect();
-        let mut seen = BTreeSet::new();
-        while let Some(p) = stack.pop() {
-            if !seen.insert(p.clone()) {
-                continue;
-            }
-            if let Some(f) = all.iter().find(|o| o.id == p) {
-                stack.extend(f.pred.iter().cloned());
-                continue;
-            }
-            if let Some(v) = value_of_op(doc, &op.obj, prop, &p) {
-                out.push(v);
-            }
+        let elem = match key {
+            KeyRef::Seq(Some(e)) => Some(e),
+            _ => None,
+        };
+        let preds: Vec<ObjId> = forbidden_here.iter().flat_map(|o| o.pred.clone()).collect();
+        let found = legit_values(doc, &op.obj, prop, elem, &preds, forbidden, msg);
+        if found.is_empty() && !preds.is_empty() {
+            // What was overwritten cannot be read back: never delete on a
+            // guess (that could remove legitimate content).
+            tracing::warn!(key = %key_text(key), "could not restore a value; left as is");
+            return None;
         }
-        out
+        found
     };
     let is_status = op.obj == ROOT && *prop == Prop::Map("status".into());
     let chosen = if is_status {
@@ -731,6 +890,44 @@ fn plan_restore(
     })
 }
 
+/// The legitimate values behind `preds` (ops a forbidden op overwrote):
+/// forbidden ones are looked through to what they overwrote (bounded), ops
+/// of this message give their own value, older ones are read at the heads of
+/// the change that made them (list elements by cursor, never by index).
+fn legit_values(
+    doc: &Automerge,
+    obj: &ObjId,
+    prop: &Prop,
+    elem: Option<&ObjId>,
+    preds: &[ObjId],
+    forbidden: &BTreeSet<ObjId>,
+    msg: &Message<'_>,
+) -> Vec<(Value<'static>, ObjId)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(ObjId, usize)> = preds.iter().map(|p| (p.clone(), 0)).collect();
+    let mut seen = BTreeSet::new();
+    while let Some((p, depth)) = stack.pop() {
+        if !seen.insert(p.clone()) || depth > LOOK_THROUGH {
+            continue;
+        }
+        if let Some(own) = msg.get(&p) {
+            if forbidden.contains(&p) {
+                stack.extend(own.pred.iter().map(|q| (q.clone(), depth + 1)));
+            } else if let Some(v) = op_value(own) {
+                out.push(v);
+            }
+            continue;
+        }
+        let v = match (prop, elem) {
+            (_, Some(e)) => value_at_element(doc, obj, e, &p),
+            (Prop::Map(_), None) => value_of_op(doc, obj, prop, &p),
+            (Prop::Seq(_), None) => None,
+        };
+        out.extend(v);
+    }
+    out
+}
+
 /// The value a deleted list/text element held (op `pred` wrote it).
 fn value_at_element(
     doc: &Automerge,
@@ -764,15 +961,15 @@ fn apply_undo(tx: &mut Transaction<'_>, u: Undo) -> Result<(), String> {
     let e = |e: automerge::AutomergeError| e.to_string();
     match u {
         Undo::DeleteElement { obj, elem } => {
-            if let Some((index, true)) = element_position(tx, &obj, &elem) {
+            if let Some(index) = cursor_index(tx, &obj, &elem) {
                 if index < tx.length(&obj) {
                     tx.delete(&obj, index).map_err(e)?;
                 }
             }
         }
         Undo::Reinsert { obj, elem, value } => {
-            let Some((index, false)) = element_position(tx, &obj, &elem) else {
-                return Ok(()); // still (or again) there
+            let Some(index) = cursor_index(tx, &obj, &elem) else {
+                return Ok(());
             };
             match value {
                 Restored::Scalar(s) => {
@@ -839,13 +1036,11 @@ fn apply_undo(tx: &mut Transaction<'_>, u: Undo) -> Result<(), String> {
     Ok(())
 }
 
+/// Where an undo writes (visibility was checked when it was planned).
 fn resolve<R: ReadDoc>(doc: &R, obj: &ObjId, key: &KeyRef) -> Option<Prop> {
     match key {
         KeyRef::Map(k) => Some(Prop::Map(k.clone())),
-        KeyRef::Seq(Some(elem)) => match element_position(doc, obj, elem) {
-            Some((i, true)) => Some(Prop::Seq(i)),
-            _ => None,
-        },
+        KeyRef::Seq(Some(elem)) => cursor_index(doc, obj, elem).map(Prop::Seq),
         KeyRef::Seq(None) => None,
     }
 }
@@ -1309,15 +1504,56 @@ fn merge_text(
         return Ok(());
     }
     let current: Vec<char> = tx.text(target).map_err(e)?.chars().collect();
-    let context: String = b[prefix.saturating_sub(24)..prefix].iter().collect();
-    let current_s: String = current.iter().collect();
-    let pos = if context.is_empty() {
-        prefix.min(current.len())
-    } else {
-        match current_s.rfind(&context) {
-            Some(byte) => current_s[..byte].chars().count() + context.chars().count(),
-            None => prefix.min(current.len()),
+    // The same edit can be aligned several ways when the text repeats
+    // ("#12##13#" + "#14#"): try each alignment and place it after the same
+    // preceding context, preferring the one whose following text matches.
+    let mut slide = 0;
+    while slide < prefix
+        && slide < t.len() - suffix - prefix
+        && b[prefix - 1 - slide] == t[t.len() - suffix - 1 - slide]
+        && deleted.is_empty()
+    {
+        slide += 1;
+    }
+    // (score, context length, shift, pos): what follows matters most, then
+    // how much preceding context was found; ties go to the plain diff.
+    let mut best: Option<(usize, usize, usize, usize)> = None;
+    for k in 0..=slide {
+        let p = prefix - k;
+        for want in [24usize, 16, 8, 4, 0] {
+            let ctx = &b[p.saturating_sub(want)..p];
+            let found = if ctx.is_empty() {
+                Some(p.min(current.len()))
+            } else {
+                (ctx.len()..=current.len())
+                    .rev()
+                    .find(|&end| current[end - ctx.len()..end] == *ctx)
+            };
+            let Some(pos) = found else { continue };
+            let rest = (b.len() - p).min(32);
+            let matched = current[pos..]
+                .iter()
+                .zip(&b[p..])
+                .take(32)
+                .take_while(|(x, y)| x == y)
+                .count();
+            // All of what followed in the base follows here too: as good as
+            // it gets.
+            let score = if matched == rest { usize::MAX } else { matched };
+            if best.is_none_or(|(s, c, _, _)| (score, ctx.len()) > (s, c)) {
+                best = Some((score, ctx.len(), k, pos));
+            }
+            break; // the longest context found for this alignment
         }
+    }
+    let (shift, pos) = match best {
+        Some((_, _, k, pos)) => (k, pos),
+        None => (0, prefix.min(current.len())),
+    };
+    let inserted: String = if shift == 0 {
+        inserted
+    } else {
+        t[prefix - shift..t.len() - suffix - shift].iter().collect()
     };
     let del_chars = deleted.chars().count();
     let here: String = current.iter().skip(pos).take(del_chars).collect();
@@ -1333,6 +1569,12 @@ fn merge_text(
 mod tests {
     use super::*;
     use automerge::transaction::Transactable;
+
+    /// `enforce` for what was applied since `before`.
+    fn enforce_since(doc: &mut Automerge, before: &[ChangeHash], role: Role) -> Enforced {
+        let applied = doc.get_changes(before);
+        enforce(doc, &mut FieldCache::default(), &applied, role)
+    }
 
     fn ticket() -> Automerge {
         let mut doc = Automerge::new();
@@ -1360,7 +1602,7 @@ mod tests {
         tx.commit();
         let before = server.get_heads();
         server.merge(&mut device).unwrap();
-        enforce(server, &mut FieldCache::default(), &before, role)
+        enforce_since(server, &before, role)
     }
 
     fn notes(doc: &Automerge) -> String {
@@ -1412,24 +1654,14 @@ mod tests {
 
         let before = server.get_heads();
         server.merge(&mut device).unwrap();
-        let e = enforce(
-            &mut server,
-            &mut FieldCache::default(),
-            &before,
-            Role::Technician,
-        );
+        let e = enforce_since(&mut server, &before, Role::Technician);
         assert!(e.compensation.is_some());
         assert_eq!(visit_ids(&server), ["v1", "v2"]);
 
         // The other device's edit lands in the old list, long after: carried over.
         let before = server.get_heads();
         server.merge(&mut other).unwrap();
-        let e = enforce(
-            &mut server,
-            &mut FieldCache::default(),
-            &before,
-            Role::Dispatcher,
-        );
+        let e = enforce_since(&mut server, &before, Role::Dispatcher);
         assert!(e.compensation.is_none());
         assert!(!e.forwarded.is_empty());
         let t = fieldsync_shared::ticket::read(&server).unwrap();
@@ -1455,12 +1687,7 @@ mod tests {
         tx.commit();
         let before = server.get_heads();
         server.merge(&mut tech).unwrap();
-        enforce(
-            &mut server,
-            &mut FieldCache::default(),
-            &before,
-            Role::Technician,
-        );
+        enforce_since(&mut server, &before, Role::Technician);
         let t = fieldsync_shared::ticket::read(&server).unwrap();
         assert_eq!(t.visits.len(), 1);
         assert_eq!(t.visits[0].result, "fixed");
@@ -1479,17 +1706,73 @@ mod tests {
         tx.commit();
         let before = server.get_heads();
         server.merge(&mut tech).unwrap();
-        let e = enforce(
-            &mut server,
-            &mut FieldCache::default(),
-            &before,
-            Role::Technician,
-        );
+        let e = enforce_since(&mut server, &before, Role::Technician);
         let (_, violations) = e.compensation.expect("the forbidden value is undone");
         assert_eq!(violations[0].attempted, serde_json::json!("reconciled"));
         assert!(e.status_steps.is_empty(), "no accepted status step");
         let values = server.get_all(ROOT, "status").unwrap();
         assert_eq!(values.len(), 1);
         assert_eq!(values[0].0.to_string(), "\"en_route\"");
+    }
+
+    #[test]
+    fn two_status_steps_in_one_change_are_judged_each_from_the_one_before() {
+        let mut server = ticket(); // assigned
+        let e = apply(&mut server, Role::Dispatcher, |tx| {
+            tx.put(ROOT, "status", "cancelled").unwrap();
+            tx.put(ROOT, "status", "reopened").unwrap();
+        });
+        assert!(
+            e.compensation.is_none(),
+            "both steps are the dispatcher's to make"
+        );
+        let (v, _) = server.get(ROOT, "status").unwrap().unwrap();
+        assert_eq!(v.to_string(), "\"reopened\"");
+        let steps: Vec<&str> = e.status_steps.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(steps, ["cancelled", "reopened"]);
+    }
+
+    #[test]
+    fn a_forbidden_put_then_delete_of_a_visit_is_undone() {
+        let mut server = ticket();
+        let e = apply(&mut server, Role::BackOffice, |tx| {
+            let (_, visits) = tx.get(ROOT, "visits").unwrap().unwrap();
+            tx.put(&visits, 0, "gone").unwrap();
+            tx.delete(&visits, 0).unwrap();
+        });
+        assert!(e.compensation.is_some());
+        assert_eq!(visit_ids(&server), ["v1"]);
+    }
+
+    #[test]
+    fn a_forbidden_put_on_a_shifted_list_element_restores_that_element() {
+        let mut server = ticket();
+        let mut tx = server.transaction();
+        let list = tx.put_object(ROOT, "checklist", ObjType::List).unwrap();
+        tx.insert(&list, 0, "a").unwrap();
+        tx.insert(&list, 1, "b").unwrap();
+        tx.commit();
+        // A technician inserts at the front, then back office overwrites "b".
+        apply(&mut server, Role::Technician, |tx| {
+            let (_, list) = tx.get(ROOT, "checklist").unwrap().unwrap();
+            tx.insert(&list, 0, "z").unwrap();
+        });
+        let e = apply(&mut server, Role::BackOffice, |tx| {
+            let (_, list) = tx.get(ROOT, "checklist").unwrap().unwrap();
+            tx.put(&list, 2, "x").unwrap();
+        });
+        let (_, list) = server.get(ROOT, "checklist").unwrap().unwrap();
+        eprintln!("touched {:?}", e.touched);
+        eprintln!(
+            "items {:?}",
+            (0..server.length(&list))
+                .map(|i| server.get(&list, i).unwrap().unwrap().0.to_string())
+                .collect::<Vec<_>>()
+        );
+        assert!(e.compensation.is_some());
+        let items: Vec<String> = (0..server.length(&list))
+            .map(|i| server.get(&list, i).unwrap().unwrap().0.to_string())
+            .collect();
+        assert_eq!(items, ["\"z\"", "\"a\"", "\"b\""]);
     }
 }

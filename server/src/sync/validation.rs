@@ -217,7 +217,8 @@ mod tests {
         before: &[ChangeHash],
         role: Role,
     ) -> Option<crate::sync::integrity::Violations> {
-        crate::sync::integrity::enforce(doc, &mut Default::default(), before, role)
+        let applied = doc.get_changes(before);
+        crate::sync::integrity::enforce(doc, &mut Default::default(), &applied, role)
             .compensation
             .map(|(_, v)| v)
     }
