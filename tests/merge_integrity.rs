@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{ObjType, ReadDoc, ROOT};
-use common::{cli, http, Server, TestDb};
+use common::{add_users, http, Server, TestDb};
 use fieldsync_shared::client::{Device, DocStatus};
 use fieldsync_shared::status::Status;
 use fieldsync_shared::ticket::{self, Ticket};
@@ -36,22 +36,6 @@ const WAIT: Duration = Duration::from_secs(10);
 const CONVERGE: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------- harness --
-
-/// Creates accounts; each user's password is `<name>-password`.
-fn add_users(db: &TestDb, users: &[(&str, &str)]) {
-    for (u, r) in users {
-        let out = cli(
-            &db.url,
-            &["user", "add", u, "--role", r],
-            &format!("{u}-password\n"),
-        );
-        assert!(
-            out.status.success(),
-            "could not create user {u}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
 
 /// A REST call that must succeed (a refusal here is a test bug, not the bug
 /// under test).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ReadDoc, ROOT};
-use common::{cli, http, Server, TestDb, WAIT};
+use common::{add_users, http, Server, TestDb, WAIT};
 use fieldsync_shared::client::{Device, DocStatus};
 use fieldsync_shared::DocumentId;
 use serde_json::json;
@@ -34,22 +34,6 @@ async fn status_of(d: &Device, id: DocumentId) -> DocStatus {
     .await
     .unwrap();
     d.status(id).unwrap()
-}
-
-/// Creates accounts; each user's password is `<name>-password`.
-fn add_users(db: &TestDb, users: &[(&str, &str)]) {
-    for (u, r) in users {
-        let out = cli(
-            &db.url,
-            &["user", "add", u, "--role", r],
-            &format!("{u}-password\n"),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
 }
 
 fn assign(server: &Server, token: &str, doc: DocumentId, tech: &str) -> u16 {

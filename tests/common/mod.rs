@@ -415,3 +415,19 @@ impl TcpProxy {
         self.state.lock().unwrap().up = true;
     }
 }
+
+/// Creates accounts; each user's password is `<name>-password`.
+pub fn add_users(db: &TestDb, users: &[(&str, &str)]) {
+    for (u, r) in users {
+        let out = cli(
+            &db.url,
+            &["user", "add", u, "--role", r],
+            &format!("{u}-password\n"),
+        );
+        assert!(
+            out.status.success(),
+            "could not create user {u}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -81,6 +81,8 @@ struct OpInfo {
     /// The item of a root-level list the op is in (None: the list itself,
     /// or not in a list).
     item: Option<ObjId>,
+    /// Index of its change among the message's applied changes.
+    change: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -190,22 +192,23 @@ impl FieldCache {
     }
 }
 
+fn key_ref(k: &automerge::legacy::Key) -> KeyRef {
+    use automerge::legacy::{ElementId, Key};
+    match k {
+        Key::Map(k) => KeyRef::Map(k.to_string()),
+        Key::Seq(ElementId::Head) => KeyRef::Seq(None),
+        Key::Seq(ElementId::Id(e)) => KeyRef::Seq(Some(exid(e.0, &e.1))),
+    }
+}
+
 /// Decodes the changes applied since `before` into operations.
-fn ops_of(doc: &Automerge, cache: &mut FieldCache, changes: &[Change]) -> Vec<(usize, OpInfo)> {
+fn ops_of(doc: &Automerge, cache: &mut FieldCache, changes: &[Change]) -> Vec<OpInfo> {
     let mut out = Vec::new();
     for (ci, change) in changes.iter().enumerate() {
         let expanded = change.decode();
         for (i, op) in expanded.operations.iter().enumerate() {
             let obj = legacy_obj(&op.obj);
-            let key = match &op.key {
-                automerge::legacy::Key::Map(k) => KeyRef::Map(k.to_string()),
-                automerge::legacy::Key::Seq(automerge::legacy::ElementId::Head) => {
-                    KeyRef::Seq(None)
-                }
-                automerge::legacy::Key::Seq(automerge::legacy::ElementId::Id(e)) => {
-                    KeyRef::Seq(Some(exid(e.0, &e.1)))
-                }
-            };
+            let key = key_ref(&op.key);
             let (field, item) = match (&obj, &key) {
                 (o, KeyRef::Map(k)) if *o == ROOT => (Some(k.clone()), None),
                 (o, _) => match cache.place(doc, o) {
@@ -213,19 +216,17 @@ fn ops_of(doc: &Automerge, cache: &mut FieldCache, changes: &[Change]) -> Vec<(u
                     None => (None, None),
                 },
             };
-            out.push((
-                ci,
-                OpInfo {
-                    id: exid(expanded.start_op.get() + i as u64, &expanded.actor_id),
-                    obj,
-                    key,
-                    action: op.action.clone(),
-                    pred: op.pred.iter().map(|p| exid(p.0, &p.1)).collect(),
-                    insert: op.insert,
-                    field,
-                    item,
-                },
-            ));
+            out.push(OpInfo {
+                id: exid(expanded.start_op.get() + i as u64, &expanded.actor_id),
+                obj,
+                key,
+                action: op.action.clone(),
+                pred: op.pred.iter().map(|p| exid(p.0, &p.1)).collect(),
+                insert: op.insert,
+                field,
+                item,
+                change: ci,
+            });
         }
     }
     out
@@ -260,8 +261,9 @@ pub fn enforce(
         return out;
     }
     let judgement = judge(doc, cache, applied, role);
-    out.touched = judgement.touched.clone();
-    out.status_steps = judgement.status_steps.clone();
+    let mut judgement = judgement;
+    out.touched = std::mem::take(&mut judgement.touched);
+    out.status_steps = std::mem::take(&mut judgement.status_steps);
     if judgement.is_clean() {
         return out;
     }
@@ -277,20 +279,19 @@ pub fn enforce(
 /// the document apply) against `role`.
 pub fn judge(doc: &Automerge, cache: &mut FieldCache, changes: &[Change], role: Role) -> Judgement {
     let mut j = Judgement::default();
-    let ops = ops_of(doc, cache, changes);
-    let index: HashMap<ObjId, usize> = ops
+    let all = ops_of(doc, cache, changes);
+    let index: HashMap<ObjId, usize> = all
         .iter()
         .enumerate()
-        .map(|(i, (_, o))| (o.id.clone(), i))
+        .map(|(i, o)| (o.id.clone(), i))
         .collect();
-    let all: Vec<OpInfo> = ops.iter().map(|(_, o)| o.clone()).collect();
     let msg = Message {
         ops: &all,
         index: &index,
     };
     let forwards = read_forwards(doc);
     let mut forbidden_ids: BTreeSet<ObjId> = BTreeSet::new();
-    for (ci, op) in &ops {
+    for op in &all {
         let Some(field) = op.field.clone() else {
             continue; // an object the doc does not know: nothing visible
         };
@@ -309,7 +310,15 @@ pub fn judge(doc: &Automerge, cache: &mut FieldCache, changes: &[Change], role: 
         } else if field == "visits" {
             j.touched.visits_reshaped = true; // the list itself was put or deleted
         }
-        let allowed = allowed(doc, op, &field, role, &changes[*ci], &msg, &forbidden_ids);
+        let allowed = allowed(
+            doc,
+            op,
+            &field,
+            role,
+            &changes[op.change],
+            &msg,
+            &forbidden_ids,
+        );
         if !allowed {
             forbidden_ids.insert(op.id.clone());
             j.forbidden.push(op.clone());
@@ -320,7 +329,7 @@ pub fn judge(doc: &Automerge, cache: &mut FieldCache, changes: &[Change], role: 
                 _ => None,
             };
             if let Some(v) = value {
-                j.status_steps.push((v, changes[*ci].timestamp()));
+                j.status_steps.push((v, changes[op.change].timestamp()));
             }
         }
         if !forwards.is_empty() && op.obj != ROOT {
@@ -576,16 +585,7 @@ fn put_on(doc: &Automerge, id: &ObjId) -> Option<KeyRef> {
     let op = change
         .operations
         .get(ctr.checked_sub(change.start_op.get())? as usize)?;
-    if op.insert {
-        return None;
-    }
-    Some(match &op.key {
-        automerge::legacy::Key::Map(k) => KeyRef::Map(k.to_string()),
-        automerge::legacy::Key::Seq(automerge::legacy::ElementId::Head) => KeyRef::Seq(None),
-        automerge::legacy::Key::Seq(automerge::legacy::ElementId::Id(e)) => {
-            KeyRef::Seq(Some(exid(e.0, &e.1)))
-        }
-    })
+    (!op.insert).then(|| key_ref(&op.key))
 }
 
 /// What the server writes to undo one forbidden op (planned on the document
@@ -957,6 +957,13 @@ fn value_at_element(
         .map(|(v, id)| (v.into_owned(), id))
 }
 
+/// Fills `new` with what `old` holds now and records the forward old → new.
+fn copy_from(tx: &mut Transaction<'_>, old: &ObjId, new: &ObjId) -> Result<(), String> {
+    let content = tx.hydrate(old, None).map_err(|e| e.to_string())?;
+    fill(tx, new, &content)?;
+    add_forward(tx, old, new, "new")
+}
+
 fn apply_undo(tx: &mut Transaction<'_>, u: Undo) -> Result<(), String> {
     let e = |e: automerge::AutomergeError| e.to_string();
     match u {
@@ -981,10 +988,8 @@ fn apply_undo(tx: &mut Transaction<'_>, u: Undo) -> Result<(), String> {
                     }
                 }
                 Restored::Copy(old, kind) => {
-                    let content = tx.hydrate(&old, None).map_err(e)?;
                     let new = tx.insert_object(&obj, index, kind).map_err(e)?;
-                    fill(tx, &new, &content)?;
-                    add_forward(tx, &old, &new, "new")?;
+                    copy_from(tx, &old, &new)?;
                 }
             }
         }
@@ -1008,18 +1013,10 @@ fn apply_undo(tx: &mut Transaction<'_>, u: Undo) -> Result<(), String> {
                     Prop::Map(k) => tx.delete(&obj, k.as_str()).map_err(e)?,
                     Prop::Seq(i) => tx.delete(&obj, i).map_err(e)?,
                 },
-                Some(Restored::Scalar(s)) => match prop {
-                    Prop::Map(k) => tx.put(&obj, k.as_str(), s).map_err(e)?,
-                    Prop::Seq(i) => tx.put(&obj, i, s).map_err(e)?,
-                },
+                Some(Restored::Scalar(s)) => put_at(tx, &obj, &prop, s).map_err(e)?,
                 Some(Restored::Copy(old, kind)) => {
-                    let content = tx.hydrate(&old, None).map_err(e)?;
-                    let new = match &prop {
-                        Prop::Map(k) => tx.put_object(&obj, k.as_str(), kind).map_err(e)?,
-                        Prop::Seq(i) => tx.put_object(&obj, *i, kind).map_err(e)?,
-                    };
-                    fill(tx, &new, &content)?;
-                    add_forward(tx, &old, &new, "new")?;
+                    let new = put_object_at(tx, &obj, &prop, kind).map_err(e)?;
+                    copy_from(tx, &old, &new)?;
                     for r in also_forward {
                         match r.seen {
                             Some((seen, at)) => {
@@ -1342,6 +1339,16 @@ fn merge_at(
     put_value(tx, target, prop, now)
 }
 
+/// The object type a hydrated value needs (None: a scalar).
+fn kind_of(v: &hydrate::Value) -> Option<ObjType> {
+    match v {
+        hydrate::Value::Scalar(_) => None,
+        hydrate::Value::Map(_) => Some(ObjType::Map),
+        hydrate::Value::List(_) => Some(ObjType::List),
+        hydrate::Value::Text(_) => Some(ObjType::Text),
+    }
+}
+
 fn put_value(
     tx: &mut Transaction<'_>,
     target: &ObjId,
@@ -1349,22 +1356,14 @@ fn put_value(
     v: &hydrate::Value,
 ) -> Result<(), String> {
     let e = |e: automerge::AutomergeError| e.to_string();
-    let kind = match v {
-        hydrate::Value::Scalar(s) => {
-            return match prop {
-                Prop::Map(k) => tx.put(target, k.as_str(), s.clone()).map_err(e),
-                Prop::Seq(i) => tx.put(target, i, s.clone()).map_err(e),
-            }
+    match (kind_of(v), v) {
+        (Some(kind), _) => {
+            let new = put_object_at(tx, target, &prop, kind).map_err(e)?;
+            fill(tx, &new, v)
         }
-        hydrate::Value::Map(_) => ObjType::Map,
-        hydrate::Value::List(_) => ObjType::List,
-        hydrate::Value::Text(_) => ObjType::Text,
-    };
-    let new = match prop {
-        Prop::Map(k) => tx.put_object(target, k.as_str(), kind).map_err(e)?,
-        Prop::Seq(i) => tx.put_object(target, i, kind).map_err(e)?,
-    };
-    fill(tx, &new, v)
+        (None, hydrate::Value::Scalar(s)) => put_at(tx, target, &prop, s.clone()).map_err(e),
+        (None, _) => Ok(()),
+    }
 }
 
 fn fill(tx: &mut Transaction<'_>, obj: &ObjId, v: &hydrate::Value) -> Result<(), String> {
@@ -1396,7 +1395,7 @@ fn merge_list(
 ) -> Result<(), String> {
     let e = |e: automerge::AutomergeError| e.to_string();
     let target_items: Vec<hydrate::Value> = match tx.hydrate(target, None).map_err(e)? {
-        hydrate::Value::List(l) => l.iter().map(|i| i.value.clone()).collect(),
+        v @ hydrate::Value::List(_) => list_items(v),
         _ => return Ok(()),
     };
     let by_id = theirs
@@ -1429,10 +1428,7 @@ fn merge_list(
             if theirs.iter().any(|t| item_id(t).as_deref() == Some(&id)) {
                 continue;
             }
-            let now: Vec<hydrate::Value> = match tx.hydrate(target, None).map_err(e)? {
-                hydrate::Value::List(l) => l.iter().map(|i| i.value.clone()).collect(),
-                _ => Vec::new(),
-            };
+            let now: Vec<hydrate::Value> = list_items(tx.hydrate(target, None).map_err(e)?);
             if let Some(i) = now.iter().position(|t| item_id(t).as_deref() == Some(&id)) {
                 tx.delete(target, i).map_err(e)?;
             }
@@ -1450,10 +1446,7 @@ fn merge_list(
         }
     }
     for gone in remaining {
-        let now: Vec<hydrate::Value> = match tx.hydrate(target, None).map_err(e)? {
-            hydrate::Value::List(l) => l.iter().map(|i| i.value.clone()).collect(),
-            _ => Vec::new(),
-        };
+        let now: Vec<hydrate::Value> = list_items(tx.hydrate(target, None).map_err(e)?);
         if let Some(i) = now.iter().position(|t| t == gone) {
             tx.delete(target, i).map_err(e)?;
         }
@@ -1468,14 +1461,46 @@ fn insert_value(
     v: &hydrate::Value,
 ) -> Result<(), String> {
     let e = |e: automerge::AutomergeError| e.to_string();
-    let kind = match v {
-        hydrate::Value::Scalar(s) => return tx.insert(target, index, s.clone()).map_err(e),
-        hydrate::Value::Map(_) => ObjType::Map,
-        hydrate::Value::List(_) => ObjType::List,
-        hydrate::Value::Text(_) => ObjType::Text,
-    };
-    let new = tx.insert_object(target, index, kind).map_err(e)?;
-    fill(tx, &new, v)
+    match (kind_of(v), v) {
+        (Some(kind), _) => {
+            let new = tx.insert_object(target, index, kind).map_err(e)?;
+            fill(tx, &new, v)
+        }
+        (None, hydrate::Value::Scalar(s)) => tx.insert(target, index, s.clone()).map_err(e),
+        (None, _) => Ok(()),
+    }
+}
+
+fn put_at(
+    tx: &mut Transaction<'_>,
+    obj: &ObjId,
+    prop: &Prop,
+    v: ScalarValue,
+) -> Result<(), automerge::AutomergeError> {
+    match prop {
+        Prop::Map(k) => tx.put(obj, k.as_str(), v),
+        Prop::Seq(i) => tx.put(obj, *i, v),
+    }
+}
+
+fn put_object_at(
+    tx: &mut Transaction<'_>,
+    obj: &ObjId,
+    prop: &Prop,
+    kind: ObjType,
+) -> Result<ObjId, automerge::AutomergeError> {
+    match prop {
+        Prop::Map(k) => tx.put_object(obj, k.as_str(), kind),
+        Prop::Seq(i) => tx.put_object(obj, *i, kind),
+    }
+}
+
+/// A hydrated list's items (empty for anything else).
+fn list_items(v: hydrate::Value) -> Vec<hydrate::Value> {
+    match v {
+        hydrate::Value::List(l) => l.iter().map(|i| i.value.clone()).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Text: the one spliced region between `base` and `theirs`, re-applied in

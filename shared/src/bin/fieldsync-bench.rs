@@ -497,17 +497,21 @@ fn keys_hook(
             else {
                 continue;
             };
-            let last = seen.entry((doc_id, key)).or_insert(0);
-            if sent > *last {
-                *last = sent;
-                samples
-                    .lock()
-                    .unwrap()
-                    .propagation_us
-                    .push((now - sent).max(0) as u64);
-            }
+            record_propagation(&samples, seen.entry((doc_id, key)).or_insert(0), sent, now);
         }
     })
+}
+
+/// Counts a propagation sample when `sent` is newer than the last one seen.
+fn record_propagation(samples: &Mutex<Samples>, last: &mut i64, sent: i64, now: i64) {
+    if sent > *last {
+        *last = sent;
+        samples
+            .lock()
+            .unwrap()
+            .propagation_us
+            .push((now - sent).max(0) as u64);
+    }
 }
 
 /// Ticket mode: a reader samples when a ticket's newest visit is one it has
@@ -523,15 +527,7 @@ fn ticket_reader_hook(
             return;
         };
         let mut seen = seen.lock().unwrap();
-        let last = seen.entry(doc_id).or_insert(0);
-        if sent > *last {
-            *last = sent;
-            samples
-                .lock()
-                .unwrap()
-                .propagation_us
-                .push((now - sent).max(0) as u64);
-        }
+        record_propagation(&samples, seen.entry(doc_id).or_insert(0), sent, now);
     })
 }
 
