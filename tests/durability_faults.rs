@@ -511,3 +511,43 @@ fn unwritable_sqlite_file_is_refused_by_name() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+on_both_backends!(a_nul_in_a_field_does_not_block_the_ticket);
+
+/// PostgreSQL text refuses NUL: a device writing one into a projected field
+/// must not make the ticket's commits fail (its later edits still land).
+async fn a_nul_in_a_field_does_not_block_the_ticket(db: TestDb) {
+    let server = Server::start(&db, &[]);
+    let id = create_ticket(&server, 0);
+    let d = Device::new("nul-device");
+    let url = server.sync_url();
+    d.connect(&url).await.unwrap();
+    d.want(id);
+    d.wait_until(Duration::from_secs(15), "ticket", |d| {
+        d.status(id) == Some(DocStatus::Local)
+    })
+    .await
+    .unwrap();
+    d.change(id, |doc| {
+        ticket::check_in(doc, "v\0nul", "tech\0", "2026-11-25T10:00:00Z").unwrap();
+    })
+    .unwrap();
+    d.wait_acknowledged(id, Duration::from_secs(15))
+        .await
+        .unwrap();
+    d.change(id, |doc| ticket::append_note(doc, "after").unwrap())
+        .unwrap();
+    d.wait_acknowledged(id, Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert_eq!(server.metric("fieldsync_commit_failures_total"), 0);
+    let (status, body) = http(
+        server.port,
+        "GET",
+        &format!("/api/v1/tickets/{id}"),
+        Some(&server.token),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["visit_count"], 1, "{body}");
+}

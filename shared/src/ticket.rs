@@ -627,11 +627,19 @@ impl<'a, R: ReadDoc> View<'a, R> {
             })
             .collect()
     }
+    /// NUL characters are dropped: what is read here goes into text columns
+    /// (PostgreSQL refuses NUL), and one NUL in a field must not make every
+    /// commit of the ticket fail.
     fn scalar_to_string(&self, got: Option<(Value<'_>, ObjId)>) -> String {
-        match got {
+        let s = match got {
             Some((Value::Object(ObjType::Text), id)) => self.text(&id),
             Some((Value::Scalar(s), _)) => s.into_owned().into_string().unwrap_or_default(),
             _ => String::new(),
+        };
+        if s.contains('\0') {
+            s.replace('\0', "")
+        } else {
+            s
         }
     }
     fn str_item(&self, list: &ObjId, i: usize) -> String {

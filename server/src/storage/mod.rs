@@ -114,7 +114,8 @@ fn record_quarantine(
             quarantined_edits::user_id.eq(&q.user_id),
             quarantined_edits::device_id.eq(&q.device_id),
             quarantined_edits::at.eq(now),
-            quarantined_edits::path.eq(&q.path),
+            // A key may hold NUL, which PostgreSQL text refuses.
+            quarantined_edits::path.eq(q.path.replace('\0', "\u{FFFD}")),
             quarantined_edits::attempted.eq(&attempted),
             quarantined_edits::restored.eq(&restored),
             quarantined_edits::compensation_hash.eq(&q.compensation.0[..]),
