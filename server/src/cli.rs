@@ -60,6 +60,24 @@ enum Command {
         /// Distinct documents one sync connection may use.
         #[arg(long, env = "FIELDSYNC_MAX_DOCS_PER_SESSION", default_value_t = 5000)]
         max_docs_per_session: usize,
+        /// Sustained sync bytes per second per user, all connections together
+        /// (bursts hold twice that, or one largest message).
+        #[arg(long, env = "FIELDSYNC_MAX_BYTES_PER_SEC", default_value_t = 4 * 1024 * 1024)]
+        max_bytes_per_sec: u64,
+        /// Sustained Automerge operations per second per user.
+        #[arg(long, env = "FIELDSYNC_MAX_OPS_PER_SEC", default_value_t = 200_000)]
+        max_ops_per_sec: u64,
+        /// Largest size one sync message may inflate to (compressed changes
+        /// and document columns), in bytes.
+        #[arg(long, env = "FIELDSYNC_MAX_INFLATED_BYTES", default_value_t = 32 * 1024 * 1024)]
+        max_inflated_bytes: usize,
+        /// Most Automerge operations (column rows) in one sync message.
+        #[arg(
+            long,
+            env = "FIELDSYNC_MAX_OPS_PER_MESSAGE",
+            default_value_t = 1_000_000
+        )]
+        max_ops_per_message: u64,
         /// Under concurrent load, wait this long to gather more messages into
         /// one commit (0 disables).
         #[arg(long, env = "FIELDSYNC_COMMIT_LINGER_US", default_value_t = 500)]
@@ -152,6 +170,10 @@ pub fn main() -> ExitCode {
             idle_evict_secs,
             max_messages_per_sec,
             max_docs_per_session,
+            max_bytes_per_sec,
+            max_ops_per_sec,
+            max_inflated_bytes,
+            max_ops_per_message,
             commit_linger_us,
             inject_commit_faults,
             jwt_secret,
@@ -182,6 +204,10 @@ pub fn main() -> ExitCode {
                     idle_evict: Duration::from_secs(idle_evict_secs),
                     max_messages_per_sec,
                     max_docs_per_session,
+                    max_bytes_per_sec,
+                    max_ops_per_sec,
+                    max_inflated_bytes,
+                    max_ops_per_message,
                     compact_after: compact_after.max(1),
                     ..SyncConfig::default()
                 },

@@ -2,6 +2,7 @@
 //! automerge-repo wire protocol and, behind the `client` feature, the Rust
 //! device client used by tests, the load generator and native apps.
 
+pub mod cbor_shape;
 pub mod doc_id;
 pub mod permissions;
 pub mod protocol;

@@ -303,6 +303,7 @@ pub fn encode(msg: &Message) -> Vec<u8> {
 
 /// Decodes one frame. Every failure says what was wrong, for the `error` reply.
 pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
+    crate::cbor_shape::check(frame).map_err(DecodeError::NotCbor)?;
     let mut cursor = Cursor::new(frame);
     let value: Value =
         ciborium::from_reader(&mut cursor).map_err(|e| DecodeError::NotCbor(e.to_string()))?;

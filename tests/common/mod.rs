@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use diesel::{Connection, RunQueryDsl};
 
+pub mod raw;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -223,6 +225,20 @@ impl Server {
 
     pub fn get(&self, path: &str) -> String {
         http_get(self.port, path)
+    }
+
+    /// The server process's resident memory now and at its peak, in KiB.
+    pub fn memory_kb(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("server process status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     /// A Prometheus counter from `/metrics`.

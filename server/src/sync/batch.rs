@@ -25,8 +25,10 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::chunk_guard::{self, ChunkLimits, GuardError};
 use super::hub::{DocCommand, Hub, KillSwitch, PeerHandle};
-use super::ws::{identify, Identity};
+use super::rate::Budget;
+use super::ws::{identify, token_error, Identity};
 use crate::api::{ApiError, State};
 use crate::metrics::METRICS;
 
@@ -87,6 +89,19 @@ pub async fn batch_endpoint(
             ApiError::unauthorized("missing_token", "send Authorization: Bearer <access token>")
         })?
         .to_string();
+    // The token is checked before a byte of the body is read: an anonymous
+    // caller must not make the server buffer and parse megabytes.
+    let claims = api.keys.verify(&token).map_err(token_error)?;
+    // One batch at a time per user, and a few in all: bodies are buffered.
+    let _slot = hub.batch_slots.enter(&claims.sub).map_err(|busy| {
+        let mut e = ApiError::new(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "batch_in_progress",
+            busy.to_string(),
+        );
+        e.retry_after = Some(1);
+        e
+    })?;
     // A batch may carry many documents' messages, base64-encoded (4/3).
     let limit = hub.config.max_message_bytes.saturating_mul(4);
     let mut body = web::BytesMut::new();
@@ -104,6 +119,7 @@ pub async fn batch_endpoint(
     }
     let batch: BatchRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid batch body: {e}")))?;
+    drop(body);
     if batch.messages.len() > MAX_MESSAGES {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_MESSAGES} messages per batch; split it"
@@ -120,38 +136,72 @@ pub async fn batch_endpoint(
     )
     .await?;
     let identity = Arc::new(identity);
+    // Each message is measured and charged like a WebSocket message; the
+    // ones over the user's budget get an error reply and are not applied.
+    let budget = hub.budgets.for_user(&identity.user.id);
+    let limits = hub.config.chunk_limits();
+    let mut replies = vec![];
+    let mut accepted = vec![];
+    for m in batch.messages {
+        match admit(&m, limits, &budget) {
+            Ok((doc, msg)) => accepted.push((replies.len(), doc, msg)),
+            Err(e) => {
+                METRICS.protocol_errors.inc();
+                replies.push(BatchReply::error(m.document_id.clone(), e));
+                continue;
+            }
+        }
+        replies.push(BatchReply::error(m.document_id, "not processed"));
+    }
     // Every document at once: their commits share group-commit transactions.
-    let replies = futures_util::future::join_all(
-        batch
-            .messages
-            .into_iter()
-            .map(|m| one(hub.get_ref().clone(), identity.clone(), m)),
-    )
+    let done = futures_util::future::join_all(accepted.into_iter().map(|(i, doc, msg)| {
+        let (hub, who) = (hub.get_ref().clone(), identity.clone());
+        async move { (i, one(hub, who, doc, msg).await) }
+    }))
     .await;
+    for (i, reply) in done {
+        let document_id = std::mem::take(&mut replies[i].document_id);
+        replies[i] = BatchReply {
+            document_id,
+            ..reply
+        };
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "replies": replies })))
 }
 
-async fn one(hub: Arc<Hub>, who: Arc<Identity>, m: BatchMessage) -> BatchReply {
-    let doc = match DocumentId::parse_url_or_id(&m.document_id) {
-        Ok(d) => d,
-        Err(e) => return BatchReply::error(m.document_id, format!("bad document id: {e}")),
-    };
-    let msg = match B64
+/// Decodes, measures and charges one message of a batch.
+fn admit(
+    m: &BatchMessage,
+    limits: ChunkLimits,
+    budget: &std::sync::Mutex<Budget>,
+) -> Result<(DocumentId, sync::Message), String> {
+    let doc =
+        DocumentId::parse_url_or_id(&m.document_id).map_err(|e| format!("bad document id: {e}"))?;
+    let bytes = B64
         .decode(m.data.as_bytes())
-        .map_err(|e| format!("`data` is not base64: {e}"))
-        .and_then(|b| {
-            if b.is_empty() {
-                return Err("`data` is empty".to_string());
-            }
-            sync::Message::decode(&b)
-                .map_err(|e| format!("`data` is not an Automerge sync message: {e}"))
-        }) {
-        Ok(msg) => msg,
-        Err(e) => {
-            METRICS.protocol_errors.inc();
-            return BatchReply::error(m.document_id, e);
+        .map_err(|e| format!("`data` is not base64: {e}"))?;
+    if bytes.is_empty() {
+        return Err("`data` is empty".to_string());
+    }
+    let mut budget = budget.lock().unwrap_or_else(|e| e.into_inner());
+    budget.message(bytes.len()).map_err(|e| e.to_string())?;
+    let msg = sync::Message::decode(&bytes)
+        .map_err(|e| format!("`data` is not an Automerge sync message: {e}"))?;
+    let cost = chunk_guard::inspect(msg.changes.iter(), limits).map_err(|e| match e {
+        GuardError::Malformed { .. } => format!("rejected Automerge data for {doc}: {e}"),
+        e => {
+            METRICS.limit_violations.inc();
+            format!("{doc}: {e}; split the change")
         }
-    };
+    })?;
+    budget.rows(cost.rows).map_err(|e| {
+        METRICS.limit_violations.inc();
+        e.to_string()
+    })?;
+    Ok((doc, msg))
+}
+
+async fn one(hub: Arc<Hub>, who: Arc<Identity>, doc: DocumentId, msg: sync::Message) -> BatchReply {
     let (out, mut inbox) = mpsc::channel(8);
     let peer = PeerHandle {
         conn: hub.next_conn_id(),
@@ -178,7 +228,7 @@ async fn one(hub: Arc<Hub>, who: Arc<Identity>, m: BatchMessage) -> BatchReply {
     hub.dispatch_if_loaded(doc, DocCommand::PeerLeft { conn })
         .await;
     let mut reply = BatchReply {
-        document_id: m.document_id,
+        document_id: String::new(),
         status: "ok",
         data: None,
         error: None,

@@ -42,6 +42,34 @@ pub struct SyncConfig {
     pub max_messages_per_sec: u32,
     /// Distinct documents one connection may sync.
     pub max_docs_per_session: usize,
+    /// Sustained sync bytes and operations per second per user (all of the
+    /// user's connections and batch requests together).
+    pub max_bytes_per_sec: u64,
+    pub max_ops_per_sec: u64,
+    /// One sync message: bytes once inflated, operations/column rows.
+    pub max_inflated_bytes: usize,
+    pub max_ops_per_message: u64,
+    /// Batch requests processed at once (one per user).
+    pub max_concurrent_batches: usize,
+}
+
+impl SyncConfig {
+    pub fn chunk_limits(&self) -> super::chunk_guard::ChunkLimits {
+        super::chunk_guard::ChunkLimits {
+            max_inflated_bytes: self.max_inflated_bytes,
+            max_rows: self.max_ops_per_message,
+        }
+    }
+
+    pub fn rates(&self) -> super::rate::Rates {
+        super::rate::Rates {
+            messages_per_sec: f64::from(self.max_messages_per_sec),
+            bytes_per_sec: self.max_bytes_per_sec as f64,
+            rows_per_sec: self.max_ops_per_sec as f64,
+            max_message_bytes: self.max_message_bytes as f64,
+            max_message_rows: self.max_ops_per_message as f64,
+        }
+    }
 }
 
 impl Default for SyncConfig {
@@ -55,6 +83,11 @@ impl Default for SyncConfig {
             peer_timeout: Duration::from_secs(30),
             max_messages_per_sec: 500,
             max_docs_per_session: 5000,
+            max_bytes_per_sec: 4 * 1024 * 1024,
+            max_ops_per_sec: 200_000,
+            max_inflated_bytes: 32 * 1024 * 1024,
+            max_ops_per_message: 1_000_000,
+            max_concurrent_batches: 16,
         }
     }
 }
@@ -194,6 +227,8 @@ pub struct Hub {
     /// connections of the same device, never another user's.
     peers: Mutex<PeerRegistry>,
     next_id: AtomicU64,
+    pub budgets: super::rate::Budgets,
+    pub batch_slots: super::rate::BatchSlots,
 }
 
 impl Hub {
@@ -201,12 +236,14 @@ impl Hub {
         Arc::new(Self {
             db,
             committer,
-            config,
             server_peer_id: format!("fieldsync-{}", uuid::Uuid::new_v4().simple()),
             storage_id,
             docs: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            budgets: super::rate::Budgets::new(config.rates()),
+            batch_slots: super::rate::BatchSlots::new(config.max_concurrent_batches),
+            config,
         })
     }
 

@@ -2,12 +2,14 @@
 //! the tasks that drive it (`doc_actor`, `hub`) and the WebSocket glue (`ws`).
 
 pub mod batch;
+pub mod chunk_guard;
 pub mod doc_actor;
 pub mod doc_state;
 pub mod hub;
 pub mod integrity;
 #[cfg(test)]
 mod merge_properties;
+pub mod rate;
 pub mod session;
 pub mod validation;
 pub mod ws;

@@ -6,6 +6,9 @@ use automerge::sync;
 use fieldsync_shared::protocol::{self, Message, PeerId, PeerMetadata, PROTOCOL_V1};
 use fieldsync_shared::DocumentId;
 
+use super::chunk_guard::{self, ChunkLimits, GuardError};
+use crate::metrics::METRICS;
+
 /// WebSocket close codes we use (RFC 6455 §7.4.1).
 pub mod close_code {
     pub const NORMAL: u16 = 1000;
@@ -36,6 +39,9 @@ pub enum Action {
         doc: DocumentId,
         msg: sync::Message,
         request: bool,
+        /// Operations and column rows the message carries (`chunk_guard`),
+        /// charged to the user's rate budget.
+        rows: u64,
     },
     /// Relay to the document's other peers.
     Ephemeral(Message),
@@ -51,14 +57,16 @@ enum State {
 pub struct Session {
     server_peer_id: PeerId,
     storage_id: Option<String>,
+    limits: ChunkLimits,
     state: State,
 }
 
 impl Session {
-    pub fn new(server_peer_id: PeerId, storage_id: Option<String>) -> Self {
+    pub fn new(server_peer_id: PeerId, storage_id: Option<String>, limits: ChunkLimits) -> Self {
         Self {
             server_peer_id,
             storage_id,
+            limits,
             state: State::AwaitingJoin,
         }
     }
@@ -208,12 +216,34 @@ impl Session {
     }
 
     fn on_sync(&mut self, doc: DocumentId, data: &[u8], request: bool) -> Vec<Action> {
-        match sync::Message::decode(data) {
-            Ok(msg) => vec![Action::Sync { doc, msg, request }],
-            Err(e) => self.fail(
+        let msg = match sync::Message::decode(data) {
+            Ok(msg) => msg,
+            Err(e) => {
+                return self.fail(
+                    close_code::PROTOCOL_ERROR,
+                    &format!("invalid Automerge sync message for {doc}: {e}"),
+                )
+            }
+        };
+        // Measured before anything inflates or decodes an operation.
+        match chunk_guard::inspect(msg.changes.iter(), self.limits) {
+            Ok(cost) => vec![Action::Sync {
+                doc,
+                msg,
+                request,
+                rows: cost.rows,
+            }],
+            Err(e @ GuardError::Malformed { .. }) => self.fail(
                 close_code::PROTOCOL_ERROR,
-                &format!("invalid Automerge sync message for {doc}: {e}"),
+                &format!("rejected Automerge data for {doc}: {e}"),
             ),
+            Err(e) => {
+                METRICS.limit_violations.inc();
+                self.fail(
+                    close_code::TOO_BIG,
+                    &format!("{doc}: {e}; split the change"),
+                )
+            }
         }
     }
 }
@@ -235,6 +265,11 @@ mod tests {
     use super::*;
     use automerge::sync::SyncDoc;
     use automerge::Automerge;
+
+    const LIMITS: ChunkLimits = ChunkLimits {
+        max_inflated_bytes: 1 << 20,
+        max_rows: 10_000,
+    };
 
     fn join(peer: &str) -> Vec<u8> {
         protocol::encode(&Message::Join {
@@ -266,7 +301,7 @@ mod tests {
 
     #[test]
     fn handshake_answers_with_peer_and_protocol_version() {
-        let mut s = Session::new("srv".into(), Some("store-1".into()));
+        let mut s = Session::new("srv".into(), Some("store-1".into()), LIMITS);
         let acts = s.on_frame(&join("dev-1"));
         assert!(matches!(&acts[0], Action::Joined(p) if p == "dev-1"));
         match &acts[1] {
@@ -290,7 +325,7 @@ mod tests {
 
     #[test]
     fn rejects_unsupported_versions_and_messages_before_join() {
-        let mut s = Session::new("srv".into(), None);
+        let mut s = Session::new("srv".into(), None, LIMITS);
         let frame = protocol::encode(&Message::Join {
             sender_id: "d".into(),
             peer_metadata: None,
@@ -302,7 +337,7 @@ mod tests {
             "unsupported protocol version",
         );
 
-        let mut s = Session::new("srv".into(), None);
+        let mut s = Session::new("srv".into(), None, LIMITS);
         let doc = DocumentId::random();
         closes_with_error(
             &s.on_frame(&sync_frame("d", doc, vec![1])),
@@ -317,7 +352,7 @@ mod tests {
 
     #[test]
     fn routes_sync_and_request_and_rejects_corrupt_sync_data() {
-        let mut s = Session::new("srv".into(), None);
+        let mut s = Session::new("srv".into(), None, LIMITS);
         s.on_frame(&join("d"));
         let doc = DocumentId::random();
         let msg = Automerge::new()
@@ -335,14 +370,14 @@ mod tests {
 
     #[test]
     fn rejects_garbage_spoofed_senders_text_and_server_messages() {
-        let mut s = Session::new("srv".into(), None);
+        let mut s = Session::new("srv".into(), None, LIMITS);
         closes_with_error(
             &s.on_frame(b"\x00\x01garbage"),
             close_code::PROTOCOL_ERROR,
             "undecodable",
         );
 
-        let mut s = Session::new("srv".into(), None);
+        let mut s = Session::new("srv".into(), None, LIMITS);
         s.on_frame(&join("d"));
         let doc = DocumentId::random();
         closes_with_error(
@@ -351,14 +386,14 @@ mod tests {
             "does not match",
         );
 
-        let mut s = Session::new("srv".into(), None);
+        let mut s = Session::new("srv".into(), None, LIMITS);
         closes_with_error(
             &s.on_text_frame(),
             close_code::UNSUPPORTED_DATA,
             "text frames",
         );
 
-        let mut s = Session::new("srv".into(), None);
+        let mut s = Session::new("srv".into(), None, LIMITS);
         s.on_frame(&join("d"));
         let peer = protocol::encode(&Message::Peer {
             sender_id: "d".into(),
@@ -375,7 +410,7 @@ mod tests {
 
     #[test]
     fn tolerates_remote_heads_messages_and_repeated_join() {
-        let mut s = Session::new("srv".into(), None);
+        let mut s = Session::new("srv".into(), None, LIMITS);
         s.on_frame(&join("d"));
         let sub = protocol::encode(&Message::RemoteSubscriptionChange {
             sender_id: "d".into(),

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use serde::Deserialize;
 
 use super::hub::{DocCommand, Hub, KillSwitch, PeerHandle};
+use super::rate::{Budget, Exceeded};
 use super::session::{close_code, Action, CloseReason, Session};
 use crate::api::{ApiError, ApiState};
 use crate::audit::{self, Action as AuditAction, Entry};
@@ -73,13 +74,7 @@ pub async fn identify(
     platform: Option<String>,
     ip: Option<String>,
 ) -> Result<Identity, ApiError> {
-    let claims = api.keys.verify(token).map_err(|e| match e {
-        TokenError::Expired => ApiError::unauthorized(
-            "token_expired",
-            "access token expired; refresh it and reconnect",
-        ),
-        TokenError::Invalid => ApiError::unauthorized("invalid_token", "access token is invalid"),
-    })?;
+    let claims = api.keys.verify(token).map_err(token_error)?;
     let (name, platform) = (
         device_name.unwrap_or_default(),
         platform.unwrap_or_default(),
@@ -141,6 +136,16 @@ pub async fn identify(
     Ok(identity)
 }
 
+pub fn token_error(e: TokenError) -> ApiError {
+    match e {
+        TokenError::Expired => ApiError::unauthorized(
+            "token_expired",
+            "access token expired; refresh it and reconnect",
+        ),
+        TokenError::Invalid => ApiError::unauthorized("invalid_token", "access token is invalid"),
+    }
+}
+
 pub async fn sync_endpoint(
     req: HttpRequest,
     body: web::Payload,
@@ -173,38 +178,8 @@ struct Connection {
     kill: Arc<KillSwitch>,
     docs: HashSet<DocumentId>,
     identity: Identity,
-    rate: RateLimit,
-}
-
-/// Token bucket: `rate` messages per second, bursts up to twice that.
-struct RateLimit {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn new(per_sec: u32) -> Self {
-        let rate = f64::from(per_sec.max(1));
-        Self {
-            rate,
-            tokens: 2.0 * rate,
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
-            .min(2.0 * self.rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+    /// The user's budget, shared with their other connections.
+    budget: Arc<std::sync::Mutex<Budget>>,
 }
 
 impl Connection {
@@ -215,9 +190,13 @@ impl Connection {
         identity: Identity,
     ) -> (Self, mpsc::Receiver<Message>) {
         let (out_tx, out_rx) = mpsc::channel(hub.config.peer_queue);
-        let proto = Session::new(hub.server_peer_id.clone(), Some(hub.storage_id.clone()));
+        let proto = Session::new(
+            hub.server_peer_id.clone(),
+            Some(hub.storage_id.clone()),
+            hub.config.chunk_limits(),
+        );
         let conn = hub.next_conn_id();
-        let rate = RateLimit::new(hub.config.max_messages_per_sec);
+        let budget = hub.budgets.for_user(&identity.user.id);
         let me = Self {
             hub,
             ws,
@@ -229,7 +208,7 @@ impl Connection {
             kill: Arc::new(KillSwitch::default()),
             docs: HashSet::new(),
             identity,
-            rate,
+            budget,
         };
         (me, out_rx)
     }
@@ -279,12 +258,9 @@ impl Connection {
                         None => return None,
                         Some(Ok(AggregatedMessage::Binary(bytes))) => {
                             METRICS.frames_received.inc();
-                            if self.rate.take() {
-                                self.proto.on_frame(&bytes)
-                            } else {
-                                METRICS.limit_violations.inc();
-                                let limit = self.hub.config.max_messages_per_sec;
-                                self.proto.fail(close_code::POLICY, &format!("rate limit exceeded: more than {limit} messages per second"))
+                            match self.charge(|b| b.message(bytes.len())) {
+                                Ok(()) => self.proto.on_frame(&bytes),
+                                Err(e) => self.proto.fail(close_code::POLICY, &e.to_string()),
                             }
                         }
                         Some(Ok(AggregatedMessage::Text(_))) => self.proto.on_text_frame(),
@@ -365,10 +341,18 @@ impl Connection {
                         });
                     }
                 }
-                Action::Sync { doc, msg, request } => {
+                Action::Sync {
+                    doc,
+                    msg,
+                    request,
+                    rows,
+                } => {
                     let Some(peer) = self.handle.clone() else {
                         continue;
                     };
+                    if let Err(e) = self.charge(|b| b.rows(rows)) {
+                        return self.fail_now(close_code::POLICY, &e.to_string()).await;
+                    }
                     let limit = self.hub.config.max_docs_per_session;
                     if !self.docs.contains(&doc) && self.docs.len() >= limit {
                         METRICS.limit_violations.inc();
@@ -397,6 +381,16 @@ impl Connection {
             }
         }
         None
+    }
+
+    /// Charges the user's budget; going over it is counted and logged.
+    fn charge(&self, f: impl FnOnce(&mut Budget) -> Result<(), Exceeded>) -> Result<(), Exceeded> {
+        let result = f(&mut self.budget.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Err(e) = &result {
+            METRICS.limit_violations.inc();
+            tracing::warn!(conn = self.conn, user = %self.identity.user.id, error = %e, "sync rate limit");
+        }
+        result
     }
 
     /// Sends the protocol error and returns the close reason.

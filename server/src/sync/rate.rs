@@ -1,0 +1,260 @@
+//! Per-user sync budgets: messages, bytes and operations per second.
+//!
+//! Counting messages alone let one user send 8 MiB frames (or 100-byte
+//! changes describing a million operations) as fast as the server could take
+//! them. Each user gets one budget with three token buckets, shared by all of
+//! their connections and batch requests, so opening more sockets buys nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Sustained rates; a bucket holds twice its rate, and never less than one
+/// largest message, so a single legal message always fits an idle budget.
+#[derive(Clone, Copy, Debug)]
+pub struct Rates {
+    pub messages_per_sec: f64,
+    pub bytes_per_sec: f64,
+    pub rows_per_sec: f64,
+    pub max_message_bytes: f64,
+    pub max_message_rows: f64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exceeded {
+    Messages(u64),
+    Bytes(u64),
+    Rows(u64),
+}
+
+impl std::fmt::Display for Exceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exceeded::Messages(n) => {
+                write!(f, "rate limit exceeded: more than {n} messages per second")
+            }
+            Exceeded::Bytes(n) => write!(f, "rate limit exceeded: more than {n} bytes per second"),
+            Exceeded::Rows(n) => write!(
+                f,
+                "rate limit exceeded: more than {n} operations per second"
+            ),
+        }
+    }
+}
+
+struct Bucket {
+    rate: f64,
+    capacity: f64,
+    tokens: f64,
+}
+
+impl Bucket {
+    fn new(rate: f64, largest: f64) -> Self {
+        let rate = rate.max(1.0);
+        let capacity = (2.0 * rate).max(largest);
+        Self {
+            rate,
+            capacity,
+            tokens: capacity,
+        }
+    }
+
+    fn refill(&mut self, secs: f64) {
+        self.tokens = (self.tokens + secs * self.rate).min(self.capacity);
+    }
+}
+
+pub struct Budget {
+    messages: Bucket,
+    bytes: Bucket,
+    rows: Bucket,
+    last: Instant,
+}
+
+impl Budget {
+    pub fn new(r: Rates) -> Self {
+        Self {
+            messages: Bucket::new(r.messages_per_sec, 1.0),
+            bytes: Bucket::new(r.bytes_per_sec, r.max_message_bytes),
+            rows: Bucket::new(r.rows_per_sec, r.max_message_rows),
+            last: Instant::now(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let secs = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        for b in [&mut self.messages, &mut self.bytes, &mut self.rows] {
+            b.refill(secs);
+        }
+    }
+
+    /// One message of `bytes` bytes arrived.
+    pub fn message(&mut self, bytes: usize) -> Result<(), Exceeded> {
+        self.refill();
+        if self.messages.tokens < 1.0 {
+            return Err(Exceeded::Messages(self.messages.rate as u64));
+        }
+        if self.bytes.tokens < bytes as f64 {
+            return Err(Exceeded::Bytes(self.bytes.rate as u64));
+        }
+        self.messages.tokens -= 1.0;
+        self.bytes.tokens -= bytes as f64;
+        Ok(())
+    }
+
+    /// A decoded sync message carries `rows` operations/column rows.
+    pub fn rows(&mut self, rows: u64) -> Result<(), Exceeded> {
+        self.refill();
+        if self.rows.tokens < rows as f64 {
+            return Err(Exceeded::Rows(self.rows.rate as u64));
+        }
+        self.rows.tokens -= rows as f64;
+        Ok(())
+    }
+}
+
+/// The budgets of users seen recently.
+pub struct Budgets {
+    rates: Rates,
+    live: Mutex<HashMap<String, Arc<Mutex<Budget>>>>,
+}
+
+/// An unused budget is forgotten after this long (it has refilled by then:
+/// a bucket holds two seconds of its rate, or one largest message).
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+
+impl Budgets {
+    pub fn new(rates: Rates) -> Self {
+        Self {
+            rates,
+            live: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The user's budget. It outlives the user's connections, so
+    /// reconnecting does not refill it early.
+    pub fn for_user(&self, user_id: &str) -> Arc<Mutex<Budget>> {
+        let mut live = self.live.lock().expect("budgets lock");
+        if let Some(b) = live.get(user_id) {
+            return b.clone();
+        }
+        if live.len() >= 1024 {
+            live.retain(|_, b| {
+                Arc::strong_count(b) > 1
+                    || b.lock().map_or(true, |b| b.last.elapsed() < FORGET_AFTER)
+            });
+        }
+        let b = Arc::new(Mutex::new(Budget::new(self.rates)));
+        live.insert(user_id.to_string(), b.clone());
+        b
+    }
+}
+
+/// Batch requests being processed: one per user, `max` in all (their
+/// bodies are held in memory while they run).
+pub struct BatchSlots {
+    max: usize,
+    users: Mutex<std::collections::HashSet<String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Busy {
+    #[error("another batch of yours is still being processed; retry when it has finished")]
+    User,
+    #[error("the server is processing {0} batches; retry shortly")]
+    Server(usize),
+}
+
+pub struct BatchSlot<'a> {
+    slots: &'a BatchSlots,
+    user: String,
+}
+
+impl BatchSlots {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            users: Mutex::new(Default::default()),
+        }
+    }
+
+    pub fn enter(&self, user: &str) -> Result<BatchSlot<'_>, Busy> {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if users.contains(user) {
+            return Err(Busy::User);
+        }
+        if users.len() >= self.max {
+            return Err(Busy::Server(self.max));
+        }
+        users.insert(user.to_string());
+        Ok(BatchSlot {
+            slots: self,
+            user: user.to_string(),
+        })
+    }
+}
+
+impl Drop for BatchSlot<'_> {
+    fn drop(&mut self) {
+        let mut users = self.slots.users.lock().unwrap_or_else(|e| e.into_inner());
+        users.remove(&self.user);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATES: Rates = Rates {
+        messages_per_sec: 10.0,
+        bytes_per_sec: 1000.0,
+        rows_per_sec: 100.0,
+        max_message_bytes: 5000.0,
+        max_message_rows: 50.0,
+    };
+
+    #[test]
+    fn each_dimension_is_limited_and_a_largest_message_fits_an_idle_budget() {
+        let mut b = Budget::new(RATES);
+        assert_eq!(b.message(5000), Ok(()), "one largest message passes");
+        assert_eq!(b.message(10), Err(Exceeded::Bytes(1000)));
+        let mut b = Budget::new(RATES);
+        for _ in 0..20 {
+            b.message(1).unwrap();
+        }
+        assert_eq!(b.message(1), Err(Exceeded::Messages(10)));
+        let mut b = Budget::new(RATES);
+        b.rows(200).unwrap();
+        assert_eq!(b.rows(1), Err(Exceeded::Rows(100)));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(b.rows(4), Ok(()), "refilled at the rate");
+    }
+
+    #[test]
+    fn one_batch_per_user_and_a_few_in_all() {
+        let slots = BatchSlots::new(2);
+        let a = slots.enter("u1").unwrap();
+        assert!(matches!(slots.enter("u1"), Err(Busy::User)));
+        let _b = slots.enter("u2").unwrap();
+        assert!(matches!(slots.enter("u3"), Err(Busy::Server(2))));
+        drop(a);
+        assert!(slots.enter("u1").is_ok());
+    }
+
+    #[test]
+    fn a_users_connections_share_one_budget() {
+        let budgets = Budgets::new(RATES);
+        let a = budgets.for_user("u1");
+        let b = budgets.for_user("u1");
+        a.lock().unwrap().rows(200).unwrap();
+        assert!(b.lock().unwrap().rows(1).is_err());
+        assert!(budgets.for_user("u2").lock().unwrap().rows(1).is_ok());
+        drop((a, b));
+        assert!(
+            budgets.for_user("u1").lock().unwrap().rows(1).is_err(),
+            "reconnecting does not refill the budget"
+        );
+    }
+}
