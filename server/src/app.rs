@@ -3,11 +3,13 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{middleware, web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 
 use crate::api::ApiState;
 use crate::auth::accounts;
+use crate::auth::client_limit::LoginRateLimit;
+use crate::auth::hash_pool::PasswordPool;
 use crate::auth::jwt::{self, JwtKeys};
 use crate::db::{Backend, Db};
 use crate::metrics::METRICS;
@@ -32,6 +34,18 @@ pub struct ServeOptions {
     pub sync: SyncConfig,
     /// Test-only storage fault injection (`RATE:MAX[:SEED]`, see storage::faults).
     pub inject_commit_faults: Option<String>,
+    pub logins: LoginLimits,
+}
+
+/// Bounds on login work (see auth::hash_pool, auth::client_limit).
+#[derive(Clone, Debug)]
+pub struct LoginLimits {
+    /// Threads that hash and check passwords.
+    pub password_workers: usize,
+    /// Password checks that may wait for a thread; more get 503.
+    pub password_queue: usize,
+    /// Login requests per minute from one client address (and the burst).
+    pub per_ip_per_minute: u32,
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
@@ -78,12 +92,17 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         db: db.clone(),
         keys: JwtKeys::new(secret.as_bytes(), opts.access_token_ttl),
         blobs,
+        passwords: PasswordPool::start(opts.logins.password_workers, opts.logins.password_queue),
+        login_rate: LoginRateLimit::new(opts.logins.per_ip_per_minute),
     });
     let no_users = db.run(accounts::count).await? == 0;
 
     let app_hub = hub.clone();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(middleware::from_fn(crate::api::input::refuse_nul_in_url))
+            // Registered last, so outermost: sees every answer.
+            .wrap(middleware::from_fn(crate::api::errors::ensure_json))
             .app_data(web::Data::new(app_hub.clone()))
             .app_data(web::Data::new(api.clone()))
             .configure(crate::api::configure)
@@ -92,6 +111,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             .route("/ready", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
             .route("/", web::get().to(index))
+            .default_service(web::to(crate::api::errors::no_route))
     })
     .workers(opts.workers.max(1))
     .shutdown_timeout(5)
@@ -134,6 +154,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     drop(out);
 
     tokio::spawn(close_blocked_devices(hub.clone(), db.clone()));
+    tokio::spawn(prune_login_throttle(db.clone()));
 
     let result = server.run().await;
     hub.close_all("server shutting down");
@@ -207,29 +228,60 @@ async fn index() -> HttpResponse {
         )
 }
 
-/// Closes live sync sessions of devices that were revoked or whose user was
-/// disabled, within `CHECK_EVERY` — whoever made the change (API, CLI, another
-/// instance on the same database).
+/// Closes live sync sessions of devices that were revoked, whose user was
+/// disabled, or whose user's password changed after the session may have
+/// started — within `CHECK_EVERY`, whoever made the change (API, CLI,
+/// another instance on the same database).
+///
+/// The hub lists connected devices, not when they connected: a device first
+/// seen connected at one tick connected after the tick before, so that
+/// earlier tick (less a second of clock skew between instances) is the
+/// earliest its session may have started. A device that reconnects with a
+/// fresh token within one tick of a password change may be closed once more.
 async fn close_blocked_devices(hub: Arc<Hub>, db: Db) {
     const CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+    const CLOCK_SKEW_MS: i64 = 1000;
     let mut tick = tokio::time::interval(CHECK_EVERY);
+    let mut since: std::collections::HashMap<String, i64> = Default::default();
+    let mut previous_tick = crate::db::now_millis();
     loop {
         tick.tick().await;
+        let now = crate::db::now_millis();
         let connected = hub.connected_devices();
+        since.retain(|d, _| connected.binary_search(d).is_ok());
+        for d in &connected {
+            since
+                .entry(d.clone())
+                .or_insert(previous_tick - CLOCK_SKEW_MS);
+        }
+        previous_tick = now;
         if connected.is_empty() {
             continue;
         }
+        let check: Vec<(String, i64)> = since.iter().map(|(d, t)| (d.clone(), *t)).collect();
         match db
-            .run(move |c| crate::auth::devices::blocked_among(c, &connected))
+            .run(move |c| crate::auth::devices::blocked_among(c, &check))
             .await
         {
             Ok(blocked) => {
-                for device in blocked {
-                    tracing::info!(%device, "closing sync sessions of a revoked device or disabled user");
-                    hub.close_device(&device, "device revoked or account disabled");
+                for (device, why) in blocked {
+                    tracing::info!(%device, reason = why.reason(), "closing sync sessions");
+                    hub.close_device(&device, why.reason());
+                    since.remove(&device);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not check for revoked devices"),
+        }
+    }
+}
+
+/// Deletes stale rows of the login throttle hourly (see auth::throttle).
+async fn prune_login_throttle(db: Db) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        if let Err(e) = db.run(crate::auth::throttle::prune).await {
+            tracing::warn!(error = %e, "could not prune the login throttle");
         }
     }
 }

@@ -12,6 +12,8 @@ use crate::db::{now_millis, on_conn, DbConn, DbError};
 pub enum Action {
     Login,
     LoginFailed,
+    /// A (username, client address) reached the failure limit and is locked out.
+    LoginLocked,
     TokenRefreshed,
     RefreshTokenReused,
     Logout,
@@ -36,6 +38,7 @@ impl Action {
         match self {
             Action::Login => "login",
             Action::LoginFailed => "login_failed",
+            Action::LoginLocked => "login_locked",
             Action::TokenRefreshed => "token_refreshed",
             Action::RefreshTokenReused => "refresh_token_reused",
             Action::Logout => "logout",

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::app::{self, ServeOptions};
 use crate::audit::Action;
-use crate::auth::accounts;
+use crate::auth::{accounts, password, sessions};
 use crate::db::Db;
 use crate::storage;
 use crate::sync::hub::SyncConfig;
@@ -105,6 +105,18 @@ enum Command {
         /// and print the logins.
         #[arg(long)]
         demo: bool,
+        /// Threads that hash and check passwords (argon2, 19 MiB each);
+        /// default: one per CPU core.
+        #[arg(long, env = "FIELDSYNC_PASSWORD_WORKERS")]
+        password_workers: Option<usize>,
+        /// Password checks that may wait for a thread; more are answered
+        /// 503 with Retry-After.
+        #[arg(long, env = "FIELDSYNC_PASSWORD_QUEUE", default_value_t = 64)]
+        password_queue: usize,
+        /// Login requests per minute from one client address (also the
+        /// burst); more are answered 429 with Retry-After.
+        #[arg(long, env = "FIELDSYNC_LOGIN_RATE_PER_IP", default_value_t = 60)]
+        login_rate_per_ip: u32,
     },
     /// Load demo users, customers, parts and tickets, print the logins, exit.
     Demo,
@@ -182,6 +194,9 @@ pub fn main() -> ExitCode {
             max_blob_bytes,
             compact_after,
             demo,
+            password_workers,
+            password_queue,
+            login_rate_per_ip,
         } => {
             if demo {
                 if let Err(e) = print_demo(&cli.database) {
@@ -212,6 +227,13 @@ pub fn main() -> ExitCode {
                     ..SyncConfig::default()
                 },
                 inject_commit_faults,
+                logins: app::LoginLimits {
+                    password_workers: password_workers.unwrap_or_else(|| {
+                        std::thread::available_parallelism().map_or(2, |n| n.get())
+                    }),
+                    password_queue,
+                    per_ip_per_minute: login_rate_per_ip,
+                },
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -334,7 +356,7 @@ fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
             role,
             display_name,
         } => {
-            let password = read_password()?;
+            let hash = password::hash(&read_password()?)?;
             let user = db.run_blocking(|c| {
                 Ok(accounts::audited(
                     c,
@@ -342,7 +364,7 @@ fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
                     None,
                     &username,
                     via_cli(),
-                    |c| accounts::create(c, &username, &display_name, role, &password),
+                    |c| accounts::create(c, &username, &display_name, role, &hash),
                 ))
             })??;
             println!("created {} ({}) id {}", user.username, user.role, user.id);
@@ -402,7 +424,7 @@ fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
             println!("{username} is now {role}");
         }
         UserCommand::SetPassword { username } => {
-            let password = read_password()?;
+            let hash = password::hash(&read_password()?)?;
             db.run_blocking(|c| {
                 Ok(accounts::audited(
                     c,
@@ -410,7 +432,7 @@ fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
                     None,
                     &username,
                     via_cli(),
-                    |c| accounts::set_password(c, &username, &password),
+                    |c| sessions::change_password(c, &username, &hash),
                 ))
             })??;
             println!("password changed for {username}");

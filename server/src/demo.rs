@@ -60,7 +60,8 @@ fn at(days_ago: i64, hour: u32) -> String {
 fn seed(c: &mut DbConn) -> anyhow::Result<()> {
     let mut ids = std::collections::HashMap::new();
     for (name, display, role) in USERS {
-        let u = accounts::create(c, name, display, *role, PASSWORD)?;
+        let hash = crate::auth::password::hash(PASSWORD)?;
+        let u = accounts::create(c, name, display, *role, &hash)?;
         ids.insert(*name, u.id);
     }
     let (dora, tom, tina) = (&ids["dora"], &ids["tom"], &ids["tina"]);

@@ -61,15 +61,18 @@ pub fn list_tickets(conn: &mut DbConn, f: &TicketFilter) -> Result<Vec<TicketRow
             q = q.filter(tickets::created_at.lt(v));
         }
         if let Some(text) = f.q.as_deref().filter(|t| !t.trim().is_empty()) {
-            let p = format!("%{}%", text.trim().to_lowercase());
+            let p = crate::db::contains_pattern(&text.trim().to_lowercase());
             q = q.filter(
                 lower(tickets::ticket_no)
                     .like(p.clone())
-                    .or(lower(tickets::customer_name).like(p.clone()))
-                    .or(lower(tickets::product).like(p.clone()))
-                    .or(lower(tickets::model).like(p.clone()))
-                    .or(lower(tickets::serial).like(p.clone()))
-                    .or(lower(tickets::fault_description).like(p.clone())),
+                    .escape('\\')
+                    .or(lower(tickets::customer_name).like(p.clone()).escape('\\'))
+                    .or(lower(tickets::product).like(p.clone()).escape('\\'))
+                    .or(lower(tickets::model).like(p.clone()).escape('\\'))
+                    .or(lower(tickets::serial).like(p.clone()).escape('\\'))
+                    .or(lower(tickets::fault_description)
+                        .like(p.clone())
+                        .escape('\\')),
             );
         }
         q.order((tickets::created_at.desc(), tickets::doc_id))

@@ -150,14 +150,19 @@ pub fn search_customers(
     include_archived: bool,
     limit: i64,
 ) -> Result<Vec<Customer>, RecordError> {
-    let pattern = format!("%{}%", q.to_lowercase());
+    let pattern = crate::db::contains_pattern(&q.to_lowercase());
     Ok(on_conn!(conn, |c| {
         let mut query = customers::table
             .filter(
                 crate::db::lower(customers::name)
                     .like(pattern.clone())
-                    .or(crate::db::lower(customers::phone).like(pattern.clone()))
-                    .or(crate::db::lower(customers::email).like(pattern.clone())),
+                    .escape('\\')
+                    .or(crate::db::lower(customers::phone)
+                        .like(pattern.clone())
+                        .escape('\\'))
+                    .or(crate::db::lower(customers::email)
+                        .like(pattern.clone())
+                        .escape('\\')),
             )
             .into_boxed();
         if !include_archived {

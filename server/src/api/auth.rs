@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{ApiError, State};
 use crate::auth::accounts::{self, User};
+use crate::auth::client_limit::ClientAddr;
 use crate::auth::jwt::TokenError;
 use crate::auth::sessions;
 use crate::db::transaction;
@@ -22,26 +23,21 @@ pub struct LoginBody {
     password: String,
 }
 
+/// Limits: see `sessions::login` (per-address rate, hash-pool queue,
+/// per-(username, address) failure throttle).
 pub async fn login(
     state: State,
     req: HttpRequest,
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let ip = client_ip(&req);
-    let keys = state.keys.clone();
+    let client = ClientAddr::of(req.peer_addr().map(|a| a.ip()));
     let LoginBody { username, password } = body.into_inner();
-    let pair = state
-        .db
-        .run(move |c| {
-            Ok(sessions::login(
-                c,
-                &keys,
-                &username,
-                &password,
-                ip.as_deref(),
-            ))
-        })
-        .await??;
+    let guards = sessions::LoginGuards {
+        passwords: &state.passwords,
+        per_address: &state.login_rate,
+        keys: &state.keys,
+    };
+    let pair = sessions::login(&state.db, guards, username, password, client).await?;
     Ok(HttpResponse::Ok().json(pair))
 }
 
@@ -125,14 +121,29 @@ impl FromRequest for AuthUser {
                     ApiError::unauthorized("invalid_token", "access token is invalid")
                 }
             })?;
-            let user = state.db.run(move |c| accounts::get(c, &claims.sub)).await?;
-            match user {
-                Some(u) if !u.disabled => Ok(AuthUser(u)),
-                Some(_) => Err(ApiError::unauthorized(
+            let (user, current) = state
+                .db
+                .run(move |c| {
+                    let current = accounts::get_current(c, &claims)?;
+                    let user = match current {
+                        Some(_) => None,
+                        None => accounts::get(c, &claims.sub)?,
+                    };
+                    Ok((user, current))
+                })
+                .await?;
+            match (current, user) {
+                (Some(u), _) if !u.disabled => Ok(AuthUser(u)),
+                (Some(_), _) => Err(ApiError::unauthorized(
                     "user_disabled",
                     "this account is disabled",
                 )),
-                None => Err(ApiError::unauthorized(
+                // The user exists, but the token is from before a password change.
+                (None, Some(_)) => Err(ApiError::unauthorized(
+                    "token_revoked",
+                    "access token was revoked by a password change; log in again",
+                )),
+                (None, None) => Err(ApiError::unauthorized(
                     "invalid_token",
                     "access token is invalid",
                 )),

@@ -4,7 +4,9 @@
 pub mod auth;
 pub mod blobs;
 pub mod devices;
+pub mod errors;
 pub mod history;
+pub mod input;
 pub mod openapi;
 pub mod quarantine;
 pub mod records;
@@ -18,7 +20,9 @@ use actix_web::{web, HttpResponse, ResponseError};
 use fieldsync_shared::roles::Role;
 
 use crate::auth::accounts::{AccountError, User};
+use crate::auth::client_limit::LoginRateLimit;
 use crate::auth::devices::DeviceError;
+use crate::auth::hash_pool::{Busy, PasswordPool};
 use crate::auth::jwt::JwtKeys;
 use crate::auth::sessions::SessionError;
 use crate::db::{Db, DbError};
@@ -28,6 +32,10 @@ pub struct ApiState {
     pub db: Db,
     pub keys: JwtKeys,
     pub blobs: crate::blobs::BlobStore,
+    /// Password hashing, off the database pool (see auth::hash_pool).
+    pub passwords: PasswordPool,
+    /// Login requests per client address (see auth::client_limit).
+    pub login_rate: LoginRateLimit,
 }
 
 pub type State = web::Data<Arc<ApiState>>;
@@ -85,6 +93,27 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+    /// A refusal worth retrying after `secs` (429 limits, 503 busy).
+    pub fn retry_after(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        secs: u32,
+    ) -> Self {
+        Self {
+            retry_after: Some(secs),
+            ..Self::new(status, code, message)
+        }
+    }
+}
+
+impl From<Busy> for ApiError {
+    fn from(e: Busy) -> Self {
+        Self::retry_after(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string(), 1)
+    }
 }
 
 impl ResponseError for ApiError {
@@ -119,11 +148,19 @@ impl From<SessionError> for ApiError {
             SessionError::InvalidRefreshToken => {
                 Self::unauthorized("invalid_refresh_token", e.to_string())
             }
-            SessionError::TooManyAttempts => Self::new(
+            SessionError::TooManyAttempts { retry_after_secs } => Self::retry_after(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
                 e.to_string(),
+                retry_after_secs,
             ),
+            SessionError::TooManyRequests { retry_after_secs } => Self::retry_after(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                e.to_string(),
+                retry_after_secs,
+            ),
+            SessionError::Busy(busy) => busy.into(),
             SessionError::Db(db) => db.into(),
         }
     }
@@ -135,9 +172,7 @@ impl From<AccountError> for ApiError {
             AccountError::BadUsername | AccountError::Password(_) => {
                 Self::bad_request(e.to_string())
             }
-            AccountError::UsernameTaken(_) => {
-                Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
+            AccountError::UsernameTaken(_) => Self::conflict(e.to_string()),
             AccountError::NotFound(_) => Self::not_found(e.to_string()),
             AccountError::Db(db) => db.into(),
         }
@@ -147,8 +182,11 @@ impl From<AccountError> for ApiError {
 impl From<DeviceError> for ApiError {
     fn from(e: DeviceError) -> Self {
         match e {
-            DeviceError::BadId => Self::bad_request(e.to_string()),
-            DeviceError::Revoked(_) | DeviceError::OtherUser(_) => Self::forbidden(e.to_string()),
+            DeviceError::BadId | DeviceError::BadLabel => Self::bad_request(e.to_string()),
+            DeviceError::Revoked(_) => Self::forbidden(e.to_string()),
+            DeviceError::Ambiguous(_) => {
+                Self::new(StatusCode::CONFLICT, "ambiguous_device", e.to_string())
+            }
             DeviceError::NotFound(_) => Self::not_found(e.to_string()),
             DeviceError::Db(db) => db.into(),
         }
@@ -257,10 +295,24 @@ api_routes! {
     get "/openapi.json" => openapi::serve, "This document", public: true;
 }
 
+/// The API under `/api/v1`. Extractor errors (query string, path, JSON
+/// body) are answered by `errors` in the JSON error format, as are unknown
+/// routes and wrong methods (the scope's default service).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(register(
-        web::scope("/api/v1").app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(
-            |err, _| ApiError::bad_request(format!("invalid JSON body: {err}")).into(),
-        )),
-    ));
+    cfg.service(
+        register(
+            web::scope("/api/v1")
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(MAX_JSON_BODY)
+                        .error_handler(errors::json_body),
+                )
+                .app_data(web::QueryConfig::default().error_handler(errors::query_string))
+                .app_data(web::PathConfig::default().error_handler(errors::path)),
+        )
+        .default_service(web::to(errors::no_route)),
+    );
 }
+
+/// Largest JSON request body, in bytes.
+pub const MAX_JSON_BODY: usize = 64 * 1024;

@@ -30,9 +30,16 @@ pub async fn list(
     )?;
     let Query { doc_id, limit } = q.into_inner();
     let limit = limit.unwrap_or(100).clamp(1, 1000);
-    let rows = state
+    let mut rows = state
         .db
         .run(move |c| storage::list_quarantined(c, doc_id.as_deref(), limit))
         .await?;
+    // `device_id` is the id the device chose (as in `/sync?device=`), not the
+    // per-user key devices are stored under (see auth::devices).
+    for r in &mut rows {
+        if let Some(client) = r.device_id.strip_prefix(&format!("{}:", r.user_id)) {
+            r.device_id = client.to_string();
+        }
+    }
     Ok(HttpResponse::Ok().json(rows))
 }

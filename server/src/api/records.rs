@@ -6,7 +6,7 @@ use fieldsync_shared::roles::Role;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
-use super::{require_role, ApiError, State, CATALOGUE, DISPATCH, OFFICE};
+use super::{input, require_role, ApiError, State, CATALOGUE, DISPATCH, OFFICE};
 use crate::audit::{self, Action, Entry};
 use crate::auth::accounts;
 use crate::db::DbConn;
@@ -57,6 +57,13 @@ pub async fn create_customer(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let new = body.into_inner();
+    input::texts(&[
+        ("name", &new.name, input::MAX_NAME),
+        ("phone", &new.phone, input::MAX_NAME),
+        ("email", &new.email, input::MAX_NAME),
+        ("address", &new.address, input::MAX_TEXT),
+        ("notes", &new.notes, input::MAX_TEXT),
+    ])?;
     let c = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
         let cust = records::create_customer(c, new)?;
         let id = cust.id.clone();
@@ -82,6 +89,7 @@ pub async fn search_customers(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let q = params.into_inner();
+    input::text("q", &q.q, input::MAX_QUERY)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 500);
     let rows = query(&state, move |c| {
         records::search_customers(c, &q.q, q.include_archived, limit)
@@ -137,6 +145,10 @@ pub async fn create_site(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let (id, new) = (path.into_inner(), body.into_inner());
+    input::texts(&[
+        ("name", &new.name, input::MAX_NAME),
+        ("address", &new.address, input::MAX_TEXT),
+    ])?;
     let s = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
         let site = records::create_site(c, &id, new)?;
         Ok((site, id, serde_json::json!({ "created": "site" })))
@@ -153,6 +165,18 @@ pub async fn create_asset(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let (id, new) = (path.into_inner(), body.into_inner());
+    input::texts(&[
+        ("product", &new.product, input::MAX_NAME),
+        ("model", &new.model, input::MAX_NAME),
+        ("serial", &new.serial, input::MAX_ID),
+        (
+            "site_id",
+            new.site_id.as_deref().unwrap_or(""),
+            input::MAX_ID,
+        ),
+    ])?;
+    input::date("purchased_at", &new.purchased_at)?;
+    input::date("warranty_until", &new.warranty_until)?;
     let a = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
         let asset = records::create_asset(c, &id, new)?;
         Ok((asset, id, serde_json::json!({ "created": "asset" })))
@@ -175,8 +199,13 @@ pub async fn put_part(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, CATALOGUE)?;
     let b = body.into_inner();
+    let part_no = path.into_inner();
+    input::texts(&[
+        ("part_no", &part_no, input::MAX_ID),
+        ("name", &b.name, input::MAX_NAME),
+    ])?;
     let part = Part {
-        part_no: path.into_inner(),
+        part_no,
         name: b.name,
         unit_cost_cents: b.unit_cost_cents,
         active: b.active.unwrap_or(true),
@@ -243,6 +272,11 @@ pub async fn record_movement(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, CATALOGUE)?;
     let b = body.into_inner();
+    input::texts(&[
+        ("technician", &b.technician, input::MAX_ID),
+        ("part_no", &b.part_no, input::MAX_ID),
+        ("reason", &b.reason, input::MAX_TEXT),
+    ])?;
     let tech = technician_id(&state, b.technician.clone()).await?;
     let m = audited(&state, &user.0.id, Action::StockMoved, move |c| {
         let reason = if b.reason.is_empty() { "restock".to_string() } else { b.reason };

@@ -14,9 +14,10 @@ use fieldsync_shared::DocumentId;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
-use super::{require_role, ApiError, State, DISPATCH};
+use super::{input, require_role, ApiError, State, DISPATCH};
 use crate::audit::{self, Action, Entry};
 use crate::auth::accounts::{self, User};
+use crate::db::ticket_numbers;
 use crate::history::{self, TicketFilter};
 use crate::records;
 use crate::sharing::{self, DocAccess};
@@ -157,7 +158,9 @@ pub async fn assign(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let doc = parse_doc(&path.into_inner())?;
-    let tech = assign_to(&state, &hub, &user.0, doc, body.into_inner().technician).await?;
+    let technician = body.into_inner().technician;
+    input::text("technician", &technician, input::MAX_ID)?;
+    let tech = assign_to(&state, &hub, &user.0, doc, technician).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "document_id": doc.to_string(),
         "url": doc.url(),
@@ -213,6 +216,21 @@ async fn intake_from(state: &State, b: NewTicket, doc_id: DocumentId) -> Result<
     if !["A", "B", "C"].contains(&b.priority.as_str()) {
         return Err(ApiError::bad_request("priority must be A, B or C"));
     }
+    input::texts(&[
+        ("ticket_no", &b.ticket_no, input::MAX_ID),
+        ("customer_id", &b.customer_id, input::MAX_ID),
+        ("customer_name", &b.customer_name, input::MAX_NAME),
+        ("customer_phone", &b.customer_phone, input::MAX_NAME),
+        ("customer_address", &b.customer_address, input::MAX_TEXT),
+        ("site", &b.site, input::MAX_NAME),
+        ("asset_id", &b.asset_id, input::MAX_ID),
+        ("product", &b.product, input::MAX_NAME),
+        ("model", &b.model, input::MAX_NAME),
+        ("serial", &b.serial, input::MAX_ID),
+        ("fault_description", &b.fault_description, input::MAX_TEXT),
+        ("occurred_at", &b.occurred_at, input::MAX_NAME),
+        ("reported_via", &b.reported_via, input::MAX_NAME),
+    ])?;
     let (cid, aid) = (b.customer_id.clone(), b.asset_id.clone());
     let (customer, asset) = state
         .db
@@ -311,13 +329,37 @@ pub async fn create(
     require_role(&user.0, DISPATCH)?;
     let mut b = body.into_inner();
     let technician = b.technician.take();
+    if let Some(t) = &technician {
+        input::text("technician", t, input::MAX_ID)?;
+    }
     let doc_id = DocumentId::random();
     let intake = intake_from(&state, b, doc_id).await?;
     let ticket_no = intake.ticket_no.clone();
+    let (no, key) = (ticket_no.clone(), doc_id.to_string());
+    if !state
+        .db
+        .run(move |c| ticket_numbers::reserve(c, &no, &key))
+        .await?
+    {
+        return Err(ApiError::conflict(format!(
+            "ticket number `{ticket_no}` is taken"
+        )));
+    }
     let edit: ServerEditFn =
         Box::new(move |tx| ticket::create(tx, &intake).map_err(|e| e.to_string()));
-    hub.server_edit(doc_id, &user.0.id, user.0.role, true, edit)
-        .await?;
+    if let Err(e) = hub
+        .server_edit(doc_id, &user.0.id, user.0.role, true, edit)
+        .await
+    {
+        // The ticket does not exist: give its number back (best-effort; a
+        // leftover reservation only blocks that number).
+        let (no, key) = (ticket_no.clone(), doc_id.to_string());
+        let _ = state
+            .db
+            .run(move |c| ticket_numbers::release(c, &no, &key))
+            .await;
+        return Err(e.into());
+    }
     audit_ticket(
         &state,
         Action::TicketCreated,
@@ -345,10 +387,7 @@ pub async fn list(
     user: AuthUser,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let ListQuery {
-        technician,
-        mut filter,
-    } = query.into_inner();
+    let (technician, mut filter) = query.into_inner().into_filter()?;
     if let Some(name) = technician {
         let found = state
             .db
@@ -367,12 +406,67 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(rows))
 }
 
+/// The query of `GET /tickets`. Every field is spelled out (no
+/// `#[serde(flatten)]`: with it, serde_urlencoded hands numbers over as
+/// strings and `limit=10` failed to parse).
 #[derive(Deserialize)]
 pub struct ListQuery {
     /// Technician username (or use `technician_id`).
     technician: Option<String>,
-    #[serde(flatten)]
-    filter: TicketFilter,
+    status: Option<String>,
+    priority: Option<String>,
+    technician_id: Option<String>,
+    customer_id: Option<String>,
+    asset_id: Option<String>,
+    serial: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    q: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+impl ListQuery {
+    /// Checks the values and splits off the technician username.
+    fn into_filter(self) -> Result<(Option<String>, TicketFilter), ApiError> {
+        for (name, v) in [("from", &self.from), ("to", &self.to)] {
+            if let Some(v) = v {
+                input::date_or_time(name, v)?;
+            }
+        }
+        let short = [
+            ("technician", &self.technician),
+            ("status", &self.status),
+            ("priority", &self.priority),
+            ("technician_id", &self.technician_id),
+            ("customer_id", &self.customer_id),
+            ("asset_id", &self.asset_id),
+            ("serial", &self.serial),
+        ];
+        for (name, v) in short {
+            input::text(name, v.as_deref().unwrap_or(""), input::MAX_NAME)?;
+        }
+        input::text("q", self.q.as_deref().unwrap_or(""), input::MAX_QUERY)?;
+        if self.offset.is_some_and(|o| o < 0) || self.limit.is_some_and(|l| l < 1) {
+            return Err(ApiError::bad_request(
+                "`limit` must be at least 1 and `offset` not negative",
+            ));
+        }
+        let filter = TicketFilter {
+            status: self.status,
+            priority: self.priority,
+            technician_id: self.technician_id,
+            customer_id: self.customer_id,
+            asset_id: self.asset_id,
+            serial: self.serial,
+            from: self.from,
+            to: self.to,
+            q: self.q,
+            limit: self.limit,
+            offset: self.offset,
+        };
+        Ok((self.technician, filter))
+    }
 }
 
 /// The ticket's projection row; 404 for technicians it is not assigned to
@@ -469,6 +563,7 @@ async fn decide(
     require_role(&user.0, DISPATCH)?;
     let doc = parse_doc(&path.into_inner())?;
     let reason = body.map(|b| b.into_inner().reason).unwrap_or_default();
+    input::text("reason", &reason, input::MAX_TEXT)?;
     let role = user.0.role;
     let (who, r) = (user.0.username.clone(), reason.clone());
     let edit: ServerEditFn = Box::new(move |tx| {

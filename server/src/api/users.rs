@@ -5,9 +5,10 @@ use fieldsync_shared::roles::Role;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
-use super::{require_role, ApiError, State};
+use super::{input, require_role, ApiError, State};
 use crate::audit::{self, Action};
-use crate::auth::accounts;
+use crate::auth::accounts::{self, AccountError};
+use crate::auth::sessions;
 
 pub async fn list(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Admin])?;
@@ -39,6 +40,16 @@ pub async fn create(
     let role: Role = role
         .parse()
         .map_err(|e: fieldsync_shared::roles::UnknownRole| ApiError::bad_request(e.to_string()))?;
+    input::text("display_name", &display_name, input::MAX_NAME)?;
+    if !accounts::valid_username(&username) {
+        return Err(AccountError::BadUsername.into());
+    }
+    let hash = state
+        .passwords
+        .reserve()?
+        .hash(password)
+        .await
+        .map_err(AccountError::from)?;
     let actor = user.0.id;
     let detail = serde_json::json!({ "role": role });
     let created = state
@@ -50,7 +61,7 @@ pub async fn create(
                 Some(&actor),
                 &username,
                 detail,
-                |c| accounts::create(c, &username, &display_name, role, &password),
+                |c| accounts::create(c, &username, &display_name, role, &hash),
             ))
         })
         .await??;
@@ -86,7 +97,9 @@ pub struct NewPassword {
     password: String,
 }
 
-/// Admins may set anyone's password; users their own.
+/// Admins may set anyone's password; users their own. Every token and live
+/// sync session of the user ends (`sessions::change_password`), the
+/// caller's own included: they log in again with the new password.
 pub async fn set_password(
     state: State,
     user: AuthUser,
@@ -98,7 +111,12 @@ pub async fn set_password(
         require_role(&user.0, &[Role::Admin])?;
     }
     let actor = user.0.id;
-    let password = body.into_inner().password;
+    let hash = state
+        .passwords
+        .reserve()?
+        .hash(body.into_inner().password)
+        .await
+        .map_err(AccountError::from)?;
     state
         .db
         .run(move |c| {
@@ -108,7 +126,7 @@ pub async fn set_password(
                 Some(&actor),
                 &username,
                 serde_json::json!({}),
-                |c| accounts::set_password(c, &username, &password),
+                |c| sessions::change_password(c, &username, &hash),
             ))
         })
         .await??;

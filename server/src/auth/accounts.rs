@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use fieldsync_shared::roles::Role;
 use serde::Serialize;
 
-use super::password::{self, PasswordError};
+use super::password::PasswordError;
 use crate::audit::{self, Action, Entry};
 use crate::db::schema::users;
 use crate::db::{now_millis, on_conn, transaction, DbConn, DbError};
@@ -17,6 +17,10 @@ pub struct User {
     pub role: Role,
     pub disabled: bool,
     pub created_at: i64,
+    /// Bumped when the password changes; access tokens carry the generation
+    /// they were issued under and stop working when it moves on.
+    #[serde(skip)]
+    pub token_generation: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +37,7 @@ pub enum AccountError {
     Db(#[from] DbError),
 }
 
-type UserRow = (String, String, String, String, bool, i64);
+type UserRow = (String, String, String, String, bool, i64, i64);
 
 /// The columns of a `UserRow`, in order.
 const USER_COLUMNS: (
@@ -43,6 +47,7 @@ const USER_COLUMNS: (
     users::role,
     users::disabled,
     users::created_at,
+    users::token_generation,
 ) = (
     users::id,
     users::username,
@@ -50,10 +55,11 @@ const USER_COLUMNS: (
     users::role,
     users::disabled,
     users::created_at,
+    users::token_generation,
 );
 
 fn to_user(row: UserRow) -> Result<User, DbError> {
-    let (id, username, display_name, role, disabled, created_at) = row;
+    let (id, username, display_name, role, disabled, created_at, token_generation) = row;
     let role = role
         .parse()
         .map_err(|e| DbError::Corrupt(format!("user {id}: {e}")))?;
@@ -64,26 +70,29 @@ fn to_user(row: UserRow) -> Result<User, DbError> {
         role,
         disabled,
         created_at,
+        token_generation,
     })
 }
 
-fn valid_username(u: &str) -> bool {
+pub fn valid_username(u: &str) -> bool {
     (1..=64).contains(&u.len())
         && u.chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
 }
 
+/// Creates an account with an already hashed password (see `password`,
+/// `hash_pool`: hashing never runs while a database connection is held).
 pub fn create(
     conn: &mut DbConn,
     username: &str,
     display_name: &str,
     role: Role,
-    password: &str,
+    password_hash: &str,
 ) -> Result<User, AccountError> {
     if !valid_username(username) {
         return Err(AccountError::BadUsername);
     }
-    let hash = password::hash(password)?;
+    let hash = password_hash;
     let id = uuid::Uuid::now_v7().to_string();
     let now = now_millis();
     let display = if display_name.trim().is_empty() {
@@ -97,7 +106,7 @@ pub fn create(
             users::username.eq(username),
             users::display_name.eq(display),
             users::role.eq(role.as_str()),
-            users::password_hash.eq(&hash),
+            users::password_hash.eq(hash),
             users::disabled.eq(false),
             users::created_at.eq(now),
             users::updated_at.eq(now),
@@ -115,6 +124,7 @@ pub fn create(
         role,
         disabled: false,
         created_at: now,
+        token_generation: 0,
     })
 }
 
@@ -140,6 +150,17 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<User>, DbError> {
         .optional()
         .map_err(DbError::from))?;
     row.map(to_user).transpose()
+}
+
+/// The user an access token names, if the token is still theirs: the user
+/// exists and the token was issued under their current generation (no
+/// password change since). Disabled users are returned; callers refuse them
+/// with their own message.
+pub fn get_current(
+    conn: &mut DbConn,
+    claims: &super::jwt::Claims,
+) -> Result<Option<User>, DbError> {
+    Ok(get(conn, &claims.sub)?.filter(|u| u.token_generation == claims.gen))
 }
 
 pub fn list(conn: &mut DbConn) -> Result<Vec<User>, DbError> {
@@ -189,18 +210,23 @@ pub fn set_role(conn: &mut DbConn, username: &str, role: Role) -> Result<User, A
     updated_user(conn, username, n)
 }
 
-pub fn set_password(
+/// Stores a new password hash and invalidates every access token issued
+/// before (generation bump) and live sync sessions (`tokens_revoked_at`,
+/// see `app::close_blocked_devices`). Refresh tokens: `sessions::change_password`.
+pub fn set_password_hash(
     conn: &mut DbConn,
     username: &str,
-    password: &str,
+    password_hash: &str,
 ) -> Result<User, AccountError> {
-    let hash = password::hash(password)?;
+    let now = now_millis();
     let n = on_conn!(conn, |c| diesel::update(
         users::table.filter(users::username.eq(username))
     )
     .set((
-        users::password_hash.eq(&hash),
-        users::updated_at.eq(now_millis())
+        users::password_hash.eq(password_hash),
+        users::token_generation.eq(users::token_generation + 1),
+        users::tokens_revoked_at.eq(now),
+        users::updated_at.eq(now)
     ))
     .execute(c)
     .map_err(DbError::from))?;

@@ -1,6 +1,11 @@
 //! Devices: each belongs to one user; revoked devices are refused.
+//!
+//! The app chooses its device id (`client_id`); the server scopes it per
+//! user: the row key, and the id the sync code and the API use, is
+//! `<user id>:<client id>` (`key`). One user's registrations can therefore
+//! never block or reveal another's.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use diesel::prelude::*;
 use serde::Serialize;
@@ -11,6 +16,7 @@ use crate::db::{now_millis, on_conn, DbConn, DbError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, Queryable)]
 pub struct Device {
+    /// `<user id>:<client id>`, unique.
     pub id: String,
     pub user_id: String,
     pub name: String,
@@ -18,6 +24,8 @@ pub struct Device {
     pub created_at: i64,
     pub last_seen_at: i64,
     pub revoked_at: Option<i64>,
+    /// The id the app chose.
+    pub client_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +34,24 @@ pub enum DeviceError {
     BadId,
     #[error("device {0} has been revoked")]
     Revoked(String),
-    #[error("device {0} belongs to another user")]
-    OtherUser(String),
+    #[error(
+        "device id `{0}` is used by several users; use the device's full id from GET /devices"
+    )]
+    Ambiguous(String),
+    #[error("device name and platform must be at most {MAX_LABEL_LEN} characters")]
+    BadLabel,
     #[error("no such device {0}")]
     NotFound(String),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// Longest device name or platform label.
+pub const MAX_LABEL_LEN: usize = 200;
+
+/// The row key of `client_id` for `user_id`.
+pub fn key(user_id: &str, client_id: &str) -> String {
+    format!("{user_id}:{client_id}")
 }
 
 fn valid_id(id: &str) -> bool {
@@ -49,21 +69,51 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<Device>, DbError> {
         .map_err(DbError::from))
 }
 
-/// Registers `id` under `user` on first use, or checks that it is theirs and
-/// not revoked; updates `last_seen_at`. Returns the device and whether it is new.
+/// `user`'s device with the app-chosen `client_id`.
+pub fn find(conn: &mut DbConn, user_id: &str, client_id: &str) -> Result<Option<Device>, DbError> {
+    get(conn, &key(user_id, client_id))
+}
+
+/// A device by its full id, or by a client id only one user has.
+pub fn resolve(conn: &mut DbConn, id: &str) -> Result<Device, DeviceError> {
+    if let Some(d) = get(conn, id)? {
+        return Ok(d);
+    }
+    let mut found: Vec<Device> = on_conn!(conn, |c| devices::table
+        .filter(devices::client_id.eq(id))
+        .limit(2)
+        .load::<Device>(c)
+        .map_err(DbError::from))?;
+    match found.len() {
+        0 => Err(DeviceError::NotFound(id.into())),
+        1 => Ok(found.remove(0)),
+        _ => Err(DeviceError::Ambiguous(id.into())),
+    }
+}
+
+/// Registers `client_id` under `user` on first use, or checks that it is not
+/// revoked; updates `last_seen_at`. Returns the device and whether it is new.
 pub fn register_or_touch(
     conn: &mut DbConn,
     user: &User,
-    id: &str,
+    client_id: &str,
     name: &str,
     platform: &str,
 ) -> Result<(Device, bool), DeviceError> {
-    if !valid_id(id) {
+    if !valid_id(client_id) {
         return Err(DeviceError::BadId);
     }
+    if name.chars().count() > MAX_LABEL_LEN
+        || platform.chars().count() > MAX_LABEL_LEN
+        || name.contains('\0')
+        || platform.contains('\0')
+    {
+        return Err(DeviceError::BadLabel);
+    }
+    let id = &key(&user.id, client_id);
     let now = now_millis();
     let name = if name.trim().is_empty() {
-        id
+        client_id
     } else {
         name.trim()
     };
@@ -80,14 +130,12 @@ pub fn register_or_touch(
             devices::platform.eq(platform),
             devices::created_at.eq(now),
             devices::last_seen_at.eq(now),
+            devices::client_id.eq(client_id),
         ))
         .on_conflict_do_nothing()
         .execute(c)
         .map_err(DbError::from))?;
     let device = get(conn, id)?.ok_or_else(|| DeviceError::NotFound(id.into()))?;
-    if device.user_id != user.id {
-        return Err(DeviceError::OtherUser(id.into()));
-    }
     if device.revoked_at.is_some() {
         return Err(DeviceError::Revoked(id.into()));
     }
@@ -100,7 +148,7 @@ pub fn register_or_touch(
     Ok((device, inserted == 1))
 }
 
-/// Records that a known device was seen now (best-effort; see sync::ws).
+/// Records that a known device (by full id) was seen now (best-effort; see sync::ws).
 pub fn touch(conn: &mut DbConn, id: &str) -> Result<(), DbError> {
     on_conn!(conn, |c| diesel::update(devices::table.find(id))
         .set(devices::last_seen_at.eq(now_millis()))
@@ -109,7 +157,9 @@ pub fn touch(conn: &mut DbConn, id: &str) -> Result<(), DbError> {
         .map_err(DbError::from))
 }
 
+/// Revokes a device given by full id (or an unambiguous client id).
 pub fn revoke(conn: &mut DbConn, id: &str) -> Result<Device, DeviceError> {
+    let id = &resolve(conn, id)?.id;
     let n = on_conn!(conn, |c| diesel::update(
         devices::table
             .find(id)
@@ -134,29 +184,63 @@ pub fn list(conn: &mut DbConn, user_id: Option<&str>) -> Result<Vec<Device>, DbE
     })
 }
 
-/// Of the given devices, those that may no longer sync: revoked, or whose
-/// user is disabled. Used to close live sessions within seconds.
-pub fn blocked_among(conn: &mut DbConn, ids: &[String]) -> Result<HashSet<String>, DbError> {
-    if ids.is_empty() {
-        return Ok(HashSet::new());
+/// Why a live sync session must close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocked {
+    /// The device was revoked (or vanished) or its user disabled.
+    RevokedOrDisabled,
+    /// The user's password changed after the session may have started.
+    PasswordChanged,
+}
+
+impl Blocked {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Blocked::RevokedOrDisabled => "device revoked or account disabled",
+            Blocked::PasswordChanged => "password changed; log in again",
+        }
     }
-    let rows: Vec<(String, Option<i64>, bool)> = on_conn!(conn, |c| devices::table
+}
+
+/// Of the given connected devices, each with the earliest time (unix ms)
+/// its session may have started, those that may no longer sync. Used to
+/// close live sessions within seconds, whoever made the change.
+pub fn blocked_among(
+    conn: &mut DbConn,
+    connected: &[(String, i64)],
+) -> Result<Vec<(String, Blocked)>, DbError> {
+    if connected.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = connected.iter().map(|(id, _)| id.as_str()).collect();
+    let rows: Vec<(String, Option<i64>, bool, Option<i64>)> = on_conn!(conn, |c| devices::table
         .inner_join(users::table.on(users::id.eq(devices::user_id)))
-        .filter(devices::id.eq_any(ids))
-        .select((devices::id, devices::revoked_at, users::disabled))
+        .filter(devices::id.eq_any(&ids))
+        .select((
+            devices::id,
+            devices::revoked_at,
+            users::disabled,
+            users::tokens_revoked_at
+        ))
         .load(c)
         .map_err(DbError::from))?;
-    let known: HashSet<&str> = rows.iter().map(|(id, ..)| id.as_str()).collect();
-    let mut blocked: HashSet<String> = rows
-        .iter()
-        .filter(|(_, revoked, disabled)| revoked.is_some() || *disabled)
-        .map(|(id, ..)| id.clone())
+    let rows: HashMap<String, (Option<i64>, bool, Option<i64>)> = rows
+        .into_iter()
+        .map(|(id, revoked, disabled, tokens)| (id, (revoked, disabled, tokens)))
         .collect();
-    // A device row that vanished is blocked too.
-    blocked.extend(
-        ids.iter()
-            .filter(|id| !known.contains(id.as_str()))
-            .cloned(),
-    );
-    Ok(blocked)
+    Ok(connected
+        .iter()
+        .filter_map(|(id, since)| {
+            let why = match rows.get(id) {
+                // A device row that vanished is blocked too.
+                None => Blocked::RevokedOrDisabled,
+                Some((revoked, disabled, _)) if revoked.is_some() || *disabled => {
+                    Blocked::RevokedOrDisabled
+                }
+                Some((_, _, Some(changed))) if *changed >= *since => Blocked::PasswordChanged,
+                _ => return None,
+            };
+            Some((id.clone(), why))
+        })
+        .collect())
 }

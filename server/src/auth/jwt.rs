@@ -15,6 +15,10 @@ pub struct Claims {
     pub role: String,
     pub iat: i64,
     pub exp: i64,
+    /// The user's token generation at issue (see `accounts::get_current`);
+    /// tokens from before this field existed count as generation 0.
+    #[serde(default)]
+    pub gen: i64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -42,13 +46,14 @@ impl JwtKeys {
     }
 
     /// Returns the token and its expiry (unix seconds).
-    pub fn issue(&self, user_id: &str, role: &str) -> (String, i64) {
+    pub fn issue(&self, user_id: &str, role: &str, gen: i64) -> (String, i64) {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user_id.to_string(),
             role: role.to_string(),
             iat: now,
             exp: now + self.access_ttl.as_secs() as i64,
+            gen,
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 encoding cannot fail");
@@ -80,11 +85,16 @@ mod tests {
     #[test]
     fn issues_and_verifies_and_rejects_tampering_and_other_keys() {
         let keys = JwtKeys::new(b"secret-one", Duration::from_secs(60));
-        let (token, exp) = keys.issue("u1", "dispatcher");
+        let (token, exp) = keys.issue("u1", "dispatcher", 3);
         let claims = keys.verify(&token).unwrap();
         assert_eq!(
-            (claims.sub.as_str(), claims.role.as_str(), claims.exp),
-            ("u1", "dispatcher", exp)
+            (
+                claims.sub.as_str(),
+                claims.role.as_str(),
+                claims.exp,
+                claims.gen
+            ),
+            ("u1", "dispatcher", exp, 3)
         );
         let other = JwtKeys::new(b"secret-two", Duration::from_secs(60));
         assert_eq!(other.verify(&token), Err(TokenError::Invalid));
@@ -101,6 +111,7 @@ mod tests {
             role: "admin".into(),
             iat: 0,
             exp: 1,
+            gen: 0,
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
         assert_eq!(keys.verify(&token), Err(TokenError::Expired));

@@ -1,8 +1,12 @@
 //! Identity: accounts with argon2id passwords, JWT access tokens and rotating
-//! refresh tokens.
+//! refresh tokens; login limits (hash pool, per-address rate, per-account
+//! failure throttle).
 
 pub mod accounts;
+pub mod client_limit;
 pub mod devices;
+pub mod hash_pool;
 pub mod jwt;
 pub mod password;
 pub mod sessions;
+pub mod throttle;

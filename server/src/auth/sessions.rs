@@ -10,21 +10,18 @@ use diesel::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::accounts::{self, User};
+use super::accounts::{self, AccountError, User};
+use super::client_limit::{ClientAddr, LoginRateLimit};
+use super::hash_pool::{Busy, PasswordPool};
 use super::jwt::JwtKeys;
-use super::password;
+use super::password::MAX_PASSWORD_LEN;
+use super::throttle;
 use crate::audit::{self, Action, Entry};
 use crate::db::schema::refresh_tokens as rt;
-use crate::db::{now_millis, on_conn, transaction, DbConn, DbError};
+use crate::db::{now_millis, on_conn, transaction, Db, DbConn, DbError};
 
 /// Refresh tokens live 30 days (a technician may be offline for a while).
 pub const REFRESH_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
-
-/// Login throttling: after this many failed attempts for one username within
-/// the window, further attempts are refused until the window has passed. The
-/// count comes from the audit log, so it holds across server instances.
-pub const MAX_FAILED_LOGINS: i64 = 5;
-pub const FAILED_LOGIN_WINDOW_MS: i64 = 15 * 60 * 1000;
 
 #[derive(Debug, Serialize)]
 pub struct TokenPair {
@@ -40,8 +37,12 @@ pub struct TokenPair {
 pub enum SessionError {
     #[error("invalid username or password")]
     InvalidCredentials,
-    #[error("too many failed logins for this account; try again in 15 minutes")]
-    TooManyAttempts,
+    #[error("too many failed logins for this account from your address; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u32 },
+    #[error("too many login requests from your address; try again in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u32 },
+    #[error(transparent)]
+    Busy(#[from] Busy),
     #[error("refresh token is invalid, expired or revoked")]
     InvalidRefreshToken,
     #[error(transparent)]
@@ -75,7 +76,7 @@ fn store_refresh(conn: &mut DbConn, family: &str, user_id: &str) -> Result<Strin
 }
 
 fn pair(keys: &JwtKeys, user: User, refresh_token: String) -> TokenPair {
-    let (access_token, _) = keys.issue(&user.id, user.role.as_str());
+    let (access_token, _) = keys.issue(&user.id, user.role.as_str(), user.token_generation);
     TokenPair {
         access_token,
         token_type: "Bearer",
@@ -85,56 +86,118 @@ fn pair(keys: &JwtKeys, user: User, refresh_token: String) -> TokenPair {
     }
 }
 
-/// Not wrapped in a transaction by callers: a failed attempt must stay in the
-/// audit log even though the request fails.
-pub fn login(
-    conn: &mut DbConn,
-    keys: &JwtKeys,
-    username: &str,
-    password_attempt: &str,
-    ip: Option<&str>,
+/// What a login needs besides the database: the hash pool, the per-address
+/// request limit and the token keys.
+pub struct LoginGuards<'a> {
+    pub passwords: &'a PasswordPool,
+    pub per_address: &'a LoginRateLimit,
+    pub keys: &'a JwtKeys,
+}
+
+/// Logs in. The password is checked on the hash pool between two short
+/// database steps, so no connection or database permit is held meanwhile:
+/// 1. per-address request limit and a hash-pool place (refusals cost nothing);
+/// 2. count the attempt (`throttle::claim`, atomic) and read the user;
+/// 3. check the password (or a dummy hash for an unknown user);
+/// 4. record the outcome: tokens, or a failure (and maybe a lockout) in the
+///    audit log. Not one transaction: a failure must stay recorded.
+pub async fn login(
+    db: &Db,
+    guards: LoginGuards<'_>,
+    username: String,
+    password_attempt: String,
+    client: ClientAddr,
 ) -> Result<TokenPair, SessionError> {
-    let since = now_millis() - FAILED_LOGIN_WINDOW_MS;
-    if audit::count_since(conn, Action::LoginFailed, username, since)? >= MAX_FAILED_LOGINS {
-        return Err(SessionError::TooManyAttempts);
-    }
-    let found = accounts::find_for_login(conn, username)?;
-    let ok = match &found {
-        Some((user, hash)) => password::verify(password_attempt, hash) && !user.disabled,
-        None => {
-            password::verify_dummy(password_attempt);
-            false
-        }
-    };
-    let Some((user, _)) = found.filter(|_| ok) else {
-        audit::record(
-            conn,
-            Entry {
-                action: Action::LoginFailed,
-                actor_user_id: None,
-                subject: Some(username),
-                detail: serde_json::json!({}),
-                ip,
-            },
-        )?;
+    guards
+        .per_address
+        .take(&client)
+        .map_err(|retry_after_secs| SessionError::TooManyRequests { retry_after_secs })?;
+    // No account can have these; answer without using the pool or database.
+    if !accounts::valid_username(&username) || password_attempt.len() > 4 * MAX_PASSWORD_LEN {
         return Err(SessionError::InvalidCredentials);
-    };
-    let family = uuid::Uuid::now_v7().to_string();
-    let refresh = transaction(conn, |conn| {
-        let token = store_refresh(conn, &family, &user.id)?;
-        audit::record(
-            conn,
-            Entry {
-                action: Action::Login,
-                actor_user_id: Some(&user.id),
-                subject: Some(&user.username),
-                detail: serde_json::json!({ "family": family }),
-                ip,
-            },
-        )?;
-        Ok::<_, DbError>(token)
-    })?;
-    Ok(pair(keys, user, refresh))
+    }
+    let place = guards.passwords.reserve()?;
+    let (name, addr) = (username.clone(), client.as_str().to_string());
+    let (nth, found) = db
+        .run(move |c| {
+            let nth = match throttle::claim(c, &name, &addr)? {
+                throttle::Claim::Granted { nth } => nth,
+                throttle::Claim::Locked { retry_after_secs } => return Ok(Err(retry_after_secs)),
+            };
+            Ok(Ok((nth, accounts::find_for_login(c, &name)?)))
+        })
+        .await?
+        .map_err(|retry_after_secs| SessionError::TooManyAttempts { retry_after_secs })?;
+    let stored = found.as_ref().map(|(_, hash)| hash.clone());
+    let matches = place.verify(password_attempt, stored).await;
+    let user = found.map(|(u, _)| u).filter(|u| matches && !u.disabled);
+    let keys = guards.keys.clone();
+    db.run(move |c| {
+        let ip = Some(client.as_str());
+        let Some(user) = user else {
+            if let Some(ms) = throttle::failed(c, &username, client.as_str(), nth)? {
+                audit::record(
+                    c,
+                    Entry {
+                        action: Action::LoginLocked,
+                        actor_user_id: None,
+                        subject: Some(&username),
+                        detail: serde_json::json!({ "failures": throttle::MAX_FAILURES, "locked_for_secs": ms / 1000 }),
+                        ip,
+                    },
+                )?;
+            }
+            audit::record(
+                c,
+                Entry {
+                    action: Action::LoginFailed,
+                    actor_user_id: None,
+                    subject: Some(&username),
+                    detail: serde_json::json!({}),
+                    ip,
+                },
+            )?;
+            return Ok(Err(SessionError::InvalidCredentials));
+        };
+        throttle::succeeded(c, &username, client.as_str())?;
+        let family = uuid::Uuid::now_v7().to_string();
+        let refresh = transaction(c, |conn| {
+            let token = store_refresh(conn, &family, &user.id)?;
+            audit::record(
+                conn,
+                Entry {
+                    action: Action::Login,
+                    actor_user_id: Some(&user.id),
+                    subject: Some(&user.username),
+                    detail: serde_json::json!({ "family": family }),
+                    ip,
+                },
+            )?;
+            Ok::<_, DbError>(token)
+        })?;
+        Ok(Ok(pair(&keys, user, refresh)))
+    })
+    .await?
+}
+
+/// Sets a new password hash and revokes everything issued under the old
+/// one: access tokens (generation), refresh-token families, and live sync
+/// sessions (closed within seconds by `app::close_blocked_devices`).
+pub fn change_password(
+    conn: &mut DbConn,
+    username: &str,
+    password_hash: &str,
+) -> Result<User, AccountError> {
+    let user = accounts::set_password_hash(conn, username, password_hash)?;
+    on_conn!(conn, |c| diesel::update(
+        rt::table
+            .filter(rt::user_id.eq(&user.id))
+            .filter(rt::revoked_at.is_null())
+    )
+    .set(rt::revoked_at.eq(now_millis()))
+    .execute(c)
+    .map_err(DbError::from))?;
+    Ok(user)
 }
 
 type RefreshRow = (String, String, String, i64, Option<i64>, Option<i64>);

@@ -7,6 +7,7 @@
 //! never on the actix workers.
 
 pub mod schema;
+pub mod ticket_numbers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -394,6 +395,22 @@ mod tests {
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("me:***@db:5432/app"), "{shown}");
     }
+}
+
+/// A LIKE pattern matching `text` anywhere, with `%`, `_` and `\` taken
+/// literally: use it with `.like(p).escape('\\')` (SQLite has no default
+/// escape character, PostgreSQL's is the backslash; naming it suits both).
+pub fn contains_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for ch in text.chars() {
+        if matches!(ch, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(ch);
+    }
+    p.push('%');
+    p
 }
 
 diesel::define_sql_function! {

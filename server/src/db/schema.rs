@@ -38,6 +38,8 @@ diesel::table! {
         disabled -> Bool,
         created_at -> BigInt,
         updated_at -> BigInt,
+        token_generation -> BigInt,
+        tokens_revoked_at -> Nullable<BigInt>,
     }
 }
 
@@ -75,6 +77,26 @@ diesel::table! {
         created_at -> BigInt,
         last_seen_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
+        client_id -> Text,
+    }
+}
+
+diesel::table! {
+    login_throttle (username, client) {
+        username -> Text,
+        client -> Text,
+        failures -> BigInt,
+        lockouts -> BigInt,
+        locked_until -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    ticket_numbers (ticket_no) {
+        ticket_no -> Text,
+        doc_id -> Text,
+        created_at -> BigInt,
     }
 }
 

@@ -79,7 +79,6 @@ pub async fn identify(
         device_name.unwrap_or_default(),
         platform.unwrap_or_default(),
     );
-    let touch_id = device_id.clone();
     let identity = api
         .db
         .run(move |c| {
@@ -90,7 +89,7 @@ pub async fn identify(
                     tracing::warn!(error = %e, "could not audit a refused sync connection");
                 }
             };
-            let user = match accounts::get(c, &claims.sub)? {
+            let user = match accounts::get_current(c, &claims)? {
                 Some(u) if !u.disabled => u,
                 Some(u) => {
                     refused(c, Some(&u.id), "account disabled");
@@ -100,7 +99,7 @@ pub async fn identify(
             };
             // A known device connects with reads only: connecting and reading
             // must work while writes fail (disk full, database read-only).
-            if let Some(device) = devices::get(c, &device_id)? {
+            if let Some(device) = devices::find(c, &user.id, &device_id)? {
                 if device.user_id == user.id && device.revoked_at.is_none() {
                     return Ok(Ok((Identity { user, device, expires_at: claims.exp }, false)));
                 }
@@ -124,6 +123,7 @@ pub async fn identify(
         })
         .await??;
     let (identity, written) = identity;
+    let touch_id = identity.device.id.clone();
     if !written {
         // Last-seen is best-effort and off the connect path.
         let db = api.db.clone();

@@ -1,0 +1,110 @@
+//! Limits and checks of REST input, in one place: string lengths, NUL bytes
+//! (PostgreSQL cannot store them; SQLite would, so both refuse them alike),
+//! and calendar dates.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::ResponseError;
+
+use super::ApiError;
+
+/// Identifiers: part numbers, serial numbers, ticket numbers, usernames.
+pub const MAX_ID: usize = 128;
+/// Names and short labels: customer, product, model, phone, e-mail, site.
+pub const MAX_NAME: usize = 200;
+/// Free text: fault descriptions, addresses, notes, reasons.
+pub const MAX_TEXT: usize = 4000;
+/// Search text (`q`).
+pub const MAX_QUERY: usize = 200;
+
+/// 400 unless `value` has at most `max` characters and no NUL.
+pub fn text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        return Err(ApiError::bad_request(format!(
+            "`{field}` must not contain NUL characters"
+        )));
+    }
+    if value.chars().count() > max {
+        return Err(ApiError::bad_request(format!(
+            "`{field}` must be at most {max} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// `text` for several fields: `(name, value, max)`.
+pub fn texts(fields: &[(&str, &str, usize)]) -> Result<(), ApiError> {
+    fields.iter().try_for_each(|(f, v, max)| text(f, v, *max))
+}
+
+/// 400 unless `value` is empty or a real calendar date `YYYY-MM-DD`.
+pub fn date(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty()
+        || (value.len() == 10 && chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok())
+    {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "`{field}` must be a date like 2026-03-01 (got `{}`)",
+        value.chars().take(40).collect::<String>()
+    )))
+}
+
+/// 400 unless `value` is a date (`YYYY-MM-DD`) or an RFC 3339 time.
+pub fn date_or_time(field: &str, value: &str) -> Result<(), ApiError> {
+    if chrono::DateTime::parse_from_rfc3339(value).is_ok()
+        || (!value.is_empty() && date(field, value).is_ok())
+    {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "`{field}` must be a date (2026-03-01) or an RFC 3339 time"
+    )))
+}
+
+/// Middleware: a path or query string with an encoded NUL (`%00`) is
+/// refused before any handler passes it to the database.
+pub async fn refuse_nul_in_url(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    let uri = req.uri().to_string().to_ascii_lowercase();
+    if uri.contains("%00") || uri.contains('\0') {
+        let res =
+            ApiError::bad_request("the URL must not contain NUL characters (%00)").error_response();
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_real_calendar_dates() {
+        assert!(date("d", "").is_ok());
+        assert!(date("d", "2024-02-29").is_ok());
+        for bad in [
+            "2026-02-30",
+            "yesterday",
+            "2026-2-3",
+            "2026-13-01",
+            "2026-01-01T00:00:00Z",
+        ] {
+            assert!(date("d", bad).is_err(), "{bad}");
+        }
+        assert!(date_or_time("f", "2026-01-01T08:00:00+02:00").is_ok());
+        assert!(date_or_time("f", "2026-01-01").is_ok());
+        assert!(date_or_time("f", "").is_err());
+        assert!(date_or_time("f", "yesterday").is_err());
+    }
+
+    #[test]
+    fn lengths_count_characters_and_nul_is_refused() {
+        assert!(text("f", &"é".repeat(10), 10).is_ok());
+        assert!(text("f", &"é".repeat(11), 10).is_err());
+        assert!(text("f", "a\0b", 10).is_err());
+    }
+}
