@@ -158,6 +158,80 @@ async fn technicians_see_only_assigned_tickets_and_keep_offline_edits(db: TestDb
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(tim_phone.is_connected());
     assert_eq!(server.metric("fieldsync_limit_violations_total"), 0);
+
+    // That sync closed the phone's write-only window: its offline work is
+    // in. A later edit is taken in, undone and quarantined, never applied.
+    tim_phone.disconnect().await;
+    tim_phone
+        .change(id, |d| d.put(ROOT, "checklist", 8).unwrap())
+        .unwrap();
+    tim_phone
+        .connect(&server.sync_url_for(&tim_token, "tim-phone"))
+        .await
+        .unwrap();
+    let quarantined = || {
+        http(
+            server.port,
+            "GET",
+            &format!("/api/v1/quarantined-edits?doc_id={id}"),
+            Some(&dora_token),
+            None,
+        )
+        .1
+    };
+    let started = std::time::Instant::now();
+    while quarantined().as_array().map_or(0, Vec::len) == 0 {
+        assert!(started.elapsed() < WAIT, "the late edit was quarantined");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = quarantined();
+    assert_eq!(rows[0]["path"], "checklist", "{rows}");
+    assert_eq!(rows[0]["attempted"], "8", "{rows}");
+    assert_eq!(rows[0]["restored"], "7", "{rows}");
+    dora.wait_until(WAIT, "the compensation reaches Dora", |d| {
+        d.read(id, |doc| get_i64(doc, "checklist")).flatten() == Some(7)
+    })
+    .await
+    .unwrap();
+    // A device Tim registers after the reassignment never had the ticket.
+    let tim_new = device_for(&server, "tim", "tim-password", "tim-new-phone").await;
+    assert_eq!(status_of(&tim_new, id).await, DocStatus::Unavailable);
+}
+
+/// Only roles that create tickets create documents through sync: back
+/// office, supervisors and managers read, they do not create.
+async fn read_only_roles_cannot_create_documents(db: TestDb) {
+    add_users(
+        &db,
+        &[
+            ("dora", "dispatcher"),
+            ("bo", "back_office"),
+            ("sue", "supervisor"),
+            ("max", "manager"),
+        ],
+    );
+    let server = Server::start(&db, &[]);
+    let dora = device_for(&server, "dora", "dora-password", "dora-desk").await;
+    for user in ["bo", "sue", "max"] {
+        let dev = device_for(
+            &server,
+            user,
+            &format!("{user}-password"),
+            &format!("{user}-pc"),
+        )
+        .await;
+        let junk = dev.create(|d| d.put(ROOT, "x", 1).unwrap());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!dev.acknowledged(junk), "{user}'s document was not stored");
+        assert_eq!(
+            status_of(&dora, junk).await,
+            DocStatus::Unavailable,
+            "{user}"
+        );
+    }
+    // The dispatcher still creates.
+    let id = dora.create(|d| d.put(ROOT, "n", 0).unwrap());
+    dora.wait_acknowledged(id, WAIT).await.unwrap();
 }
 
 /// A technician's device sends, in one sync message, an edit it may make
@@ -431,6 +505,7 @@ async fn attachments_follow_the_share_policy(db: TestDb) {
 }
 
 on_both_backends!(
+    read_only_roles_cannot_create_documents,
     attachments_follow_the_share_policy,
     dispatchers_create_tickets_that_technicians_sync,
     technicians_see_only_assigned_tickets_and_keep_offline_edits,

@@ -41,6 +41,11 @@ pub fn group_of(key: &str) -> FieldGroup {
     }
 }
 
+/// Roles that create tickets (over REST, or as new documents through sync).
+pub fn may_create_tickets(role: Role) -> bool {
+    matches!(role, Role::Dispatcher | Role::Admin)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteRule {
     Allowed,

@@ -275,5 +275,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    write_only_closed (doc_id, device_id) {
+        doc_id -> Text,
+        device_id -> Text,
+        closed_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(parts_used, parts);
 diesel::allow_tables_to_appear_in_same_query!(tickets, visits);

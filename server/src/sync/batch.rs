@@ -208,6 +208,7 @@ async fn one(hub: Arc<Hub>, who: Arc<Identity>, doc: DocumentId, msg: sync::Mess
         peer_id: format!("batch-{}", who.device.id),
         user_id: who.user.id.clone(),
         device_id: who.device.id.clone(),
+        device_registered_at: who.device.created_at,
         role: who.user.role,
         out,
         kill: Arc::new(KillSwitch::default()),

@@ -187,11 +187,17 @@ impl DocActor {
     }
 
     fn access(&self, peer: &PeerHandle) -> DocAccess {
-        sharing::doc_access(
+        let device = sharing::SyncDevice {
+            id: &peer.device_id,
+            registered_at: peer.device_registered_at,
+        };
+        sharing::sync_access(
             peer.role,
             &peer.user_id,
+            device,
             !self.state.is_empty(),
             &self.assignment,
+            crate::db::now_millis(),
         )
     }
 
@@ -214,7 +220,9 @@ impl DocActor {
                     self.unavailable(&peer);
                     self.waiting.insert(peer.conn, peer);
                 }
-                DocAccess::WriteOnly => self.state.set_write_only(peer.conn, true),
+                DocAccess::WriteOnly | DocAccess::Locked => {
+                    self.state.set_write_only(peer.conn, true)
+                }
                 DocAccess::Full => self.state.set_write_only(peer.conn, false),
             }
         }
@@ -260,8 +268,8 @@ impl DocActor {
         self.waiting.remove(&conn);
         self.handles.insert(conn, peer.clone());
         let received = self.state.receive(conn, &peer.peer_id, msg);
-        self.state
-            .set_write_only(conn, access == DocAccess::WriteOnly);
+        let write_only = matches!(access, DocAccess::WriteOnly | DocAccess::Locked);
+        self.state.set_write_only(conn, write_only);
         let received = match received {
             Ok(r) => r,
             Err(e) => {
@@ -289,6 +297,7 @@ impl DocActor {
                 &received.applied,
                 &received.heads_before,
                 peer.role,
+                access == DocAccess::Locked,
                 &peer.user_id,
                 &at,
             );
@@ -336,8 +345,11 @@ impl DocActor {
         }
 
         self.send_updates(conn, received.heads_changed);
-        if access == DocAccess::WriteOnly {
-            self.answer_write_only(&peer, carried_changes);
+        if write_only {
+            if access == DocAccess::WriteOnly && carried_changes {
+                self.close_write_only(&peer).await;
+            }
+            self.answer_write_only(&peer, carried_changes || !peer_has_doc);
         }
 
         if self.loose_changes >= self.hub.config.compact_after {
@@ -448,13 +460,30 @@ impl DocActor {
         Ok(())
     }
 
+    /// A past assignee's device has uploaded what it had since the
+    /// reassignment: its write-only window on this ticket ends (sharing.rs).
+    /// If that cannot be stored, the window stays open (it ends with time).
+    async fn close_write_only(&mut self, peer: &PeerHandle) {
+        self.assignment.closed.insert(peer.device_id.clone());
+        let (doc, device) = (self.doc_id.to_string(), peer.device_id.clone());
+        if let Err(e) = self
+            .hub
+            .db
+            .run(move |c| sharing::close_write_only(c, &doc, &device))
+            .await
+        {
+            tracing::warn!(doc = %self.doc_id, device = %peer.device_id, error = %e, "could not record the end of a write-only window");
+        }
+    }
+
     /// A write-only peer is never sent document content. To collect its
     /// edits, the server first answers like an empty peer (no heads, empty
     /// bloom filter), so the device uploads every change it has; once a message
-    /// with changes arrived (stored above), it is told the document is
-    /// unavailable, which ends the exchange. Two round trips, no loop.
-    fn answer_write_only(&self, peer: &PeerHandle, carried_changes: bool) {
-        if carried_changes {
+    /// with changes arrived (stored above), or if the peer has no copy at all
+    /// (`done`), it is told the document is unavailable, which ends the
+    /// exchange. Two round trips, no loop.
+    fn answer_write_only(&self, peer: &PeerHandle, done: bool) {
+        if done {
             self.unavailable(peer);
             return;
         }

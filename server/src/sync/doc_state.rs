@@ -234,10 +234,16 @@ impl DocState {
         applied: &[Change],
         heads_before: &[ChangeHash],
         role: Role,
+        locked: bool,
         by_user: &str,
         at: &str,
     ) -> FollowUp {
-        let enforced = integrity::enforce(&mut self.doc, &mut self.fields, applied, role);
+        let author = if locked {
+            integrity::Author::Locked
+        } else {
+            role.into()
+        };
+        let enforced = integrity::enforce(&mut self.doc, &mut self.fields, applied, author);
         let mut out = FollowUp {
             touched: enforced.touched,
             ..FollowUp::default()

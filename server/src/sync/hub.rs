@@ -132,6 +132,9 @@ pub struct PeerHandle {
     /// The signed-in user behind the connection (for the share policy).
     pub user_id: String,
     pub device_id: String,
+    /// When the device was registered (unix ms): the share policy's
+    /// write-only window after a reassignment depends on it.
+    pub device_registered_at: i64,
     pub role: Role,
     pub out: mpsc::Sender<Message>,
     pub kill: Arc<KillSwitch>,

@@ -246,17 +246,49 @@ pub struct Enforced {
     pub status_steps: Vec<(String, i64)>,
 }
 
+/// Whose changes are judged: a role's, or someone who may write nothing at
+/// all any more (a technician whose write-only window on a ticket they were
+/// reassigned from has closed, `sharing::DocAccess::Locked`): every op of
+/// theirs is undone and quarantined, none is lost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Author {
+    Role(Role),
+    Locked,
+}
+
+impl From<Role> for Author {
+    fn from(role: Role) -> Self {
+        Author::Role(role)
+    }
+}
+
+impl Author {
+    fn rule(self, field: &str) -> WriteRule {
+        match self {
+            Author::Role(role) => write_rule(role, group_of(field)),
+            Author::Locked => WriteRule::Denied,
+        }
+    }
+
+    fn may_reach(self, from: Option<Status>, to: Status) -> bool {
+        match self {
+            Author::Role(role) => status::may_reach(role, from, to),
+            Author::Locked => false,
+        }
+    }
+}
+
 /// Judges the changes a message made `doc` apply and undoes/forwards as
 /// needed; the server changes are applied to `doc` and returned for storage.
 pub fn enforce(
     doc: &mut Automerge,
     cache: &mut FieldCache,
     applied: &[Change],
-    role: Role,
+    role: Author,
 ) -> Enforced {
     let mut out = Enforced::default();
     // Admins may write any field of other documents (not tickets).
-    if role == Role::Admin && !fieldsync_shared::ticket::is_ticket(doc) {
+    if role == Author::Role(Role::Admin) && !fieldsync_shared::ticket::is_ticket(doc) {
         out.touched = Touch::everything();
         return out;
     }
@@ -277,7 +309,12 @@ pub fn enforce(
 
 /// Judges every operation of `changes` (the changes a peer's message made
 /// the document apply) against `role`.
-pub fn judge(doc: &Automerge, cache: &mut FieldCache, changes: &[Change], role: Role) -> Judgement {
+pub fn judge(
+    doc: &Automerge,
+    cache: &mut FieldCache,
+    changes: &[Change],
+    role: Author,
+) -> Judgement {
     let mut j = Judgement::default();
     let all = ops_of(doc, cache, changes);
     let index: HashMap<ObjId, usize> = all
@@ -363,7 +400,7 @@ fn allowed(
     doc: &Automerge,
     op: &OpInfo,
     field: &str,
-    role: Role,
+    role: Author,
     change: &Change,
     msg: &Message<'_>,
     forbidden: &BTreeSet<ObjId>,
@@ -378,7 +415,7 @@ fn allowed(
             return false;
         }
     }
-    match write_rule(role, group_of(field)) {
+    match role.rule(field) {
         WriteRule::Allowed => true,
         WriteRule::Denied => false,
         WriteRule::Once => {
@@ -415,7 +452,7 @@ fn allowed(
             };
             let Some(to) = to else { return false };
             match status_before(doc, op, change, msg, forbidden) {
-                Some(from) => status::may_reach(role, from, to),
+                Some(from) => role.may_reach(from, to),
                 None => false, // overwrites something it could not have seen
             }
         }
@@ -645,7 +682,7 @@ impl Restored {
 pub fn compensate(
     doc: &mut Automerge,
     j: &Judgement,
-    role: Role,
+    role: Author,
 ) -> Option<(NewChange, Vec<Violation>)> {
     if j.forbidden.is_empty() {
         return None;
@@ -745,7 +782,7 @@ fn plan_undo(
     forbidden: &BTreeSet<ObjId>,
     msg: &Message<'_>,
     by_key: &HashMap<(ObjId, String), Vec<&OpInfo>>,
-    role: Role,
+    role: Author,
     planned_keys: &mut BTreeSet<(ObjId, String)>,
 ) -> Option<Undo> {
     use automerge::legacy::OpType;
@@ -813,7 +850,7 @@ fn plan_restore(
     forbidden: &BTreeSet<ObjId>,
     msg: &Message<'_>,
     forbidden_here: &[&OpInfo],
-    role: Role,
+    role: Author,
 ) -> Option<Undo> {
     let visible: Vec<(Value<'static>, ObjId)> = match prop {
         Prop::Map(k) => doc.get_all(&op.obj, k.as_str()).ok()?,
@@ -870,7 +907,7 @@ fn plan_restore(
     // A forbidden replacement by someone who may write this field carries
     // legal content (a technician's app replacing `visits`): forward it too.
     let field = op.field.as_deref().unwrap_or_default();
-    let also_forward = if write_rule(role, group_of(field)) == WriteRule::Allowed {
+    let also_forward = if role.rule(field) == WriteRule::Allowed {
         forbidden_here
             .iter()
             .filter(|o| matches!(o.action, automerge::legacy::OpType::Make(_)))
@@ -1598,7 +1635,7 @@ mod tests {
     /// `enforce` for what was applied since `before`.
     fn enforce_since(doc: &mut Automerge, before: &[ChangeHash], role: Role) -> Enforced {
         let applied = doc.get_changes(before);
-        enforce(doc, &mut FieldCache::default(), &applied, role)
+        enforce(doc, &mut FieldCache::default(), &applied, role.into())
     }
 
     fn ticket() -> Automerge {

@@ -223,7 +223,7 @@ fn sync(
             .receive(d.conn, &d.name, msg)
             .expect("server accepts the message");
         if r.heads_changed {
-            let f = server.follow_up(&r.applied, &r.heads_before, d.role, &d.name, "t");
+            let f = server.follow_up(&r.applied, &r.heads_before, d.role, false, &d.name, "t");
             quarantined |= !f.violations.is_empty();
             // The incremental projection always equals the full one.
             match rows.as_mut() {

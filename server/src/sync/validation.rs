@@ -218,7 +218,7 @@ mod tests {
         role: Role,
     ) -> Option<crate::sync::integrity::Violations> {
         let applied = doc.get_changes(before);
-        crate::sync::integrity::enforce(doc, &mut Default::default(), &applied, role)
+        crate::sync::integrity::enforce(doc, &mut Default::default(), &applied, role.into())
             .compensation
             .map(|(_, v)| v)
     }

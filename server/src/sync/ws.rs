@@ -335,6 +335,7 @@ impl Connection {
                             peer_id,
                             user_id: self.identity.user.id.clone(),
                             device_id: self.identity.device.id.clone(),
+                            device_registered_at: self.identity.device.created_at,
                             role: self.identity.user.role,
                             out: self.out_tx.clone(),
                             kill: self.kill.clone(),
