@@ -636,7 +636,101 @@ async fn openapi_describes_every_route(db: TestDb) {
     }
 }
 
+/// Issue 10 item 9: a technician cannot raise their own van stock, create
+/// stock rows for unknown parts or overflow a level; what did not move stock
+/// is listed for the back office.
+async fn van_stock_cannot_be_forged(db: TestDb) {
+    let server = Server::start(&db, &["--demo"]);
+    let dora = server.login("dora", PW);
+    let tom = server.login("tom", PW);
+    let bob = server.login("bob", PW);
+    let motors = |server: &Server| {
+        let van = get(server, &bob, "/api/v1/technicians/tom/van-stock");
+        let levels = van["levels"].as_array().unwrap().clone();
+        (
+            levels
+                .iter()
+                .find(|l| l["part_no"] == "MTR-40")
+                .map(|l| l["quantity"].clone()),
+            levels.iter().any(|l| l["part_no"] == "NOPE-1"),
+        )
+    };
+    let before = motors(&server);
+    assert_eq!(before, (Some(json!(2)), false), "demo stock");
+
+    let customers = get(&server, &dora, "/api/v1/customers?q=acme");
+    let acme = customers[0]["id"].as_str().unwrap().to_string();
+    let card = get(&server, &dora, &format!("/api/v1/customers/{acme}"));
+    let mixer = card["assets"][0]["id"].as_str().unwrap().to_string();
+    let id = create_ticket(
+        &server,
+        &dora,
+        json!({"customer_id": acme, "asset_id": mixer, "fault_description": "Forgery",
+               "occurred_at": "2026-11-22T08:30:00Z", "reported_via": "phone", "priority": "B", "technician": "tom"}),
+    );
+    let phone = device(&server, &tom, "tom-phone").await;
+    fetch(&phone, id).await;
+    let part = |id: &str, part_no: &str, qty: i64| PartUsed {
+        id: id.into(),
+        part_no: part_no.into(),
+        qty,
+        serial: String::new(),
+        source: "van".into(),
+        visit_id: String::new(),
+        technician_id: String::new(),
+    };
+    phone
+        .change(id, |d| {
+            ticket::add_part(d, &part("p1", "MTR-40", -1000)).unwrap();
+            ticket::add_part(d, &part("p2", "NOPE-1", 1)).unwrap();
+            ticket::add_part(d, &part("p3", "MTR-40", i64::MAX)).unwrap();
+            ticket::add_part(d, &part("p4", "MTR-40", i64::MAX)).unwrap();
+            ticket::add_part(d, &part("p5", "MTR-40", 1)).unwrap();
+        })
+        .unwrap();
+    phone.wait_acknowledged(id, WAIT).await.unwrap();
+
+    // Only the plausible catalogue part left the van.
+    assert_eq!(motors(&server), (Some(json!(1)), false));
+    let anomalies = get(&server, &bob, "/api/v1/stock/anomalies")["anomalies"].clone();
+    let flagged: Vec<(&str, &str)> = anomalies
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["part_entry_id"].as_str().unwrap(),
+                a["problem"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(flagged.len(), 4, "{flagged:?}");
+    assert!(flagged[0].1.contains("quantity -1000"), "{flagged:?}");
+    assert!(
+        flagged[1].1.contains("not in the parts catalogue"),
+        "{flagged:?}"
+    );
+    let (status, _) = http(
+        server.port,
+        "GET",
+        "/api/v1/stock/anomalies",
+        Some(&tom),
+        None,
+    );
+    assert_eq!(status, 403, "technicians do not list anomalies");
+    // Manual movements are bounded too.
+    let (status, body) = http(
+        server.port,
+        "POST",
+        "/api/v1/stock-movements",
+        Some(&bob),
+        Some(json!({"technician": "tom", "part_no": "MTR-40", "qty_delta": i64::MAX})),
+    );
+    assert_eq!(status, 400, "{body}");
+}
+
 on_both_backends!(
+    van_stock_cannot_be_forged,
     the_whole_story,
     two_technicians_offline_during_reassignment,
     http_batch_sync,

@@ -302,6 +302,18 @@ pub fn list_parts(conn: &mut DbConn) -> Result<Vec<Part>, RecordError> {
         .load(c))?)
 }
 
+/// Van stock rules, in one place. A part used on a ticket leaves the van
+/// only if it is a catalogue part in a plausible quantity; anything else is
+/// kept on the ticket and listed for the back office (`stock_anomalies`),
+/// never stocked: a device must not be able to raise its own van stock.
+pub const MAX_PART_QTY: i64 = 10_000;
+/// Largest restock or correction in one movement.
+pub const MAX_MOVEMENT_QTY: i64 = 1_000_000;
+
+pub fn is_plausible_part_qty(qty: i64) -> bool {
+    (1..=MAX_PART_QTY).contains(&qty)
+}
+
 /// A restock (positive) or correction of a technician's van stock.
 pub fn record_movement(
     conn: &mut DbConn,
@@ -310,8 +322,10 @@ pub fn record_movement(
     qty_delta: i64,
     reason: &str,
 ) -> Result<MovementRow, RecordError> {
-    if qty_delta == 0 {
-        return Err(RecordError::Invalid("`qty_delta` must not be 0".into()));
+    if qty_delta == 0 || qty_delta.unsigned_abs() > MAX_MOVEMENT_QTY as u64 {
+        return Err(RecordError::Invalid(format!(
+            "`qty_delta` must be a non-zero quantity of at most {MAX_MOVEMENT_QTY} either way"
+        )));
     }
     if !list_parts(conn)?.iter().any(|p| p.part_no == part_no) {
         return Err(RecordError::Invalid(format!(
@@ -352,7 +366,10 @@ pub fn van_stock(
         .load(c))?;
     let mut levels = std::collections::BTreeMap::<String, i64>::new();
     for m in &movements {
-        *levels.entry(m.part_no.clone()).or_default() += m.qty_delta;
+        let level = levels.entry(m.part_no.clone()).or_default();
+        *level = level.checked_add(m.qty_delta).ok_or_else(|| {
+            RecordError::Invalid(format!("the stock level of `{}` overflows", m.part_no))
+        })?;
     }
     Ok((
         levels
@@ -361,4 +378,59 @@ pub fn van_stock(
             .collect(),
         movements,
     ))
+}
+
+/// A van part on a ticket that did not move stock, for the back office.
+#[derive(Debug, Serialize, PartialEq, Eq, Queryable)]
+pub struct StockAnomaly {
+    pub doc_id: String,
+    pub part_entry_id: String,
+    pub part_no: String,
+    pub qty: i64,
+    pub technician_id: String,
+    pub problem: String,
+}
+
+/// Van parts used on tickets that were not taken from stock: unknown part
+/// numbers and implausible quantities.
+pub fn stock_anomalies(conn: &mut DbConn) -> Result<Vec<StockAnomaly>, RecordError> {
+    use crate::db::schema::parts_used as pu;
+    let rows: Vec<(String, String, String, i64, String, bool)> = on_conn!(conn, |c| pu::table
+        .filter(pu::source.eq("van"))
+        .filter(
+            pu::qty
+                .lt(1)
+                .or(pu::qty.gt(MAX_PART_QTY))
+                .or(diesel::dsl::not(
+                    pu::part_no.eq_any(parts::table.select(parts::part_no))
+                )),
+        )
+        .order((pu::doc_id, pu::position))
+        .select((
+            pu::doc_id,
+            pu::part_entry_id,
+            pu::part_no,
+            pu::qty,
+            pu::technician_id,
+            pu::part_no.eq_any(parts::table.select(parts::part_no)),
+        ))
+        .limit(1000)
+        .load(c))?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(doc_id, part_entry_id, part_no, qty, technician_id, known)| StockAnomaly {
+                problem: if !known {
+                    format!("`{part_no}` is not in the parts catalogue")
+                } else {
+                    format!("quantity {qty} is not between 1 and {MAX_PART_QTY}")
+                },
+                doc_id,
+                part_entry_id,
+                part_no,
+                qty,
+                technician_id,
+            },
+        )
+        .collect())
 }

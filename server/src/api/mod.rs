@@ -287,6 +287,7 @@ api_routes! {
         body: r#"{"name":"Mixer motor 400 W","unit_cost_cents":32000,"active":true}"#;
     post "/stock-movements" => records::record_movement, "Restock or correct a van (back office)",
         body: r#"{"technician":"tom","part_no":"MTR-40","qty_delta":2,"reason":"restock"}"#;
+    get "/stock/anomalies" => records::stock_anomalies, "Van parts on tickets that did not move stock (unknown part, implausible quantity)";
     put "/blobs/{sha256}" => blobs::put, "Upload an attachment (content-addressed, idempotent; raw bytes)";
     get "/blobs/{sha256}" => blobs::get, "Download an attachment: ?doc=<ticket referencing it>";
     get "/quarantined-edits" => quarantine::list, "Edits undone by write validation";

@@ -287,3 +287,11 @@ pub async fn record_movement(
     .await?;
     Ok(HttpResponse::Created().json(m))
 }
+
+/// Van parts on tickets that did not move stock (unknown part numbers,
+/// implausible quantities): the back office resolves them.
+pub async fn stock_anomalies(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let rows = query(&state, records::stock_anomalies).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "anomalies": rows })))
+}

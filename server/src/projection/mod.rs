@@ -386,7 +386,13 @@ fn rows_of<R: ReadDoc>(doc_id: &str, doc: &R, t: &Ticket) -> TicketRows {
         .collect();
     let movements = parts
         .iter()
-        .filter(|p| p.source == "van" && p.qty != 0 && !p.technician_id.is_empty())
+        // Only plausible quantities move stock; the catalogue check is made
+        // where the rows are stored (records::stock_anomalies lists the rest).
+        .filter(|p| {
+            p.source == "van"
+                && crate::records::is_plausible_part_qty(p.qty)
+                && !p.technician_id.is_empty()
+        })
         .map(|p| MovementRow {
             id: format!("{doc_id}/{}", p.position),
             technician_id: p.technician_id.clone(),

@@ -5,8 +5,8 @@ use diesel::prelude::*;
 
 use super::{project, TicketRows};
 use crate::db::schema::{
-    doc_changes, doc_snapshots, parts_used, signoffs, status_events, stock_movements, tickets,
-    visits,
+    doc_changes, doc_snapshots, parts, parts_used, signoffs, status_events, stock_movements,
+    tickets, visits,
 };
 use crate::db::{on_conn, transaction, DbConn, DbError};
 use crate::storage;
@@ -37,9 +37,24 @@ pub fn replace(conn: &mut DbConn, doc_id: &str, rows: Option<&TicketRows>) -> Re
                     .execute(c)?;
             }
             if !r.movements.is_empty() {
-                diesel::insert_into(stock_movements::table)
-                    .values(&r.movements)
-                    .execute(c)?;
+                // Unknown part numbers never become stock rows.
+                let named: Vec<&str> = r.movements.iter().map(|m| m.part_no.as_str()).collect();
+                let known: std::collections::HashSet<String> = parts::table
+                    .filter(parts::part_no.eq_any(&named))
+                    .select(parts::part_no)
+                    .load(c)?
+                    .into_iter()
+                    .collect();
+                let movements: Vec<&super::MovementRow> = r
+                    .movements
+                    .iter()
+                    .filter(|m| known.contains(&m.part_no))
+                    .collect();
+                if !movements.is_empty() {
+                    diesel::insert_into(stock_movements::table)
+                        .values(movements)
+                        .execute(c)?;
+                }
             }
             if let Some(s) = &r.signoff {
                 diesel::insert_into(signoffs::table).values(s).execute(c)?;
