@@ -333,6 +333,22 @@ impl DocActor {
             return;
         }
 
+        if let Some(bytes) = received.pending_over_limit {
+            // Reloading from storage is the only way to drop Automerge's
+            // queue of changes whose dependencies never arrived.
+            METRICS.limit_violations.inc();
+            tracing::warn!(doc = %self.doc_id, peer = %peer.peer_id, user = %peer.user_id, bytes, "dropping changes whose dependencies never arrived");
+            self.drop_peer(conn);
+            peer.fail(
+                &self.hub.server_peer_id,
+                close_code::POLICY,
+                &format!("{bytes} bytes of changes whose dependencies never arrived; send them with their dependencies"),
+            );
+            self.state.mark_diverged();
+            self.evict("the document is reloading; reconnect");
+            return;
+        }
+
         if self.state.is_empty() && (request || !peer_has_doc) {
             // Neither side has this document. The peer stays registered, so it
             // is sent the document if another peer uploads it later.

@@ -38,6 +38,9 @@ pub struct Received {
     pub heads_before: Vec<ChangeHash>,
     /// Whether the document's heads moved (other peers must hear about it).
     pub heads_changed: bool,
+    /// Set when more than `MAX_PENDING_BYTES` of changes wait for missing
+    /// dependencies: after the commit, the document must be reloaded.
+    pub pending_over_limit: Option<usize>,
 }
 
 struct PeerSync {
@@ -66,7 +69,16 @@ pub struct DocState {
     peers: HashMap<ConnId, PeerSync>,
     /// Set when a rollback was not exact (see `rollback`).
     diverged: bool,
+    /// Bytes of received changes Automerge holds back because their
+    /// dependencies have not arrived (a rough count: what messages offered
+    /// minus what they applied, since the queue was last empty).
+    pending_bytes: usize,
 }
+
+/// Most bytes of changes a document holds back waiting for dependencies.
+/// Past it the document is reloaded from storage, which drops them: a peer
+/// cannot make the server keep changes that never apply.
+pub const MAX_PENDING_BYTES: usize = 16 * 1024 * 1024;
 
 impl DocState {
     pub fn new(doc: Automerge) -> Self {
@@ -75,6 +87,7 @@ impl DocState {
             doc,
             peers: HashMap::new(),
             diverged: false,
+            pending_bytes: 0,
         }
     }
 
@@ -132,6 +145,7 @@ impl DocState {
         // Automerge skips chunks it cannot parse without reporting it, so every
         // chunk is checked first: corrupt data is refused, never half-applied.
         parse_chunks(msg.changes.iter())?;
+        let offered: usize = msg.changes.iter().map(<[u8]>::len).sum();
         let peer = self.peers.get_mut(&conn).expect("peer added above");
         if let Err(e) = self.doc.receive_sync_message(&mut peer.state, msg) {
             // Automerge may have applied part of the message: put it back.
@@ -144,18 +158,28 @@ impl DocState {
         } else {
             Vec::new()
         };
-        let new_changes = applied
+        let new_changes: Vec<NewChange> = applied
             .iter()
             .map(|c| NewChange {
                 hash: c.hash(),
                 bytes: c.raw_bytes().to_vec(),
             })
             .collect();
+        let applied_bytes: usize = new_changes.iter().map(|c| c.bytes.len()).sum();
+        if offered > applied_bytes || self.pending_bytes > 0 {
+            if automerge::ReadDoc::get_missing_deps(&self.doc, &[]).is_empty() {
+                self.pending_bytes = 0;
+            } else {
+                self.pending_bytes += offered.saturating_sub(applied_bytes);
+            }
+        }
         Ok(Received {
             new_changes,
             applied,
             heads_before,
             heads_changed,
+            pending_over_limit: (self.pending_bytes > MAX_PENDING_BYTES)
+                .then_some(self.pending_bytes),
         })
     }
 
@@ -384,6 +408,41 @@ mod tests {
     use super::*;
     use automerge::transaction::Transactable;
     use automerge::{AutoCommit, ReadDoc, ROOT};
+
+    /// Changes whose dependencies never arrive are held back, never stored,
+    /// and bounded: past `MAX_PENDING_BYTES` the caller must reload.
+    #[test]
+    fn orphan_changes_are_not_stored_and_are_bounded() {
+        let mut server = DocState::new(Automerge::new());
+        let mut device = AutoCommit::new();
+        device.put(ROOT, "base", 1).unwrap();
+        device.commit(); // never sent
+        let mut orphans = vec![];
+        for i in 0..20 {
+            device
+                .put(ROOT, format!("k{i}"), "x".repeat(1 << 20))
+                .unwrap();
+            device.commit();
+            orphans.push(device.get_last_local_change().unwrap().raw_bytes().to_vec());
+        }
+        let msg = |changes: Vec<Vec<u8>>| sync::Message {
+            heads: vec![],
+            need: vec![],
+            have: vec![],
+            changes: changes.into(),
+            flags: None,
+            version: sync::MessageVersion::V1,
+        };
+        let r = server.receive(1, "p", msg(orphans[..4].to_vec())).unwrap();
+        assert!(
+            r.new_changes.is_empty(),
+            "nothing applies, nothing is stored"
+        );
+        assert_eq!(r.pending_over_limit, None);
+        let r = server.receive(1, "p", msg(orphans[4..].to_vec())).unwrap();
+        assert!(r.new_changes.is_empty());
+        assert!(r.pending_over_limit.unwrap() > MAX_PENDING_BYTES);
+    }
 
     /// Runs the sync protocol between a client doc and the server state until
     /// quiet, committing (here: collecting) what the server reports as new.
