@@ -326,7 +326,13 @@ pub async fn create(
     user: AuthUser,
     body: web::Json<NewTicket>,
 ) -> Result<HttpResponse, ApiError> {
-    require_role(&user.0, DISPATCH)?;
+    // One rule for who creates tickets, over REST and through sync.
+    if !fieldsync_shared::permissions::may_create_tickets(user.0.role) {
+        return Err(ApiError::forbidden(format!(
+            "role `{}` may not create tickets",
+            user.0.role
+        )));
+    }
     let mut b = body.into_inner();
     let technician = b.technician.take();
     if let Some(t) = &technician {
