@@ -22,6 +22,16 @@ pub enum ApplyError {
     Automerge(#[from] automerge::AutomergeError),
     #[error("corrupt Automerge chunk {index}: {reason}")]
     Corrupt { index: usize, reason: String },
+    #[error("Automerge could not process the data (it panicked); the data is refused")]
+    Panicked,
+}
+
+/// Runs `f`, turning a panic into `ApplyError::Panicked`.
+fn contain_panic<T>(f: impl FnOnce() -> Result<T, ApplyError>) -> Result<T, ApplyError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        tracing::warn!("Automerge panicked on received data; refused");
+        Err(ApplyError::Panicked)
+    })
 }
 
 /// What one incoming sync message did.
@@ -144,13 +154,26 @@ impl DocState {
         let heads_before = self.doc.get_heads();
         // Automerge skips chunks it cannot parse without reporting it, so every
         // chunk is checked first: corrupt data is refused, never half-applied.
-        parse_chunks(msg.changes.iter())?;
+        // Automerge 0.12 panics on some forged data that parses (an unknown
+        // actor in a change, damaged columns behind a recomputed checksum):
+        // a panic is refused data like any other, never a dead actor.
+        contain_panic(|| parse_chunks(msg.changes.iter()))?;
         let offered: usize = msg.changes.iter().map(<[u8]>::len).sum();
         let peer = self.peers.get_mut(&conn).expect("peer added above");
-        if let Err(e) = self.doc.receive_sync_message(&mut peer.state, msg) {
-            // Automerge may have applied part of the message: put it back.
-            self.rollback(&heads_before);
-            return Err(e.into());
+        let (doc, state) = (&mut self.doc, &mut peer.state);
+        match contain_panic(|| doc.receive_sync_message(state, msg).map_err(ApplyError::from)) {
+            Ok(()) => {}
+            Err(e @ ApplyError::Panicked) => {
+                // The document may be half-modified in ways a rollback cannot
+                // see: reload it from storage.
+                self.diverged = true;
+                return Err(e);
+            }
+            Err(e) => {
+                // Automerge may have applied part of the message: put it back.
+                self.rollback(&heads_before);
+                return Err(e);
+            }
         }
         let heads_changed = self.doc.get_heads() != heads_before;
         let applied = if heads_changed {
