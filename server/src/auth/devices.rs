@@ -54,7 +54,7 @@ pub fn key(user_id: &str, client_id: &str) -> String {
     format!("{user_id}:{client_id}")
 }
 
-fn valid_id(id: &str) -> bool {
+pub fn valid_id(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id
             .chars()

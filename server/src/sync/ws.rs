@@ -75,6 +75,10 @@ pub async fn identify(
     ip: Option<String>,
 ) -> Result<Identity, ApiError> {
     let claims = api.keys.verify(token).map_err(token_error)?;
+    // Checked before any query: PostgreSQL refuses some bytes (NUL) in text.
+    if !devices::valid_id(&device_id) {
+        return Err(ApiError::bad_request(DeviceError::BadId.to_string()));
+    }
     let (name, platform) = (
         device_name.unwrap_or_default(),
         platform.unwrap_or_default(),
