@@ -44,9 +44,11 @@ const MAX_FRAME: usize = 1 << 20;
 
 /// A deterministic generator (per backend and purpose, from `FUZZ_SEED`).
 fn runner(salt: u64) -> TestRunner {
+    // One seed per process, so a printed seed reproduces the whole run.
+    static RANDOM: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let seed = match gen::seed() {
         RngSeed::Fixed(s) => s,
-        RngSeed::Random => rand::random(),
+        RngSeed::Random => *RANDOM.get_or_init(rand::random),
     };
     eprintln!("fuzz e2e: FUZZ_SEED={seed} (salt {salt})");
     let mut bytes = [0u8; 32];
