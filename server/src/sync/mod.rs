@@ -5,6 +5,8 @@ pub mod batch;
 pub mod chunk_guard;
 pub mod doc_actor;
 pub mod doc_state;
+#[cfg(test)]
+mod fuzz_tests;
 pub mod hub;
 pub mod integrity;
 #[cfg(test)]
