@@ -87,24 +87,20 @@ fn arb_data() -> BoxedStrategy<Vec<u8>> {
 }
 
 fn arb_metadata() -> BoxedStrategy<Option<PeerMetadata>> {
-    proptest::option::of(
-        (proptest::option::of(arb_text()), any::<bool>()).prop_map(|(storage_id, is_ephemeral)| {
-            PeerMetadata {
-                storage_id,
-                is_ephemeral,
-            }
-        }),
-    )
+    proptest::option::of((proptest::option::of(arb_text()), any::<bool>()).prop_map(
+        |(storage_id, is_ephemeral)| PeerMetadata {
+            storage_id,
+            is_ephemeral,
+        },
+    ))
     .boxed()
 }
 
 fn arb_new_heads() -> BoxedStrategy<BTreeMap<String, RemoteHeads>> {
     proptest::collection::btree_map(
         arb_text(),
-        (vec(arb_text(), 0..4), -1e15f64..1e15).prop_map(|(heads, timestamp)| RemoteHeads {
-            heads,
-            timestamp,
-        }),
+        (vec(arb_text(), 0..4), -1e15f64..1e15)
+            .prop_map(|(heads, timestamp)| RemoteHeads { heads, timestamp }),
         0..4,
     )
     .boxed()
@@ -406,7 +402,12 @@ impl Encoder {
             }
             Value::Text(s) => {
                 // Chunks of an indefinite text string must each be UTF-8.
-                let cuts: Vec<usize> = s.char_indices().map(|(i, _)| i).skip(1).step_by(2).collect();
+                let cuts: Vec<usize> = s
+                    .char_indices()
+                    .map(|(i, _)| i)
+                    .skip(1)
+                    .step_by(2)
+                    .collect();
                 self.string(3, s.as_bytes(), &cuts)
             }
             Value::Array(items) => {
@@ -472,8 +473,8 @@ pub fn shape(v: &Value) -> (usize, usize) {
 
 /// CBOR heads that start something big, deep or indefinite.
 pub const NASTY_BYTES: &[u8] = &[
-    0x00, 0xff, 0x80, 0x7f, 0x9f, 0xbf, 0x5f, 0x7f, 0xf7, 0xf6, 0x1b, 0x5b, 0x7b, 0x9b, 0xbb,
-    0xc0, 0xd8, 0xdb, 0x1c, 0xfb, 0x40, 0x60, 0x81, 0xa1,
+    0x00, 0xff, 0x80, 0x7f, 0x9f, 0xbf, 0x5f, 0x7f, 0xf7, 0xf6, 0x1b, 0x5b, 0x7b, 0x9b, 0xbb, 0xc0,
+    0xd8, 0xdb, 0x1c, 0xfb, 0x40, 0x60, 0x81, 0xa1,
 ];
 
 #[derive(Clone, Debug)]
@@ -528,13 +529,21 @@ pub fn mutate(bytes: &mut Vec<u8>, muts: &[Mutation]) {
             Mutation::Repeat(i, len, times) => {
                 let at = i.index(n);
                 let slice = bytes[at..(at + len).min(n)].to_vec();
-                let rep: Vec<u8> = slice.iter().copied().cycle().take(slice.len() * times).collect();
+                let rep: Vec<u8> = slice
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(slice.len() * times)
+                    .collect();
                 bytes.splice(at..at, rep);
             }
             Mutation::Liar(i, b) => {
                 let at = i.index(n);
                 bytes[at] = *b;
-                bytes.splice(at + 1..at + 1, [0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+                bytes.splice(
+                    at + 1..at + 1,
+                    [0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+                );
             }
         }
     }
@@ -545,13 +554,15 @@ pub fn mutate(bytes: &mut Vec<u8>, muts: &[Mutation]) {
 pub fn arb_pathological() -> BoxedStrategy<Vec<u8>> {
     prop_oneof![
         // Deep nesting of arrays, maps, tags or indefinite arrays.
-        (proptest::sample::select(&[0x81u8, 0xa1, 0xc6, 0x9f, 0xbf][..]), 1usize..3000).prop_map(
-            |(b, n)| {
+        (
+            proptest::sample::select(&[0x81u8, 0xa1, 0xc6, 0x9f, 0xbf][..]),
+            1usize..3000
+        )
+            .prop_map(|(b, n)| {
                 let mut f = vec![b; n];
                 f.push(0x01);
                 f
-            }
-        ),
+            }),
         // A valid message map whose last field nests deeply.
         (1usize..2000).prop_map(|n| {
             let mut f = vec![0xa2, 0x64];
@@ -564,7 +575,11 @@ pub fn arb_pathological() -> BoxedStrategy<Vec<u8>> {
             f
         }),
         // Heads claiming up to 2^64 - 1 items or bytes.
-        (proptest::sample::select(&[0x5b_u8, 0x7b, 0x9b, 0xbb][..]), any::<u64>(), 0usize..32)
+        (
+            proptest::sample::select(&[0x5b_u8, 0x7b, 0x9b, 0xbb][..]),
+            any::<u64>(),
+            0usize..32
+        )
             .prop_map(|(h, n, pad)| {
                 let mut f = vec![h];
                 f.extend(n.to_be_bytes());
@@ -630,15 +645,17 @@ pub fn arb_edit() -> BoxedStrategy<Edit> {
 
 pub fn arb_intake() -> BoxedStrategy<Intake> {
     (arb_text(), arb_text(), arb_text(), arb_text())
-        .prop_map(|(ticket_no, customer_name, fault_description, serial)| Intake {
-            ticket_no: format!("T-{ticket_no}"),
-            customer_name,
-            fault_description,
-            serial,
-            priority: "B".into(),
-            occurred_at: "2026-11-22T08:30:00Z".into(),
-            ..Intake::default()
-        })
+        .prop_map(
+            |(ticket_no, customer_name, fault_description, serial)| Intake {
+                ticket_no: format!("T-{ticket_no}"),
+                customer_name,
+                fault_description,
+                serial,
+                priority: "B".into(),
+                occurred_at: "2026-11-22T08:30:00Z".into(),
+                ..Intake::default()
+            },
+        )
         .boxed()
 }
 
@@ -689,16 +706,23 @@ pub fn apply_edits(doc: &mut AutoCommit, edits: &[Edit]) {
                 );
             }
             Edit::Priority(p) => {
-                let _ = automerge::transaction::Transactable::put(doc, ROOT, "priority", p.as_str());
+                let _ =
+                    automerge::transaction::Transactable::put(doc, ROOT, "priority", p.as_str());
             }
             Edit::Sign(name) => {
                 let heads = doc.get_heads();
                 let _ = ticket::sign(doc, name, "2026-11-24T10:05:00Z", "00", &heads);
             }
             Edit::Checklist(item) => {
-                if let Ok(Some((AmValue::Object(ObjType::List), list))) = doc.get(ROOT, "checklist") {
+                if let Ok(Some((AmValue::Object(ObjType::List), list))) = doc.get(ROOT, "checklist")
+                {
                     let len = doc.length(&list);
-                    let _ = automerge::transaction::Transactable::insert(doc, &list, len, item.as_str());
+                    let _ = automerge::transaction::Transactable::insert(
+                        doc,
+                        &list,
+                        len,
+                        item.as_str(),
+                    );
                 }
             }
             Edit::ReplaceVisits => {
@@ -734,7 +758,9 @@ pub fn scenario(intake: &Intake, server_edits: &[Edit], device_edits: &[Edit]) -
     let mut base = AutoCommit::new().with_actor(automerge::ActorId::from(b"server-actor".to_vec()));
     ticket::create(&mut base, intake).expect("a new ticket");
     base.commit();
-    let mut device = base.fork().with_actor(automerge::ActorId::from(b"device-actor".to_vec()));
+    let mut device = base
+        .fork()
+        .with_actor(automerge::ActorId::from(b"device-actor".to_vec()));
     apply_edits(&mut base, server_edits);
     apply_edits(&mut device, device_edits);
     Scenario {
@@ -918,7 +944,13 @@ pub struct Damage {
 }
 
 pub fn arb_damage() -> BoxedStrategy<Damage> {
-    (arb_carrier(), any::<Index>(), 0u8..4, vec(arb_chunk_damage(), 1..3), arb_mutations())
+    (
+        arb_carrier(),
+        any::<Index>(),
+        0u8..4,
+        vec(arb_chunk_damage(), 1..3),
+        arb_mutations(),
+    )
         .prop_map(|(carrier, pick, how, chunks, muts)| Damage {
             carrier,
             pick,

@@ -161,7 +161,10 @@ impl DocState {
         let offered: usize = msg.changes.iter().map(<[u8]>::len).sum();
         let peer = self.peers.get_mut(&conn).expect("peer added above");
         let (doc, state) = (&mut self.doc, &mut peer.state);
-        match contain_panic(|| doc.receive_sync_message(state, msg).map_err(ApplyError::from)) {
+        match contain_panic(|| {
+            doc.receive_sync_message(state, msg)
+                .map_err(ApplyError::from)
+        }) {
             Ok(()) => {}
             Err(e @ ApplyError::Panicked) => {
                 // The document may be half-modified in ways a rollback cannot
