@@ -88,6 +88,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     };
     let blobs = crate::blobs::BlobStore::open(&opts.blob_dir, opts.max_blob_bytes)
         .with_context(|| format!("opening blob directory {}", opts.blob_dir.display()))?;
+    crate::blobs::access::adopt_legacy_blobs(&db, &blobs)
+        .await
+        .context("recording the blobs stored before upload records")?;
     let api = Arc::new(ApiState {
         db: db.clone(),
         keys: JwtKeys::new(secret.as_bytes(), opts.access_token_ttl),

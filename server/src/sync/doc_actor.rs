@@ -323,6 +323,16 @@ impl DocActor {
             }
             return;
         }
+        crate::blobs::access::link_new_references(
+            &self.hub.db,
+            &self.doc_key,
+            self.state.doc(),
+            &received.heads_before,
+            touch.as_ref().map(|t| &t.fields),
+            &peer.user_id,
+            peer.role,
+        )
+        .await;
 
         if self.state.is_empty() && (request || !peer_has_doc) {
             // Neither side has this document. The peer stays registered, so it

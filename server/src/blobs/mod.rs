@@ -1,9 +1,14 @@
 //! Content-addressed attachment storage on disk: a blob's name is the SHA-256
 //! of its bytes, so an upload is idempotent (re-sending after a dropped
 //! connection is harmless) and a corrupted upload cannot pose as another.
+//!
+//! - `access`: who may read a blob through which ticket (uploads and links).
+
+pub mod access;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -11,6 +16,17 @@ use sha2::{Digest, Sha256};
 pub struct BlobStore {
     dir: PathBuf,
     pub max_bytes: usize,
+}
+
+/// A file in the blob directory.
+#[derive(Clone, Debug)]
+pub struct BlobFile {
+    /// The blob's SHA-256, or None for an upload's leftover temporary file.
+    pub sha256: Option<String>,
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Stored or last re-uploaded (see `put`).
+    pub modified: SystemTime,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +92,45 @@ impl BlobStore {
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         Ok(true)
+    }
+
+    pub fn exists(&self, sha256: &str) -> bool {
+        valid_name(sha256) && self.path(sha256).is_file()
+    }
+
+    /// Every blob (and leftover temporary file) in the directory. Files that
+    /// are neither are not listed, so `gc` never touches them.
+    pub fn list(&self) -> std::io::Result<Vec<BlobFile>> {
+        let mut out = Vec::new();
+        for fan in std::fs::read_dir(&self.dir)? {
+            let fan = fan?;
+            let prefix = fan.file_name().to_string_lossy().into_owned();
+            if !fan.file_type()?.is_dir() || prefix.len() != 2 {
+                continue;
+            }
+            for entry in std::fs::read_dir(fan.path())? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                if !meta.is_file() {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let sha256 = if valid_name(&name) && name.starts_with(&prefix) {
+                    Some(name)
+                } else if name.starts_with('.') && name.ends_with(".tmp") {
+                    None
+                } else {
+                    continue;
+                };
+                out.push(BlobFile {
+                    sha256,
+                    path: entry.path(),
+                    bytes: meta.len(),
+                    modified: meta.modified()?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     pub fn get(&self, sha256: &str) -> Result<Option<Vec<u8>>, BlobError> {
