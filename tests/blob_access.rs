@@ -6,9 +6,11 @@
 
 mod common;
 
+use std::time::{Duration, SystemTime};
+
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ReadDoc, ROOT};
-use common::{add_users, http, http_bytes, Backend, Server, TestDb, WAIT};
+use common::{add_users, cli, http, http_bytes, http_full, Backend, Server, TestDb, WAIT};
 use diesel::{Connection, RunQueryDsl};
 use fieldsync_server::blobs::sha256_hex;
 use fieldsync_shared::client::{Device, DocStatus};
@@ -221,7 +223,149 @@ async fn legacy_blobs_are_served_where_they_were_referenced(db: TestDb) {
     assert_eq!(download(&server, &tim, &sha, ticket1).0, 200);
 }
 
+async fn uploads_count_against_a_daily_quota(db: TestDb) {
+    add_users(&db, USERS);
+    let server = Server::start(&db, &["--blob-quota-bytes", "100000"]);
+    let (tim, tess) = (token(&server, "tim"), token(&server, "tess"));
+    let first = photo(3, 60_000);
+    let second = photo(5, 50_000);
+    assert_eq!(upload(&server, &tim, &first), 201);
+
+    let path = format!("/api/v1/blobs/{}", sha256_hex(&second));
+    let refused = http_full(
+        server.port,
+        "PUT",
+        &path,
+        Some(&tim),
+        "application/octet-stream",
+        &second,
+    );
+    assert_eq!(refused.status, 429, "60 000 + 50 000 bytes exceed 100 000");
+    let body = refused.json();
+    assert_eq!(body["error"]["code"], "blob_quota_exceeded", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("100000"),
+        "{body}"
+    );
+    let retry: u64 = refused
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!((1..=24 * 3600).contains(&retry), "{retry}");
+    assert!(
+        !blob_path(&db, &sha256_hex(&second)).exists(),
+        "nothing was stored"
+    );
+
+    assert_eq!(
+        upload(&server, &tim, &first),
+        200,
+        "re-sending a stored blob is free"
+    );
+    assert_eq!(
+        upload(&server, &tess, &second),
+        201,
+        "the quota is per user"
+    );
+    assert_eq!(
+        upload(&server, &tim, &second),
+        200,
+        "stored already: free for Tim too"
+    );
+}
+
+fn gc(db: &TestDb, args: &[&str]) -> String {
+    let dir = db.blob_dir.path().to_string_lossy().into_owned();
+    let mut all = vec!["blobs", "gc", "--blob-dir", dir.as_str()];
+    all.extend_from_slice(args);
+    let out = cli(&db.url, &all, "");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "blobs gc failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn blob_path(db: &TestDb, sha: &str) -> std::path::PathBuf {
+    db.blob_dir.path().join(&sha[..2]).join(sha)
+}
+
+fn age(path: &std::path::Path, by: Duration) {
+    std::fs::File::options()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - by)
+        .unwrap();
+}
+
+async fn gc_deletes_only_old_unreferenced_blobs(db: TestDb) {
+    add_users(&db, USERS);
+    let server = Server::start(&db, &[]);
+    let (dora, tim) = (token(&server, "dora"), token(&server, "tim"));
+    let ticket = create_ticket(&server, &dora, "tim");
+    let (kept, orphan) = (photo(17, 10_000), photo(19, 12_345));
+    let (kept_sha, orphan_sha) = (sha256_hex(&kept), sha256_hex(&orphan));
+    assert_eq!(upload(&server, &tim, &kept), 201);
+    assert_eq!(upload(&server, &tim, &orphan), 201);
+    let phone = device(&server, &tim, "tim-phone", &[ticket]).await;
+    attach(&phone, ticket, &kept_sha).await;
+    let leftover = blob_path(&db, &kept_sha).with_file_name(".leftover.tmp");
+    std::fs::write(&leftover, b"half an upload").unwrap();
+
+    // Fresh uploads are kept: their ticket edit may still be on its way.
+    let out = gc(&db, &["--older-than-hours", "1"]);
+    assert!(out.contains("2 stored, 1 referenced, 1 unreferenced but younger than 1 h (kept), 0 unreferenced deleted"), "{out}");
+    assert!(blob_path(&db, &orphan_sha).exists() && leftover.exists());
+
+    for p in [
+        blob_path(&db, &kept_sha),
+        blob_path(&db, &orphan_sha),
+        leftover.clone(),
+    ] {
+        age(&p, Duration::from_secs(2 * 3600));
+    }
+    let out = gc(&db, &["--older-than-hours", "1", "--dry-run"]);
+    assert!(
+        out.contains(&format!("would delete {orphan_sha} (12345 bytes, 2 h old)")),
+        "{out}"
+    );
+    assert!(
+        blob_path(&db, &orphan_sha).exists(),
+        "a dry run deletes nothing"
+    );
+
+    let out = gc(&db, &["--older-than-hours", "1"]);
+    assert!(out.contains(&format!("deleted {orphan_sha}")), "{out}");
+    assert!(
+        out.contains("1 unreferenced deleted (12345 bytes), 1 temporary file(s) deleted"),
+        "{out}"
+    );
+    assert!(!blob_path(&db, &orphan_sha).exists() && !leftover.exists());
+    assert_eq!(
+        download(&server, &tim, &kept_sha, ticket),
+        (200, kept),
+        "referenced: kept"
+    );
+
+    // A re-upload restarts the grace period (it precedes a new reference).
+    assert_eq!(upload(&server, &tim, &orphan), 201);
+    age(&blob_path(&db, &orphan_sha), Duration::from_secs(2 * 3600));
+    assert_eq!(upload(&server, &tim, &orphan), 200);
+    let out = gc(&db, &["--older-than-hours", "1"]);
+    assert!(out.contains("0 unreferenced deleted"), "{out}");
+    assert!(blob_path(&db, &orphan_sha).exists());
+}
+
 on_both_backends!(
     a_copied_hash_opens_nothing,
     legacy_blobs_are_served_where_they_were_referenced,
+    uploads_count_against_a_daily_quota,
+    gc_deletes_only_old_unreferenced_blobs,
 );

@@ -1,5 +1,6 @@
 //! `PUT/GET /api/v1/blobs/{sha256}`: attachments (photos, signatures).
-//! Upload is content-addressed and idempotent; download goes through a ticket the caller may see that references the
+//! Upload is content-addressed and idempotent, within a daily quota per user;
+//! download goes through a ticket the caller may see that references the
 //! blob and had it attached by someone allowed to see it (`blobs::access`).
 
 use actix_web::{web, HttpResponse};
@@ -10,7 +11,8 @@ use serde::Deserialize;
 
 use super::auth::AuthUser;
 use super::{require_role, ApiError, State};
-use crate::blobs::{access, valid_name, BlobError};
+use crate::blobs::{access, quota, valid_name, BlobError};
+use crate::db::now_millis;
 use crate::sharing::{self, DocAccess};
 use crate::storage;
 
@@ -25,6 +27,17 @@ impl From<BlobError> for ApiError {
             }
             BlobError::Io(io) => ApiError::internal(format!("blob storage failed: {io}")),
         }
+    }
+}
+
+impl From<quota::Exceeded> for ApiError {
+    fn from(e: quota::Exceeded) -> Self {
+        ApiError::retry_after(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "blob_quota_exceeded",
+            e.to_string(),
+            e.retry_after_secs,
+        )
     }
 }
 
@@ -54,6 +67,15 @@ pub async fn put(
     }
     let store = state.blobs.clone();
     let len = bytes.len() as u64;
+    // A blob stored already costs nothing (re-sending it only proves possession).
+    if store.daily_quota_bytes > 0 && !store.exists(&name) {
+        let (user_id, now) = (user.0.id.clone(), now_millis());
+        let usage = state
+            .db
+            .run(move |c| quota::usage(c, &user_id, now))
+            .await?;
+        quota::check(store.daily_quota_bytes, usage, len, now)?;
+    }
     let key = name.clone();
     let created = web::block(move || store.put(&key, &bytes))
         .await

@@ -3,8 +3,12 @@
 //! connection is harmless) and a corrupted upload cannot pose as another.
 //!
 //! - `access`: who may read a blob through which ticket (uploads and links).
+//! - `quota`: bytes each user may store per day.
+//! - `gc`: removal of blobs no stored ticket references.
 
 pub mod access;
+pub mod gc;
+pub mod quota;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,8 @@ use sha2::{Digest, Sha256};
 pub struct BlobStore {
     dir: PathBuf,
     pub max_bytes: usize,
+    /// Bytes one user may newly store per 24 hours (0: unlimited).
+    pub daily_quota_bytes: u64,
 }
 
 /// A file in the blob directory.
@@ -59,7 +65,15 @@ impl BlobStore {
         Ok(Self {
             dir: dir.as_ref().to_path_buf(),
             max_bytes,
+            daily_quota_bytes: 0,
         })
+    }
+
+    pub fn with_daily_quota(self, daily_quota_bytes: u64) -> Self {
+        Self {
+            daily_quota_bytes,
+            ..self
+        }
     }
 
     fn path(&self, sha256: &str) -> PathBuf {
@@ -82,6 +96,12 @@ impl BlobStore {
         }
         let path = self.path(sha256);
         if path.exists() {
+            // A re-upload usually precedes a new reference: restart the
+            // clean-up grace period (`gc` goes by modification time).
+            std::fs::File::options()
+                .append(true)
+                .open(&path)?
+                .set_modified(SystemTime::now())?;
             return Ok(false);
         }
         let dir = path.parent().expect("blob path has a parent");
