@@ -31,6 +31,8 @@ pub struct ServeOptions {
     /// Where attachments are stored, and their size limit.
     pub blob_dir: std::path::PathBuf,
     pub max_blob_bytes: usize,
+    /// Bytes one user may newly store per 24 hours (0: unlimited).
+    pub blob_quota_bytes: u64,
     pub sync: SyncConfig,
     /// Test-only storage fault injection (`RATE:MAX[:SEED]`, see storage::faults).
     pub inject_commit_faults: Option<String>,
@@ -87,7 +89,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         }
     };
     let blobs = crate::blobs::BlobStore::open(&opts.blob_dir, opts.max_blob_bytes)
-        .with_context(|| format!("opening blob directory {}", opts.blob_dir.display()))?;
+        .with_context(|| format!("opening blob directory {}", opts.blob_dir.display()))?
+        .with_daily_quota(opts.blob_quota_bytes);
+    crate::blobs::access::adopt_legacy_blobs(&db, &blobs)
+        .await
+        .context("recording the blobs stored before upload records")?;
     let api = Arc::new(ApiState {
         db: db.clone(),
         keys: JwtKeys::new(secret.as_bytes(), opts.access_token_ttl),

@@ -95,6 +95,10 @@ enum Command {
         /// Largest attachment accepted, in bytes.
         #[arg(long, env = "FIELDSYNC_MAX_BLOB_BYTES", default_value_t = 25 * 1024 * 1024)]
         max_blob_bytes: usize,
+        /// Bytes one user may newly store as attachments per 24 hours (re-sending
+        /// a stored blob is free); more is answered 429. 0: unlimited.
+        #[arg(long, env = "FIELDSYNC_BLOB_QUOTA_BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+        blob_quota_bytes: u64,
         /// Lifetime of access tokens, in seconds.
         #[arg(long, env = "FIELDSYNC_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
         access_token_ttl_secs: u64,
@@ -133,6 +137,27 @@ enum Command {
         /// Only documents with at least this many loose changes.
         #[arg(long, default_value_t = 2)]
         min_changes: i64,
+    },
+    /// Attachment storage.
+    #[command(subcommand)]
+    Blobs(BlobsCommand),
+}
+
+#[derive(Subcommand)]
+enum BlobsCommand {
+    /// Delete blob files no stored ticket references, once older than the
+    /// grace period (safe while the server runs).
+    Gc {
+        /// The server's attachment directory.
+        #[arg(long, env = "FIELDSYNC_BLOB_DIR", default_value = "fieldsync-blobs")]
+        blob_dir: std::path::PathBuf,
+        /// Keep unreferenced blobs uploaded (or re-uploaded) more recently than
+        /// this: devices upload before they sync the edit that references them.
+        #[arg(long, default_value_t = 72)]
+        older_than_hours: u64,
+        /// Print what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -192,6 +217,7 @@ pub fn main() -> ExitCode {
             access_token_ttl_secs,
             blob_dir,
             max_blob_bytes,
+            blob_quota_bytes,
             compact_after,
             demo,
             password_workers,
@@ -214,6 +240,7 @@ pub fn main() -> ExitCode {
                 access_token_ttl: Duration::from_secs(access_token_ttl_secs.max(1)),
                 blob_dir,
                 max_blob_bytes,
+                blob_quota_bytes,
                 sync: SyncConfig {
                     max_message_bytes,
                     idle_evict: Duration::from_secs(idle_evict_secs),
@@ -248,6 +275,11 @@ pub fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Compact { min_changes } => compact(&cli.database, min_changes),
         Command::Demo => print_demo(&cli.database),
+        Command::Blobs(BlobsCommand::Gc {
+            blob_dir,
+            older_than_hours,
+            dry_run,
+        }) => blobs_gc(&cli.database, &blob_dir, older_than_hours, dry_run),
         Command::Projection(ProjectionCommand::Rebuild) => rebuild_projection(&cli.database),
         Command::User(cmd) => user_command(&cli.database, cmd),
     };
@@ -298,6 +330,28 @@ fn compact(database: &str, min_changes: i64) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn blobs_gc(
+    database: &str,
+    blob_dir: &std::path::Path,
+    older_than_hours: u64,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    use crate::blobs::{gc, BlobStore};
+    anyhow::ensure!(
+        blob_dir.is_dir(),
+        "no blob directory at {} (pass --blob-dir)",
+        blob_dir.display()
+    );
+    let db = Db::open(database, 1)?;
+    let store = BlobStore::open(blob_dir, 0)?;
+    let opts = gc::GcOptions {
+        grace: Duration::from_secs(older_than_hours.saturating_mul(3600)),
+        dry_run,
+    };
+    gc::collect(&db, &store, opts, &mut std::io::stdout().lock())?;
     Ok(())
 }
 

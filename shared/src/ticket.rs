@@ -557,14 +557,31 @@ pub fn parse_heads(heads: &[String]) -> Option<Vec<ChangeHash>> {
 /// SHA-256 names of the blobs the ticket references (attachments and the
 /// signature image): what a device may download for this ticket.
 pub fn referenced_blobs<R: ReadDoc>(doc: &R) -> std::collections::BTreeSet<String> {
-    let v = View::now(doc);
+    blobs_in(&View::now(doc))
+}
+
+/// The same as of `heads` (no heads: the empty document references nothing).
+pub fn referenced_blobs_at<R: ReadDoc>(
+    doc: &R,
+    heads: &[ChangeHash],
+) -> std::collections::BTreeSet<String> {
+    if heads.is_empty() {
+        return Default::default();
+    }
+    blobs_in(&View {
+        doc,
+        heads: Some(heads),
+    })
+}
+
+fn blobs_in<R: ReadDoc>(v: &View<'_, R>) -> std::collections::BTreeSet<String> {
     let mut out: std::collections::BTreeSet<String> = v
         .items(&ROOT, "attachments")
         .into_iter()
-        .map(|item| str_at(&v, &item, "sha256"))
+        .map(|item| str_at(v, &item, "sha256"))
         .collect();
     if let Some(signoff) = v.map(&ROOT, "signoff") {
-        out.insert(str_at(&v, &signoff, "signature_sha256"));
+        out.insert(str_at(v, &signoff, "signature_sha256"));
     }
     out.remove("");
     out

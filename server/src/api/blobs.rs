@@ -1,6 +1,7 @@
 //! `PUT/GET /api/v1/blobs/{sha256}`: attachments (photos, signatures).
-//! Upload is content-addressed and idempotent; download follows the share
-//! policy of a ticket that references the blob.
+//! Upload is content-addressed and idempotent, within a daily quota per user;
+//! download goes through a ticket the caller may see that references the
+//! blob and had it attached by someone allowed to see it (`blobs::access`).
 
 use actix_web::{web, HttpResponse};
 use fieldsync_shared::roles::Role;
@@ -10,7 +11,8 @@ use serde::Deserialize;
 
 use super::auth::AuthUser;
 use super::{require_role, ApiError, State};
-use crate::blobs::BlobError;
+use crate::blobs::{access, quota, valid_name, BlobError};
+use crate::db::now_millis;
 use crate::sharing::{self, DocAccess};
 use crate::storage;
 
@@ -28,6 +30,17 @@ impl From<BlobError> for ApiError {
     }
 }
 
+impl From<quota::Exceeded> for ApiError {
+    fn from(e: quota::Exceeded) -> Self {
+        ApiError::retry_after(
+            actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+            "blob_quota_exceeded",
+            e.to_string(),
+            e.retry_after_secs,
+        )
+    }
+}
+
 pub async fn put(
     state: State,
     user: AuthUser,
@@ -36,6 +49,9 @@ pub async fn put(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, UPLOADERS)?;
     let name = path.into_inner();
+    if !valid_name(&name) {
+        return Err(BlobError::BadName.into());
+    }
     let max = state.blobs.max_bytes;
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = body.next().await {
@@ -50,9 +66,26 @@ pub async fn put(
         bytes.extend_from_slice(&chunk);
     }
     let store = state.blobs.clone();
-    let created = web::block(move || store.put(&name, &bytes))
+    let len = bytes.len() as u64;
+    // A blob stored already costs nothing (re-sending it only proves possession).
+    if store.daily_quota_bytes > 0 && !store.exists(&name) {
+        let (user_id, now) = (user.0.id.clone(), now_millis());
+        let usage = state
+            .db
+            .run(move |c| quota::usage(c, &user_id, now))
+            .await?;
+        quota::check(store.daily_quota_bytes, usage, len, now)?;
+    }
+    let key = name.clone();
+    let created = web::block(move || store.put(&key, &bytes))
         .await
         .map_err(ApiError::internal)??;
+    let stored = if created { len } else { 0 };
+    let user_id = user.0.id.clone();
+    state
+        .db
+        .run(move |c| access::record_upload(c, &name, &user_id, stored))
+        .await?;
     Ok(if created {
         HttpResponse::Created()
     } else {
@@ -79,17 +112,25 @@ pub async fn get(
     })?;
     let doc = DocumentId::parse_url_or_id(&doc)
         .map_err(|e| ApiError::bad_request(format!("bad document id: {e}")))?;
-    let key = doc.to_string();
-    let (stored, assignment) = state
+    let (key, blob) = (doc.to_string(), name.clone());
+    let (stored, assignment, linked) = state
         .db
-        .run(move |c| Ok((storage::load(c, &key)?, sharing::load_assignment(c, &key)?)))
+        .run(move |c| {
+            Ok((
+                storage::load(c, &key)?,
+                sharing::load_assignment(c, &key)?,
+                access::may_serve(c, &key, &blob)?,
+            ))
+        })
         .await?;
     let not_found = || ApiError::not_found("no such blob for this ticket");
     let access = sharing::doc_access(user.0.role, &user.0.id, !stored.is_empty(), &assignment);
     if stored.is_empty() || access != DocAccess::Full {
         return Err(not_found());
     }
-    if !ticket::referenced_blobs(&stored.materialize()?).contains(&name) {
+    // Both: the ticket references it now, and someone allowed to see it
+    // attached it (a hash copied from another ticket is not enough).
+    if !linked || !ticket::referenced_blobs(&stored.materialize()?).contains(&name) {
         return Err(not_found());
     }
     let store = state.blobs.clone();

@@ -285,3 +285,22 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(parts_used, parts);
 diesel::allow_tables_to_appear_in_same_query!(tickets, visits);
+
+diesel::table! {
+    blob_uploads (sha256, user_id) {
+        sha256 -> Text,
+        user_id -> Text,
+        bytes -> BigInt,
+        uploaded_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    blob_links (doc_id, sha256, linked_by) {
+        doc_id -> Text,
+        sha256 -> Text,
+        linked_by -> Text,
+        linked_at -> BigInt,
+        confirmed -> Bool,
+    }
+}

@@ -332,6 +332,16 @@ impl DocActor {
             }
             return;
         }
+        crate::blobs::access::link_new_references(
+            &self.hub.db,
+            &self.doc_key,
+            self.state.doc(),
+            &received.heads_before,
+            touch.as_ref().map(|t| &t.fields),
+            &peer.user_id,
+            peer.role,
+        )
+        .await;
 
         if let Some(bytes) = received.pending_over_limit {
             // Reloading from storage is the only way to drop Automerge's

@@ -1,9 +1,18 @@
 //! Content-addressed attachment storage on disk: a blob's name is the SHA-256
 //! of its bytes, so an upload is idempotent (re-sending after a dropped
 //! connection is harmless) and a corrupted upload cannot pose as another.
+//!
+//! - `access`: who may read a blob through which ticket (uploads and links).
+//! - `quota`: bytes each user may store per day.
+//! - `gc`: removal of blobs no stored ticket references.
+
+pub mod access;
+pub mod gc;
+pub mod quota;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
@@ -11,6 +20,19 @@ use sha2::{Digest, Sha256};
 pub struct BlobStore {
     dir: PathBuf,
     pub max_bytes: usize,
+    /// Bytes one user may newly store per 24 hours (0: unlimited).
+    pub daily_quota_bytes: u64,
+}
+
+/// A file in the blob directory.
+#[derive(Clone, Debug)]
+pub struct BlobFile {
+    /// The blob's SHA-256, or None for an upload's leftover temporary file.
+    pub sha256: Option<String>,
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Stored or last re-uploaded (see `put`).
+    pub modified: SystemTime,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +65,15 @@ impl BlobStore {
         Ok(Self {
             dir: dir.as_ref().to_path_buf(),
             max_bytes,
+            daily_quota_bytes: 0,
         })
+    }
+
+    pub fn with_daily_quota(self, daily_quota_bytes: u64) -> Self {
+        Self {
+            daily_quota_bytes,
+            ..self
+        }
     }
 
     fn path(&self, sha256: &str) -> PathBuf {
@@ -66,6 +96,12 @@ impl BlobStore {
         }
         let path = self.path(sha256);
         if path.exists() {
+            // A re-upload usually precedes a new reference: restart the
+            // clean-up grace period (`gc` goes by modification time).
+            std::fs::File::options()
+                .append(true)
+                .open(&path)?
+                .set_modified(SystemTime::now())?;
             return Ok(false);
         }
         let dir = path.parent().expect("blob path has a parent");
@@ -76,6 +112,45 @@ impl BlobStore {
         f.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         Ok(true)
+    }
+
+    pub fn exists(&self, sha256: &str) -> bool {
+        valid_name(sha256) && self.path(sha256).is_file()
+    }
+
+    /// Every blob (and leftover temporary file) in the directory. Files that
+    /// are neither are not listed, so `gc` never touches them.
+    pub fn list(&self) -> std::io::Result<Vec<BlobFile>> {
+        let mut out = Vec::new();
+        for fan in std::fs::read_dir(&self.dir)? {
+            let fan = fan?;
+            let prefix = fan.file_name().to_string_lossy().into_owned();
+            if !fan.file_type()?.is_dir() || prefix.len() != 2 {
+                continue;
+            }
+            for entry in std::fs::read_dir(fan.path())? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                if !meta.is_file() {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let sha256 = if valid_name(&name) && name.starts_with(&prefix) {
+                    Some(name)
+                } else if name.starts_with('.') && name.ends_with(".tmp") {
+                    None
+                } else {
+                    continue;
+                };
+                out.push(BlobFile {
+                    sha256,
+                    path: entry.path(),
+                    bytes: meta.len(),
+                    modified: meta.modified()?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     pub fn get(&self, sha256: &str) -> Result<Option<Vec<u8>>, BlobError> {
