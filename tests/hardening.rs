@@ -9,7 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use automerge::sync;
+use automerge::sync::{self, SyncDoc};
 use automerge::transaction::Transactable;
 use automerge::{AutoCommit, ObjType, ROOT};
 use common::raw::Raw;
@@ -161,17 +161,19 @@ async fn cbor_item_flood_is_refused_before_it_is_decoded(db: TestDb) {
 
 /// Bytes and operations are rate-limited per user, across connections.
 async fn bytes_and_operations_are_rate_limited_per_user(db: TestDb) {
+    // Rates so low that nothing refills during the test, however slow the
+    // machine: the buckets hold one largest message each.
     let server = Server::start(
         &db,
         &[
             "--max-message-bytes",
             "200000",
             "--max-bytes-per-sec",
-            "100000",
+            "100",
             "--max-ops-per-message",
             "5000",
             "--max-ops-per-sec",
-            "1000",
+            "10",
         ],
     );
     // Two 150 kB frames on two connections of the same user: the second
@@ -188,12 +190,30 @@ async fn bytes_and_operations_are_rate_limited_per_user(db: TestDb) {
     let mut b = Raw::joined(&server, "bytes-b").await;
     let msg = ephemeral("bytes-a", &a.server_peer.clone());
     a.send(&msg).await;
+    // Wait until the server has taken a's frame (it answers a request after
+    // it), so b's frame is the one over the budget.
+    let target = a.server_peer.clone();
+    a.send(&Message::Request {
+        sender_id: "bytes-a".into(),
+        target_id: target,
+        document_id: DocumentId::random(),
+        data: automerge::Automerge::new()
+            .generate_sync_message(&mut sync::State::new())
+            .unwrap()
+            .encode(),
+    })
+    .await;
+    assert!(matches!(
+        a.next().await,
+        Some(Ok(Message::DocUnavailable { .. }))
+    ));
     let msg = ephemeral("bytes-b", &b.server_peer.clone());
     b.send(&msg).await;
-    b.expect_error_then_close(1008, "bytes per second").await;
+    b.expect_error_then_close(1008, "100 bytes per second")
+        .await;
 
-    // Operations: 3,000 list insertions pass, the next 3,000 do not.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Operations: 3,000 list insertions pass, the next 3,000 do not (the
+    // 50 kB left of the byte budget carry both messages).
     let mut doc = AutoCommit::new();
     let list = doc.put_object(ROOT, "l", ObjType::List).unwrap();
     let mut changes = vec![];

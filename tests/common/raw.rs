@@ -51,8 +51,11 @@ impl Raw {
 
     /// The next protocol message, or Err(close code, reason).
     pub async fn next(&mut self) -> Option<Result<Message, (u16, String)>> {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let frame = tokio::time::timeout(WAIT, self.ws.next())
+            // One deadline for the message: pings alone must not keep a
+            // test waiting for ever.
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .expect("server answered");
             match frame? {
