@@ -168,6 +168,8 @@ async fn bytes_and_operations_are_rate_limited_per_user(db: TestDb) {
         &[
             "--max-message-bytes",
             "200000",
+            "--max-inflated-bytes",
+            "200000",
             "--max-bytes-per-sec",
             "100",
             "--max-ops-per-message",
@@ -231,6 +233,37 @@ async fn bytes_and_operations_are_rate_limited_per_user(db: TestDb) {
         .await;
 }
 
+/// Compressed data is paid for at its inflated size: a few kB that inflate
+/// to megabytes (kept in memory and storage) cost megabytes of the budget.
+async fn compressed_data_is_charged_at_its_inflated_size(db: TestDb) {
+    let server = Server::start(
+        &db,
+        &[
+            "--max-bytes-per-sec",
+            "100",
+            "--max-inflated-bytes",
+            "4000000",
+            "--max-message-bytes",
+            "1000000",
+        ],
+    );
+    let change = |n: i64| {
+        let mut d = AutoCommit::new();
+        d.put(ROOT, "n", n).unwrap();
+        d.commit_with(
+            automerge::transaction::CommitOptions::default().with_message("\0".repeat(3_000_000)),
+        );
+        d.get_last_local_change().unwrap().clone().bytes().to_vec()
+    };
+    let (first, second) = (change(1), change(2));
+    assert!(first.len() < 20_000, "{} bytes on the wire", first.len());
+    let mut raw = Raw::joined(&server, "zipper").await;
+    send_sync(&mut raw, "zipper", sync_with(vec![first])).await;
+    send_sync(&mut raw, "zipper", sync_with(vec![second])).await;
+    raw.expect_error_then_close_skipping(1008, "100 bytes per second")
+        .await;
+}
+
 /// The batch endpoint checks the token before it reads the body.
 async fn batch_refuses_a_bad_token_before_reading_the_body(db: TestDb) {
     let server = Server::start(&db, &[]);
@@ -257,4 +290,5 @@ on_both_backends!(
     cbor_item_flood_is_refused_before_it_is_decoded,
     bytes_and_operations_are_rate_limited_per_user,
     batch_refuses_a_bad_token_before_reading_the_body,
+    compressed_data_is_charged_at_its_inflated_size,
 );

@@ -194,10 +194,12 @@ fn admit(
             format!("{doc}: {e}; split the change")
         }
     })?;
-    budget.rows(cost.rows).map_err(|e| {
-        METRICS.limit_violations.inc();
-        e.to_string()
-    })?;
+    budget
+        .sync_cost(cost.rows, cost.inflated_bytes, bytes.len())
+        .map_err(|e| {
+            METRICS.limit_violations.inc();
+            e.to_string()
+        })?;
     Ok((doc, msg))
 }
 

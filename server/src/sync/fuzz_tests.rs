@@ -158,9 +158,10 @@ fn check_session(frames: &[Frame]) -> Result<(), TestCaseError> {
                     prop_assert!(!p.is_empty() && p.len() <= 256);
                     joined = true;
                 }
-                Action::Sync { rows, msg, .. } => {
+                Action::Sync { cost, msg, .. } => {
                     prop_assert!(joined, "sync before join");
-                    prop_assert!(*rows <= limits.max_rows);
+                    prop_assert!(cost.rows <= limits.max_rows);
+                    prop_assert!(cost.inflated_bytes <= limits.max_inflated_bytes);
                     let cost = chunk_guard::inspect(msg.changes.iter(), limits);
                     prop_assert!(cost.is_ok(), "{:?}", cost);
                 }

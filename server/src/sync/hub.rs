@@ -66,7 +66,7 @@ impl SyncConfig {
             messages_per_sec: f64::from(self.max_messages_per_sec),
             bytes_per_sec: self.max_bytes_per_sec as f64,
             rows_per_sec: self.max_ops_per_sec as f64,
-            max_message_bytes: self.max_message_bytes as f64,
+            max_message_bytes: self.max_message_bytes.max(self.max_inflated_bytes) as f64,
             max_message_rows: self.max_ops_per_message as f64,
         }
     }

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Sustained rates; a bucket holds twice its rate, and never less than one
-/// largest message, so a single legal message always fits an idle budget.
+/// largest message (for bytes: the larger of a frame and what one message
+/// may inflate to), so a single legal message always fits an idle budget.
 #[derive(Clone, Copy, Debug)]
 pub struct Rates {
     pub messages_per_sec: f64,
@@ -104,13 +105,26 @@ impl Budget {
         Ok(())
     }
 
-    /// A decoded sync message carries `rows` operations/column rows.
-    pub fn rows(&mut self, rows: u64) -> Result<(), Exceeded> {
+    /// A measured sync message (`chunk_guard::Cost`): `rows` operations and
+    /// column rows, and `inflated` bytes once decompressed, of which the
+    /// `arrived` bytes of its frame were charged already. Compressed data is
+    /// paid for at its inflated size: it is what memory and storage hold.
+    pub fn sync_cost(
+        &mut self,
+        rows: u64,
+        inflated: usize,
+        arrived: usize,
+    ) -> Result<(), Exceeded> {
         self.refill();
+        let extra = inflated.saturating_sub(arrived) as f64;
         if self.rows.tokens < rows as f64 {
             return Err(Exceeded::Rows(self.rows.rate as u64));
         }
+        if self.bytes.tokens < extra {
+            return Err(Exceeded::Bytes(self.bytes.rate as u64));
+        }
         self.rows.tokens -= rows as f64;
+        self.bytes.tokens -= extra;
         Ok(())
     }
 }
@@ -226,10 +240,19 @@ mod tests {
         }
         assert_eq!(b.message(1), Err(Exceeded::Messages(10)));
         let mut b = Budget::new(RATES);
-        b.rows(200).unwrap();
-        assert_eq!(b.rows(1), Err(Exceeded::Rows(100)));
+        b.sync_cost(200, 0, 0).unwrap();
+        assert_eq!(b.sync_cost(1, 0, 0), Err(Exceeded::Rows(100)));
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert_eq!(b.rows(4), Ok(()), "refilled at the rate");
+        assert_eq!(b.sync_cost(4, 0, 0), Ok(()), "refilled at the rate");
+        // Compressed data pays for what it inflates to, beyond its frame.
+        let mut b = Budget::new(RATES);
+        b.message(1000).unwrap();
+        assert_eq!(b.sync_cost(0, 4000, 1000), Ok(()));
+        assert_eq!(
+            b.sync_cost(0, 2001, 1000),
+            Err(Exceeded::Bytes(1000)),
+            "1000 left"
+        );
     }
 
     #[test]
@@ -248,12 +271,22 @@ mod tests {
         let budgets = Budgets::new(RATES);
         let a = budgets.for_user("u1");
         let b = budgets.for_user("u1");
-        a.lock().unwrap().rows(200).unwrap();
-        assert!(b.lock().unwrap().rows(1).is_err());
-        assert!(budgets.for_user("u2").lock().unwrap().rows(1).is_ok());
+        a.lock().unwrap().sync_cost(200, 0, 0).unwrap();
+        assert!(b.lock().unwrap().sync_cost(1, 0, 0).is_err());
+        assert!(budgets
+            .for_user("u2")
+            .lock()
+            .unwrap()
+            .sync_cost(1, 0, 0)
+            .is_ok());
         drop((a, b));
         assert!(
-            budgets.for_user("u1").lock().unwrap().rows(1).is_err(),
+            budgets
+                .for_user("u1")
+                .lock()
+                .unwrap()
+                .sync_cost(1, 0, 0)
+                .is_err(),
             "reconnecting does not refill the budget"
         );
     }

@@ -39,9 +39,9 @@ pub enum Action {
         doc: DocumentId,
         msg: sync::Message,
         request: bool,
-        /// Operations and column rows the message carries (`chunk_guard`),
-        /// charged to the user's rate budget.
-        rows: u64,
+        /// What the message costs (`chunk_guard`), charged to the user's
+        /// rate budget.
+        cost: chunk_guard::Cost,
     },
     /// Relay to the document's other peers.
     Ephemeral(Message),
@@ -231,7 +231,7 @@ impl Session {
                 doc,
                 msg,
                 request,
-                rows: cost.rows,
+                cost,
             }],
             Err(e @ GuardError::Malformed { .. }) => self.fail(
                 close_code::PROTOCOL_ERROR,

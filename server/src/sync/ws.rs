@@ -184,6 +184,8 @@ struct Connection {
     identity: Identity,
     /// The user's budget, shared with their other connections.
     budget: Arc<std::sync::Mutex<Budget>>,
+    /// Size of the frame being handled (already charged to the budget).
+    frame_len: usize,
 }
 
 impl Connection {
@@ -213,6 +215,7 @@ impl Connection {
             docs: HashSet::new(),
             identity,
             budget,
+            frame_len: 0,
         };
         (me, out_rx)
     }
@@ -262,6 +265,7 @@ impl Connection {
                         None => return None,
                         Some(Ok(AggregatedMessage::Binary(bytes))) => {
                             METRICS.frames_received.inc();
+                            self.frame_len = bytes.len();
                             match self.charge(|b| b.message(bytes.len())) {
                                 Ok(()) => self.proto.on_frame(&bytes),
                                 Err(e) => self.proto.fail(close_code::POLICY, &e.to_string()),
@@ -350,12 +354,15 @@ impl Connection {
                     doc,
                     msg,
                     request,
-                    rows,
+                    cost,
                 } => {
                     let Some(peer) = self.handle.clone() else {
                         continue;
                     };
-                    if let Err(e) = self.charge(|b| b.rows(rows)) {
+                    let arrived = self.frame_len;
+                    if let Err(e) =
+                        self.charge(|b| b.sync_cost(cost.rows, cost.inflated_bytes, arrived))
+                    {
                         return self.fail_now(close_code::POLICY, &e.to_string()).await;
                     }
                     let limit = self.hub.config.max_docs_per_session;
