@@ -20,7 +20,7 @@
 //! A document a peer may not see is answered exactly like an unknown one
 //! (`doc-unavailable`), so its existence does not leak.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use diesel::prelude::*;
 use fieldsync_shared::permissions::may_create_tickets;
@@ -36,8 +36,9 @@ pub struct Assignment {
     /// Technicians the ticket was assigned to before, with when their last
     /// assignment ended (unix ms).
     pub past: HashMap<String, i64>,
-    /// Devices whose write-only window on this ticket has closed.
-    pub closed: HashSet<String>,
+    /// When devices' write-only windows on this ticket closed (unix ms); a
+    /// window closed before the latest reassignment does not count.
+    pub closed: HashMap<String, i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +78,10 @@ pub fn sync_access(
             let ended = assignment.past.get(user_id).copied().unwrap_or(i64::MIN);
             let open = device.registered_at <= ended
                 && now_ms < ended.saturating_add(WRITE_ONLY_WINDOW_MS)
-                && !assignment.closed.contains(device.id);
+                && assignment
+                    .closed
+                    .get(device.id)
+                    .is_none_or(|at| *at < ended);
             if open {
                 DocAccess::WriteOnly
             } else {
@@ -128,25 +132,31 @@ pub fn load_assignment(conn: &mut DbConn, doc_id: &str) -> Result<Assignment, Db
     }
     a.closed = on_conn!(conn, |c| woc::table
         .filter(woc::doc_id.eq(doc_id))
-        .select(woc::device_id)
-        .load(c)
+        .select((woc::device_id, woc::closed_at))
+        .load::<(String, i64)>(c)
         .map_err(DbError::from))?
     .into_iter()
     .collect();
     Ok(a)
 }
 
-/// Ends `device_id`'s write-only window on the ticket (it has synced since
-/// the reassignment). Idempotent.
-pub fn close_write_only(conn: &mut DbConn, doc_id: &str, device_id: &str) -> Result<(), DbError> {
-    let now = now_millis();
+/// Ends `device_id`'s write-only window on the ticket at `at` (it has
+/// synced since the reassignment).
+pub fn close_write_only(
+    conn: &mut DbConn,
+    doc_id: &str,
+    device_id: &str,
+    at: i64,
+) -> Result<(), DbError> {
     on_conn!(conn, |c| diesel::insert_into(woc::table)
         .values((
             woc::doc_id.eq(doc_id),
             woc::device_id.eq(device_id),
-            woc::closed_at.eq(now),
+            woc::closed_at.eq(at),
         ))
-        .on_conflict_do_nothing()
+        .on_conflict((woc::doc_id, woc::device_id))
+        .do_update()
+        .set(woc::closed_at.eq(at))
         .execute(c)
         .map(|_| ())
         .map_err(DbError::from))
@@ -193,7 +203,7 @@ mod tests {
         let a = Assignment {
             current: Some("tim".into()),
             past: HashMap::from([("tess".to_string(), 1000)]),
-            closed: HashSet::new(),
+            closed: HashMap::new(),
         };
         assert_eq!(
             doc_access(Role::Technician, "tim", true, &a),
@@ -243,7 +253,7 @@ mod tests {
         let mut a = Assignment {
             current: Some("tim".into()),
             past: HashMap::from([("tess".to_string(), 10_000)]),
-            closed: HashSet::new(),
+            closed: HashMap::new(),
         };
         let phone = SyncDevice {
             id: "tess:phone",
@@ -266,10 +276,17 @@ mod tests {
         let late = 10_000 + WRITE_ONLY_WINDOW_MS;
         assert_eq!(access(&a, SyncDevice { ..phone }, late), DocAccess::Locked);
         // …or once the device has synced since the reassignment.
-        a.closed.insert("tess:phone".into());
+        a.closed.insert("tess:phone".into(), 15_000);
         assert_eq!(
             access(&a, SyncDevice { ..phone }, 20_000),
             DocAccess::Locked
+        );
+        // A window closed before a later reassignment does not count.
+        let mut again = a.clone();
+        again.past.insert("tess".into(), 16_000);
+        assert_eq!(
+            access(&again, SyncDevice { ..phone }, 20_000),
+            DocAccess::WriteOnly
         );
         // The current assignee and strangers are unaffected.
         assert_eq!(

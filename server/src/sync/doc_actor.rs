@@ -490,12 +490,13 @@ impl DocActor {
     /// reassignment: its write-only window on this ticket ends (sharing.rs).
     /// If that cannot be stored, the window stays open (it ends with time).
     async fn close_write_only(&mut self, peer: &PeerHandle) {
-        self.assignment.closed.insert(peer.device_id.clone());
+        let at = crate::db::now_millis();
+        self.assignment.closed.insert(peer.device_id.clone(), at);
         let (doc, device) = (self.doc_id.to_string(), peer.device_id.clone());
         if let Err(e) = self
             .hub
             .db
-            .run(move |c| sharing::close_write_only(c, &doc, &device))
+            .run(move |c| sharing::close_write_only(c, &doc, &device, at))
             .await
         {
             tracing::warn!(doc = %self.doc_id, device = %peer.device_id, error = %e, "could not record the end of a write-only window");
