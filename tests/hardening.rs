@@ -167,9 +167,9 @@ async fn bytes_and_operations_are_rate_limited_per_user(db: TestDb) {
         &db,
         &[
             "--max-message-bytes",
-            "200000",
+            "100000",
             "--max-inflated-bytes",
-            "200000",
+            "100000",
             "--max-bytes-per-sec",
             "100",
             "--max-ops-per-message",
@@ -178,15 +178,15 @@ async fn bytes_and_operations_are_rate_limited_per_user(db: TestDb) {
             "10",
         ],
     );
-    // Two 150 kB frames on two connections of the same user: the second
-    // goes over the user's byte budget.
+    // Two 60 kB frames on two connections of the same user: the second goes
+    // over the user's byte budget (100 kB).
     let ephemeral = |peer: &str, target: &str| Message::Ephemeral {
         sender_id: peer.into(),
         target_id: target.into(),
         count: 1,
         session_id: "s".into(),
         document_id: DocumentId::random(),
-        data: vec![7; 150_000],
+        data: vec![7; 60_000],
     };
     let mut a = Raw::joined(&server, "bytes-a").await;
     let mut b = Raw::joined(&server, "bytes-b").await;
@@ -215,7 +215,7 @@ async fn bytes_and_operations_are_rate_limited_per_user(db: TestDb) {
         .await;
 
     // Operations: 3,000 list insertions pass, the next 3,000 do not (the
-    // 50 kB left of the byte budget carry both messages).
+    // 40 kB left of the byte budget carry both messages).
     let mut doc = AutoCommit::new();
     let list = doc.put_object(ROOT, "l", ObjType::List).unwrap();
     let mut changes = vec![];
@@ -264,6 +264,61 @@ async fn compressed_data_is_charged_at_its_inflated_size(db: TestDb) {
         .await;
 }
 
+/// What a sync message asks Automerge to do when it answers (the `have`
+/// bloom filters, list lengths) and what is relayed (ephemeral messages) is
+/// bounded before anything is decoded or relayed.
+async fn sync_envelopes_and_ephemeral_messages_are_bounded(db: TestDb) {
+    let server = Server::start(&db, &[]);
+    let (dev, id) = honest_device(&server).await;
+    // A `have` whose bloom filter asks for 100 M probes per hash (seconds of
+    // CPU and 400 MB when the server answers), one with 0 bits per entry
+    // (a division by zero), and 4 M empty `have` entries in one frame.
+    let have = |bloom: &[u8]| {
+        let mut m = vec![0x42, 0, 0, 1, 0, bloom.len() as u8];
+        m.extend(bloom);
+        m.push(0);
+        m
+    };
+    let mut flood = vec![0x42, 0, 0, 0x80, 0x80, 0x80, 0x02];
+    flood.resize(flood.len() + 8_000_000, 0);
+    flood.push(0);
+    for (peer, data, needle) in [
+        (
+            "probes",
+            have(&[1, 8, 0x80, 0xc2, 0xd7, 0x2f, 1]),
+            "bad bloom filter",
+        ),
+        ("zero", have(&[1, 0, 7]), "bad bloom filter"),
+        ("flood", flood, "`have` entries"),
+    ] {
+        let mut raw = Raw::joined(&server, peer).await;
+        let target = raw.server_peer.clone();
+        raw.send(&Message::Sync {
+            sender_id: peer.into(),
+            target_id: target,
+            document_id: id,
+            data,
+        })
+        .await;
+        raw.expect_error_then_close(1002, needle).await;
+    }
+    // Presence messages are small.
+    let mut raw = Raw::joined(&server, "loud").await;
+    let target = raw.server_peer.clone();
+    raw.send(&Message::Ephemeral {
+        sender_id: "loud".into(),
+        target_id: target,
+        count: 1,
+        session_id: "s".into(),
+        document_id: id,
+        data: vec![1; 100_000],
+    })
+    .await;
+    raw.expect_error_then_close(1009, "ephemeral messages are limited")
+        .await;
+    still_works(&dev, id, 1).await;
+}
+
 /// The batch endpoint checks the token before it reads the body.
 async fn batch_refuses_a_bad_token_before_reading_the_body(db: TestDb) {
     let server = Server::start(&db, &[]);
@@ -291,4 +346,5 @@ on_both_backends!(
     bytes_and_operations_are_rate_limited_per_user,
     batch_refuses_a_bad_token_before_reading_the_body,
     compressed_data_is_charged_at_its_inflated_size,
+    sync_envelopes_and_ephemeral_messages_are_bounded,
 );

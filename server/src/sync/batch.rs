@@ -143,7 +143,7 @@ pub async fn batch_endpoint(
     let mut replies = vec![];
     let mut accepted = vec![];
     for m in batch.messages {
-        match admit(&m, limits, &budget) {
+        match admit(&m, limits, hub.config.max_message_bytes, &budget) {
             Ok((doc, msg)) => accepted.push((replies.len(), doc, msg)),
             Err(e) => {
                 METRICS.protocol_errors.inc();
@@ -173,6 +173,7 @@ pub async fn batch_endpoint(
 fn admit(
     m: &BatchMessage,
     limits: ChunkLimits,
+    max_message_bytes: usize,
     budget: &std::sync::Mutex<Budget>,
 ) -> Result<(DocumentId, sync::Message), String> {
     let doc =
@@ -183,10 +184,18 @@ fn admit(
     if bytes.is_empty() {
         return Err("`data` is empty".to_string());
     }
+    if bytes.len() > max_message_bytes {
+        return Err(format!(
+            "`data` is larger than {max_message_bytes} bytes; split it"
+        ));
+    }
     let mut budget = budget.lock().unwrap_or_else(|e| e.into_inner());
     budget.message(bytes.len()).map_err(|e| e.to_string())?;
-    let msg = sync::Message::decode(&bytes)
+    chunk_guard::check_sync_message(&bytes)
+        .map_err(|e| format!("`data` is not an acceptable Automerge sync message: {e}"))?;
+    let mut msg = sync::Message::decode(&bytes)
         .map_err(|e| format!("`data` is not an Automerge sync message: {e}"))?;
+    chunk_guard::dedup_need(&mut msg);
     let cost = chunk_guard::inspect(msg.changes.iter(), limits).map_err(|e| match e {
         GuardError::Malformed { .. } => format!("rejected Automerge data for {doc}: {e}"),
         e => {

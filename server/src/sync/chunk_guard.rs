@@ -144,6 +144,77 @@ impl Budget {
     }
 }
 
+/// Most change hashes in a sync message's `heads`, `need` or one `have`.
+pub const MAX_HASHES: u64 = 4096;
+/// Most `have` summaries (Automerge sends one).
+pub const MAX_HAVES: u64 = 16;
+/// Most change entries in one sync message.
+pub const MAX_CHANGE_ENTRIES: u64 = 200_000;
+/// Most bloom-filter probes per hash (Automerge uses 7).
+const MAX_PROBES: u64 = 64;
+
+/// Walks the envelope of an encoded sync message before it is decoded:
+/// decoding allocates per list entry (a 2-byte `have` became ~64 bytes and
+/// was kept in the peer's sync state), and a `have` bloom filter with
+/// billions of probes, or none of its bits, makes Automerge loop for seconds,
+/// allocate gigabytes or panic when it answers. Layout: version byte, heads,
+/// need, haves (`last_sync` hashes, bloom bytes), changes (length-prefixed
+/// entries), optional flags.
+pub fn check_sync_message(data: &[u8]) -> Result<(), String> {
+    let mut r = Reader(data.get(1..).ok_or("empty sync message")?);
+    let hashes = |r: &mut Reader, what: &str| -> Result<(), String> {
+        let n = r.uleb()?;
+        if n > MAX_HASHES {
+            return Err(format!(
+                "sync message lists {n} {what} hashes (at most {MAX_HASHES})"
+            ));
+        }
+        r.take(n * 32)?;
+        Ok(())
+    };
+    hashes(&mut r, "head")?;
+    hashes(&mut r, "needed")?;
+    let haves = r.uleb()?;
+    if haves > MAX_HAVES {
+        return Err(format!(
+            "sync message has {haves} `have` entries (at most {MAX_HAVES})"
+        ));
+    }
+    for _ in 0..haves {
+        hashes(&mut r, "last-sync")?;
+        let mut bloom = Reader(r.bytes()?);
+        if !bloom.0.is_empty() {
+            let entries = bloom.uleb()?;
+            let bits_per_entry = bloom.uleb()?;
+            let probes = bloom.uleb()?;
+            if entries > 0 && (bits_per_entry == 0 || probes == 0 || probes > MAX_PROBES) {
+                return Err(format!(
+                    "bad bloom filter: {bits_per_entry} bits per entry, {probes} probes"
+                ));
+            }
+        }
+    }
+    let changes = r.uleb()?;
+    if changes > MAX_CHANGE_ENTRIES {
+        return Err(format!(
+            "sync message carries {changes} change entries (at most {MAX_CHANGE_ENTRIES})"
+        ));
+    }
+    for _ in 0..changes {
+        if r.bytes()?.is_empty() {
+            return Err("empty change entry".into());
+        }
+    }
+    Ok(())
+}
+
+/// Automerge answers every hash in `need`, duplicates included (as bogus
+/// changes); a peer gains nothing from asking twice.
+pub fn dedup_need(msg: &mut automerge::sync::Message) {
+    msg.need.sort();
+    msg.need.dedup();
+}
+
 /// `(type, body, rest)` of the first chunk in `bytes`.
 fn split_chunk(bytes: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
     if bytes.len() < 9 || bytes[..4] != MAGIC {
@@ -478,6 +549,47 @@ mod tests {
             ..LIMITS
         };
         assert!(inspect([bomb.as_slice()], roomy).is_ok());
+    }
+
+    #[test]
+    fn sync_message_envelopes_are_bounded() {
+        use automerge::sync::{self, SyncDoc};
+        let mut d = ticket_like(3);
+        let mut state = sync::State::new();
+        let real = d.sync().generate_sync_message(&mut state).unwrap().encode();
+        assert_eq!(check_sync_message(&real), Ok(()));
+        let with = |have: Vec<u8>, n_have: u8, need: &[u8]| {
+            // version, 0 heads, need, haves, 0 changes
+            let mut m = vec![0x42, 0];
+            m.extend(need);
+            m.push(n_have);
+            for _ in 0..n_have {
+                m.push(0); // no last_sync hashes
+                m.push(have.len() as u8);
+                m.extend(&have);
+            }
+            m.push(0);
+            m
+        };
+        assert_eq!(check_sync_message(&with(vec![], 1, &[0])), Ok(()));
+        assert_eq!(
+            check_sync_message(&with(vec![1, 10, 7, 0xff, 0xff], 1, &[0])),
+            Ok(())
+        );
+        // 100 M probes; 0 bits per entry (a division by zero in Automerge).
+        assert!(check_sync_message(&with(vec![1, 8, 0x80, 0xc2, 0xd7, 0x2f, 1], 1, &[0])).is_err());
+        assert!(check_sync_message(&with(vec![1, 0, 7], 1, &[0])).is_err());
+        assert!(check_sync_message(&with(vec![], 17, &[0]))
+            .unwrap_err()
+            .contains("`have`"));
+        // A count beyond the limits, and an empty change entry.
+        assert!(check_sync_message(&[0x42, 0x81, 0x40])
+            .unwrap_err()
+            .contains("head"));
+        assert!(check_sync_message(&[0x42, 0, 0, 0, 1, 0])
+            .unwrap_err()
+            .contains("empty"));
+        assert!(check_sync_message(&[]).is_err());
     }
 
     #[test]

@@ -19,6 +19,9 @@ use super::doc_state::{ConnId, DocState};
 use super::hub::{DocCommand, EditError, Hub, PeerHandle, ServerEditFn};
 use super::session::close_code;
 use crate::metrics::METRICS;
+
+/// Messages queued for a reader beyond which it is sent no ephemeral ones.
+const EPHEMERAL_BACKLOG: usize = 64;
 use crate::projection::{self, TicketRows};
 use crate::sharing::{self, Assignment, DocAccess};
 use crate::storage::committer::CommitError;
@@ -550,6 +553,11 @@ impl DocActor {
                 continue;
             }
             if let Some(h) = self.handles.get(&conn) {
+                // Presence is best-effort: a reader that is not keeping up
+                // gets none, so relayed copies cannot pile up in its queue.
+                if h.out.max_capacity() - h.out.capacity() > EPHEMERAL_BACKLOG {
+                    continue;
+                }
                 h.send(Message::Ephemeral {
                     sender_id: sender_id.clone(),
                     target_id: target.to_string(),

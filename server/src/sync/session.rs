@@ -22,6 +22,10 @@ pub mod close_code {
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
+/// Largest ephemeral (presence, cursor) message: they are relayed to every
+/// reader of the document, so they are kept small.
+pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CloseReason {
     pub code: u16,
@@ -155,6 +159,10 @@ impl Session {
             Message::Request {
                 document_id, data, ..
             } => self.on_sync(document_id, &data, true),
+            Message::Ephemeral { data, .. } if data.len() > MAX_EPHEMERAL_BYTES => self.fail(
+                close_code::TOO_BIG,
+                &format!("ephemeral messages are limited to {MAX_EPHEMERAL_BYTES} bytes"),
+            ),
             m @ Message::Ephemeral { .. } => vec![Action::Ephemeral(m)],
             // The server does not gossip remote heads; clients that enable it
             // send these and must not be cut off for it.
@@ -216,7 +224,14 @@ impl Session {
     }
 
     fn on_sync(&mut self, doc: DocumentId, data: &[u8], request: bool) -> Vec<Action> {
-        let msg = match sync::Message::decode(data) {
+        if let Err(e) = chunk_guard::check_sync_message(data) {
+            METRICS.limit_violations.inc();
+            return self.fail(
+                close_code::PROTOCOL_ERROR,
+                &format!("invalid Automerge sync message for {doc}: {e}"),
+            );
+        }
+        let mut msg = match sync::Message::decode(data) {
             Ok(msg) => msg,
             Err(e) => {
                 return self.fail(
@@ -225,6 +240,7 @@ impl Session {
                 )
             }
         };
+        chunk_guard::dedup_need(&mut msg);
         // Measured before anything inflates or decodes an operation.
         match chunk_guard::inspect(msg.changes.iter(), self.limits) {
             Ok(cost) => vec![Action::Sync {
