@@ -319,6 +319,74 @@ async fn sync_envelopes_and_ephemeral_messages_are_bounded(db: TestDb) {
     still_works(&dev, id, 1).await;
 }
 
+/// Issue 15 (first part): stock clients pass relayed ephemerals back with
+/// their original sender; that echo must not disconnect them. A peer id is
+/// one device's while it is connected.
+async fn ephemeral_echoes_are_dropped_and_peer_ids_are_not_shared(db: TestDb) {
+    let server = Server::start(&db, &[]);
+    let (_dev, id) = honest_device(&server).await;
+    let empty = automerge::Automerge::new()
+        .generate_sync_message(&mut sync::State::new())
+        .unwrap()
+        .encode();
+    let mut peers = vec![];
+    for name in ["pa", "pb"] {
+        let mut raw = Raw::joined(&server, name).await;
+        let target = raw.server_peer.clone();
+        raw.send(&Message::Request {
+            sender_id: name.into(),
+            target_id: target,
+            document_id: id,
+            data: empty.clone(),
+        })
+        .await;
+        assert!(matches!(raw.next().await, Some(Ok(Message::Sync { .. }))));
+        peers.push(raw);
+    }
+    let server_peer = peers[0].server_peer.clone();
+    let presence = |sender: &str, count: u64| Message::Ephemeral {
+        sender_id: sender.into(),
+        target_id: server_peer.clone(),
+        count,
+        session_id: format!("{sender}-session"),
+        document_id: id,
+        data: b"typing".to_vec(),
+    };
+    peers[0].send(&presence("pa", 1)).await;
+    let relayed = loop {
+        match peers[1].next().await {
+            Some(Ok(m @ Message::Ephemeral { .. })) => break m,
+            Some(Ok(_)) => continue,
+            other => panic!("expected the relayed ephemeral, got {other:?}"),
+        }
+    };
+    // pb passes it on, as stock clients do: dropped, pb stays connected.
+    peers[1].send(&relayed).await;
+    peers[1].send(&presence("pb", 1)).await;
+    loop {
+        match peers[0].next().await {
+            Some(Ok(Message::Ephemeral { sender_id, .. })) => {
+                assert_eq!(sender_id, "pb", "pa never gets its own message back");
+                break;
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("pb's presence reaches pa, got {other:?}"),
+        }
+    }
+    // Another device joining with pa's peer id, or the server's, is refused.
+    for taken in ["pa".to_string(), server_peer.clone()] {
+        let mut raw = Raw::connect(&server).await;
+        raw.send(&Message::Join {
+            sender_id: taken.clone(),
+            peer_metadata: None,
+            supported_protocol_versions: vec!["1".into()],
+        })
+        .await;
+        raw.expect_error_then_close(1008, "in use by another device")
+            .await;
+    }
+}
+
 /// The batch endpoint checks the token before it reads the body.
 async fn batch_refuses_a_bad_token_before_reading_the_body(db: TestDb) {
     let server = Server::start(&db, &[]);
@@ -347,4 +415,5 @@ on_both_backends!(
     batch_refuses_a_bad_token_before_reading_the_body,
     compressed_data_is_charged_at_its_inflated_size,
     sync_envelopes_and_ephemeral_messages_are_bounded,
+    ephemeral_echoes_are_dropped_and_peer_ids_are_not_shared,
 );

@@ -534,8 +534,13 @@ impl DocActor {
     }
 
     fn on_ephemeral(&mut self, from: ConnId, msg: Message) {
-        // Only peers syncing this document may broadcast to it.
-        if !self.handles.contains_key(&from) {
+        // Only peers that may read this document broadcast to it (not a
+        // technician taken off the ticket, who only uploads).
+        if !self
+            .handles
+            .get(&from)
+            .is_some_and(|h| self.access(h) == DocAccess::Full)
+        {
             return;
         }
         let Message::Ephemeral {

@@ -212,7 +212,14 @@ pub enum EditError {
 }
 
 /// Joined connections by (device id, peer id).
-type PeerRegistry = HashMap<(String, PeerId), (ConnId, Arc<KillSwitch>)>;
+/// Joined connections by peer id: (device id, connection, kill switch). A
+/// peer id belongs to one device while it is connected.
+type PeerRegistry = HashMap<PeerId, (String, ConnId, Arc<KillSwitch>)>;
+
+/// A join with a peer id that another device (or the server) holds.
+#[derive(Debug, thiserror::Error)]
+#[error("peer id `{0}` is in use by another device; use your own")]
+pub struct PeerIdTaken(pub PeerId);
 
 struct DocEntry {
     generation: u64,
@@ -357,38 +364,49 @@ impl Hub {
     }
 
     /// Registers a joined peer; an older connection of the same device with
-    /// the same peer id is closed (as the reference server does).
+    /// the same peer id is closed (as the reference server does). Another
+    /// device's peer id, or the server's, is refused: presence and relayed
+    /// messages are told apart by peer id.
     pub fn register_peer(
         &self,
         device_id: &str,
         peer_id: &str,
         conn: ConnId,
         kill: Arc<KillSwitch>,
-    ) {
-        let old = self
-            .lock_peers()
-            .insert((device_id.to_string(), peer_id.to_string()), (conn, kill));
-        if let Some((old_conn, old_kill)) = old {
-            if old_conn != conn {
+    ) -> Result<(), PeerIdTaken> {
+        if peer_id == self.server_peer_id {
+            return Err(PeerIdTaken(peer_id.to_string()));
+        }
+        let mut peers = self.lock_peers();
+        if let Some((holder, old_conn, old_kill)) = peers.get(peer_id) {
+            if holder != device_id {
+                return Err(PeerIdTaken(peer_id.to_string()));
+            }
+            if *old_conn != conn {
                 old_kill.trigger(
                     close_code::NORMAL,
                     "replaced by a newer connection from the same peer",
                 );
             }
         }
+        peers.insert(peer_id.to_string(), (device_id.to_string(), conn, kill));
+        Ok(())
     }
 
-    pub fn unregister_peer(&self, device_id: &str, peer_id: &str, conn: ConnId) {
+    pub fn unregister_peer(&self, peer_id: &str, conn: ConnId) {
         let mut peers = self.lock_peers();
-        let key = (device_id.to_string(), peer_id.to_string());
-        if peers.get(&key).is_some_and(|(c, _)| *c == conn) {
-            peers.remove(&key);
+        if peers.get(peer_id).is_some_and(|(_, c, _)| *c == conn) {
+            peers.remove(peer_id);
         }
     }
 
     /// Devices with a live, joined connection.
     pub fn connected_devices(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.lock_peers().keys().map(|(d, _)| d.clone()).collect();
+        let mut ids: Vec<String> = self
+            .lock_peers()
+            .values()
+            .map(|(d, _, _)| d.clone())
+            .collect();
         ids.sort();
         ids.dedup();
         ids
@@ -396,7 +414,7 @@ impl Hub {
 
     /// Closes every live connection of a device (revoked, user disabled).
     pub fn close_device(&self, device_id: &str, text: &str) {
-        for ((d, _), (_, kill)) in self.lock_peers().iter() {
+        for (d, _, kill) in self.lock_peers().values() {
             if d == device_id {
                 kill.trigger(close_code::POLICY, text);
             }
@@ -405,7 +423,7 @@ impl Hub {
 
     /// Closes every connection (shutdown).
     pub fn close_all(&self, text: &str) {
-        for (_, kill) in self.lock_peers().values() {
+        for (_, _, kill) in self.lock_peers().values() {
             kill.trigger(close_code::GOING_AWAY, text);
         }
     }

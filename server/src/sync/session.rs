@@ -25,6 +25,11 @@ pub mod close_code {
 /// Largest ephemeral (presence, cursor) message: they are relayed to every
 /// reader of the document, so they are kept small.
 pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
+/// Longest ephemeral session id (automerge-repo uses 16 hex characters or a
+/// UUID).
+pub const MAX_SESSION_ID_LEN: usize = 64;
+/// Distinct ephemeral session ids one connection may use.
+pub const MAX_SESSIONS_PER_CONNECTION: usize = 16;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CloseReason {
@@ -63,6 +68,8 @@ pub struct Session {
     storage_id: Option<String>,
     limits: ChunkLimits,
     state: State,
+    /// Last `count` relayed per ephemeral session id.
+    ephemeral_counts: std::collections::HashMap<String, u64>,
 }
 
 impl Session {
@@ -72,6 +79,7 @@ impl Session {
             storage_id,
             limits,
             state: State::AwaitingJoin,
+            ephemeral_counts: Default::default(),
         }
     }
 
@@ -143,6 +151,15 @@ impl Session {
                 )
             }
         };
+        if let Message::Ephemeral { sender_id, .. } = &msg {
+            if *sender_id != peer {
+                // Stock clients pass a relayed ephemeral on to their other
+                // peers with its original sender: this is our own relay
+                // coming back. It was delivered already; drop it, never
+                // relay it (a sender is only ever the connection's own peer).
+                return Vec::new();
+            }
+        }
         if msg.sender_id() != peer {
             return self.fail(
                 close_code::PROTOCOL_ERROR,
@@ -163,7 +180,7 @@ impl Session {
                 close_code::TOO_BIG,
                 &format!("ephemeral messages are limited to {MAX_EPHEMERAL_BYTES} bytes"),
             ),
-            m @ Message::Ephemeral { .. } => vec![Action::Ephemeral(m)],
+            m @ Message::Ephemeral { .. } => self.on_ephemeral(m),
             // The server does not gossip remote heads; clients that enable it
             // send these and must not be cut off for it.
             Message::RemoteSubscriptionChange { .. } | Message::RemoteHeadsChanged { .. } => {
@@ -184,6 +201,42 @@ impl Session {
                 "`peer` is sent by servers, not clients",
             ),
             Message::Join { .. } => unreachable!("handled above"),
+        }
+    }
+
+    /// Session ids must be short tokens, a connection uses a few, and each
+    /// (session, count) is relayed once: a repeat or an older count is a
+    /// duplicate and is dropped.
+    fn on_ephemeral(&mut self, msg: Message) -> Vec<Action> {
+        let Message::Ephemeral {
+            session_id, count, ..
+        } = &msg
+        else {
+            return Vec::new();
+        };
+        let valid = (1..=MAX_SESSION_ID_LEN).contains(&session_id.len())
+            && session_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return self.fail(
+                close_code::PROTOCOL_ERROR,
+                &format!("sessionId must be 1 to {MAX_SESSION_ID_LEN} letters, digits, '-' or '_'"),
+            );
+        }
+        let known = self.ephemeral_counts.len();
+        match self.ephemeral_counts.get(session_id).copied() {
+            Some(last) if *count <= last => Vec::new(),
+            None if known >= MAX_SESSIONS_PER_CONNECTION => self.fail(
+                close_code::POLICY,
+                &format!(
+                    "at most {MAX_SESSIONS_PER_CONNECTION} ephemeral session ids per connection"
+                ),
+            ),
+            _ => {
+                self.ephemeral_counts.insert(session_id.clone(), *count);
+                vec![Action::Ephemeral(msg)]
+            }
         }
     }
 
@@ -421,6 +474,52 @@ mod tests {
             &s.on_frame(&peer),
             close_code::PROTOCOL_ERROR,
             "sent by servers",
+        );
+    }
+
+    fn ephemeral(sender: &str, session: &str, count: u64) -> Vec<u8> {
+        protocol::encode(&Message::Ephemeral {
+            sender_id: sender.into(),
+            target_id: "srv".into(),
+            count,
+            session_id: session.into(),
+            document_id: DocumentId::random(),
+            data: vec![1, 2],
+        })
+    }
+
+    #[test]
+    fn ephemeral_echoes_and_duplicates_are_dropped_and_session_ids_bounded() {
+        let mut s = Session::new("srv".into(), None, LIMITS);
+        s.on_frame(&join("d"));
+        assert!(matches!(
+            s.on_frame(&ephemeral("d", "s1", 1))[..],
+            [Action::Ephemeral(_)]
+        ));
+        // A stock client relaying another peer's message back: dropped, no close.
+        assert!(s.on_frame(&ephemeral("someone-else", "s9", 1)).is_empty());
+        // The same (session, count) again, or an older count: dropped.
+        assert!(s.on_frame(&ephemeral("d", "s1", 1)).is_empty());
+        assert!(s.on_frame(&ephemeral("d", "s1", 0)).is_empty());
+        assert!(matches!(
+            s.on_frame(&ephemeral("d", "s1", 2))[..],
+            [Action::Ephemeral(_)]
+        ));
+        assert!(!s.is_closed());
+        for i in 2..=MAX_SESSIONS_PER_CONNECTION {
+            assert!(!s.on_frame(&ephemeral("d", &format!("s{i}"), 1)).is_empty());
+        }
+        closes_with_error(
+            &s.on_frame(&ephemeral("d", "one-too-many", 1)),
+            close_code::POLICY,
+            "session ids",
+        );
+        let mut s = Session::new("srv".into(), None, LIMITS);
+        s.on_frame(&join("d"));
+        closes_with_error(
+            &s.on_frame(&ephemeral("d", &"x".repeat(65), 1)),
+            close_code::PROTOCOL_ERROR,
+            "sessionId",
         );
     }
 

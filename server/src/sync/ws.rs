@@ -332,12 +332,14 @@ impl Connection {
                 }
                 Action::Joined(peer_id) => {
                     if self.handle.is_none() {
-                        self.hub.register_peer(
+                        if let Err(e) = self.hub.register_peer(
                             &self.identity.device.id,
                             &peer_id,
                             self.conn,
                             self.kill.clone(),
-                        );
+                        ) {
+                            return self.fail_now(close_code::POLICY, &e.to_string()).await;
+                        }
                         self.handle = Some(PeerHandle {
                             conn: self.conn,
                             peer_id,
@@ -428,8 +430,7 @@ impl Connection {
                 .await;
         }
         if let Some(h) = &self.handle {
-            self.hub
-                .unregister_peer(&self.identity.device.id, &h.peer_id, self.conn);
+            self.hub.unregister_peer(&h.peer_id, self.conn);
         }
     }
 }
