@@ -128,6 +128,7 @@ async fn revoking_a_device_closes_its_sessions_and_refuses_it(db: TestDb) {
         None,
     );
     assert_eq!(status, 403);
+    let started = std::time::Instant::now();
     let (status, body) = http(
         server.port,
         "POST",
@@ -141,6 +142,12 @@ async fn revoking_a_device_closes_its_sessions_and_refuses_it(db: TestDb) {
     let (code, reason) = wait_closed(&dev).await;
     assert_eq!(code, 1008);
     assert!(reason.contains("revoked"), "{reason}");
+    // At once on this instance, not at the watcher's next 2-second round.
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(700),
+        "closed after {:?}",
+        started.elapsed()
+    );
     assert!(refused_status(&url).await.contains("403"));
     // Another device of the same user still works.
     let other = Device::new("tom-phone-peer");

@@ -71,8 +71,11 @@ pub async fn list(state: State, user: AuthUser) -> Result<HttpResponse, ApiError
 
 /// Revocation is permanent; live sync sessions of the device close within
 /// seconds (see app::close_blocked_devices).
+/// Revokes a device; its live sync connections on this instance close at
+/// once (other instances: within ~2 s, by the revocation watcher).
 pub async fn revoke(
     state: State,
+    hub: web::Data<std::sync::Arc<crate::sync::hub::Hub>>,
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -98,5 +101,6 @@ pub async fn revoke(
             }))
         })
         .await??;
+    hub.close_device(&device.id, "this device has been revoked");
     Ok(HttpResponse::Ok().json(device))
 }

@@ -68,27 +68,38 @@ pub async fn create(
     Ok(HttpResponse::Created().json(created))
 }
 
+/// Disables an account; its live sync connections on this instance close at
+/// once (other instances: within ~2 s, by the revocation watcher).
 pub async fn disable(
     state: State,
+    hub: web::Data<std::sync::Arc<crate::sync::hub::Hub>>,
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Admin])?;
     let username = path.into_inner();
     let actor = user.0.id;
-    let updated = state
+    let (updated, devices) = state
         .db
         .run(move |c| {
-            Ok(accounts::audited(
+            let updated = match accounts::audited(
                 c,
                 Action::UserDisabled,
                 Some(&actor),
                 &username,
                 serde_json::json!({}),
                 |c| accounts::set_disabled(c, &username, true),
-            ))
+            ) {
+                Ok(u) => u,
+                Err(e) => return Ok(Err(e)),
+            };
+            let devices = crate::auth::devices::list(c, Some(&updated.id))?;
+            Ok(Ok((updated, devices)))
         })
         .await??;
+    for d in devices {
+        hub.close_device(&d.id, "this account is disabled");
+    }
     Ok(HttpResponse::Ok().json(updated))
 }
 
