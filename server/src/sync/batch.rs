@@ -25,7 +25,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::chunk_guard::{self, ChunkLimits, GuardError};
+use super::chunk_guard::{self, ChunkLimits, Refusal};
 use super::hub::{DocCommand, Hub, KillSwitch, PeerHandle};
 use super::rate::Budget;
 use super::ws::{identify, token_error, Identity};
@@ -191,17 +191,8 @@ fn admit(
     }
     let mut budget = budget.lock().unwrap_or_else(|e| e.into_inner());
     budget.message(bytes.len()).map_err(|e| e.to_string())?;
-    chunk_guard::check_sync_message(&bytes)
-        .map_err(|e| format!("`data` is not an acceptable Automerge sync message: {e}"))?;
-    let mut msg = sync::Message::decode(&bytes)
-        .map_err(|e| format!("`data` is not an Automerge sync message: {e}"))?;
-    chunk_guard::dedup_need(&mut msg);
-    let cost = chunk_guard::inspect(msg.changes.iter(), limits).map_err(|e| match e {
-        GuardError::Malformed { .. } => format!("rejected Automerge data for {doc}: {e}"),
-        e => {
-            METRICS.limit_violations.inc();
-            format!("{doc}: {e}; split the change")
-        }
+    let (msg, cost) = chunk_guard::admit(doc, &bytes, limits).map_err(|r| match r {
+        Refusal::Malformed(e) | Refusal::TooBig(e) => e,
     })?;
     budget
         .sync_cost(cost.rows, cost.inflated_bytes, bytes.len())

@@ -44,9 +44,9 @@ pub enum GuardError {
 }
 
 const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-const CHUNK_DOCUMENT: u8 = 0;
-const CHUNK_CHANGE: u8 = 1;
-const CHUNK_COMPRESSED_CHANGE: u8 = 2;
+pub const CHUNK_DOCUMENT: u8 = 0;
+pub const CHUNK_CHANGE: u8 = 1;
+pub const CHUNK_COMPRESSED_CHANGE: u8 = 2;
 const DEFLATE_BIT: u32 = 0b1000;
 
 /// Measures every chunk of every entry of a sync message against `limits`.
@@ -62,7 +62,7 @@ pub fn inspect<'a>(
         let malformed = |reason: String| GuardError::Malformed { index, reason };
         let mut rest = entry;
         while !rest.is_empty() {
-            let (kind, body, next) = split_chunk(rest).map_err(malformed)?;
+            let (Chunk { kind, body, .. }, next) = split_chunk(rest).map_err(malformed)?;
             rest = next;
             budget.add_bytes(body.len())?;
             match kind {
@@ -208,15 +208,61 @@ pub fn check_sync_message(data: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a sync message was refused before Automerge saw it.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Not a well-formed (or acceptable) sync message.
+    Malformed(String),
+    /// Over a per-message bound: the sender should split it.
+    TooBig(String),
+}
+
+/// The one admission of an encoded sync message for `doc` (WebSocket and
+/// batch): its envelope is walked, it is decoded, `need` deduplicated, and
+/// its chunks measured. Limit violations are counted here.
+pub fn admit(
+    doc: fieldsync_shared::DocumentId,
+    data: &[u8],
+    limits: ChunkLimits,
+) -> Result<(automerge::sync::Message, Cost), Refusal> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        Refusal::Malformed(format!("invalid Automerge sync message for {doc}: {e}"))
+    };
+    if let Err(e) = check_sync_message(data) {
+        crate::metrics::METRICS.limit_violations.inc();
+        return Err(invalid(&e));
+    }
+    let mut msg = automerge::sync::Message::decode(data).map_err(|e| invalid(&e))?;
+    dedup_need(&mut msg);
+    match inspect(msg.changes.iter(), limits) {
+        Ok(cost) => Ok((msg, cost)),
+        Err(e @ GuardError::Malformed { .. }) => Err(Refusal::Malformed(format!(
+            "rejected Automerge data for {doc}: {e}"
+        ))),
+        Err(e) => {
+            crate::metrics::METRICS.limit_violations.inc();
+            Err(Refusal::TooBig(format!("{doc}: {e}; split the change")))
+        }
+    }
+}
+
 /// Automerge answers every hash in `need`, duplicates included (as bogus
 /// changes); a peer gains nothing from asking twice.
-pub fn dedup_need(msg: &mut automerge::sync::Message) {
+fn dedup_need(msg: &mut automerge::sync::Message) {
     msg.need.sort();
     msg.need.dedup();
 }
 
-/// `(type, body, rest)` of the first chunk in `bytes`.
-fn split_chunk(bytes: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
+/// One chunk of an entry (a sync message may pack several into one).
+pub struct Chunk<'a> {
+    pub kind: u8,
+    /// The whole chunk, header included.
+    pub bytes: &'a [u8],
+    pub body: &'a [u8],
+}
+
+/// `(chunk, rest)`: the first chunk in `bytes`.
+pub fn split_chunk(bytes: &[u8]) -> Result<(Chunk<'_>, &[u8]), String> {
     if bytes.len() < 9 || bytes[..4] != MAGIC {
         return Err("not an Automerge chunk (bad magic bytes)".into());
     }
@@ -225,7 +271,13 @@ fn split_chunk(bytes: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
     let body = r
         .take(len)
         .map_err(|_| "chunk is longer than the data".to_string())?;
-    Ok((bytes[8], body, r.0))
+    let rest = r.0;
+    let chunk = Chunk {
+        kind: bytes[8],
+        bytes: &bytes[..bytes.len() - rest.len()],
+        body,
+    };
+    Ok((chunk, rest))
 }
 
 fn change(budget: &mut Budget, body: &[u8]) -> Result<(), Bad> {

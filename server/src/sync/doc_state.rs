@@ -9,7 +9,7 @@ use automerge::sync::{self, SyncDoc};
 use automerge::{Automerge, Change, ChangeHash, LoadOptions, OnPartialLoad};
 use fieldsync_shared::protocol::PeerId;
 
-use super::integrity;
+use super::{chunk_guard, integrity};
 use crate::storage::NewChange;
 use fieldsync_shared::roles::Role;
 
@@ -365,51 +365,18 @@ impl DocState {
     }
 }
 
-const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-const CHUNK_CHANGE: u8 = 1;
-const CHUNK_COMPRESSED_CHANGE: u8 = 2;
-
-/// Splits bytes holding one or more concatenated Automerge chunks (a sync
-/// message may pack several changes into one entry). Layout of a chunk:
-/// magic (4) | checksum (4) | type (1) | uLEB128 length | data.
-fn split_chunks(mut bytes: &[u8]) -> Result<Vec<(u8, &[u8])>, String> {
-    let mut out = Vec::new();
-    while !bytes.is_empty() {
-        if bytes.len() < 9 || bytes[..4] != MAGIC {
-            return Err("not an Automerge chunk (bad magic bytes)".into());
-        }
-        let (mut len, mut shift, mut pos) = (0u64, 0u32, 9usize);
-        loop {
-            let b = *bytes.get(pos).ok_or("truncated chunk length")?;
-            if shift > 63 {
-                return Err("chunk length overflows".into());
-            }
-            len |= u64::from(b & 0x7f) << shift;
-            pos += 1;
-            shift += 7;
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|l| pos.checked_add(l))
-            .filter(|e| *e <= bytes.len())
-            .ok_or("chunk is longer than the data")?;
-        out.push((bytes[8], &bytes[..end]));
-        bytes = &bytes[end..];
-    }
-    Ok(out)
-}
-
 /// Checks every chunk of a message (changes, or whole documents/bundles)
 /// before Automerge sees it: Automerge skips chunks it cannot parse without
 /// reporting it.
 fn parse_chunks<'a>(entries: impl Iterator<Item = &'a [u8]>) -> Result<(), ApplyError> {
     for (index, entry) in entries.enumerate() {
         let corrupt = |reason: String| ApplyError::Corrupt { index, reason };
-        for (kind, chunk) in split_chunks(entry).map_err(corrupt)? {
-            if kind == CHUNK_CHANGE || kind == CHUNK_COMPRESSED_CHANGE {
+        let mut rest = entry;
+        while !rest.is_empty() {
+            let (chunk, next) = chunk_guard::split_chunk(rest).map_err(corrupt)?;
+            rest = next;
+            let (kind, chunk) = (chunk.kind, chunk.bytes);
+            if kind == chunk_guard::CHUNK_CHANGE || kind == chunk_guard::CHUNK_COMPRESSED_CHANGE {
                 let change =
                     Change::from_bytes(chunk.to_vec()).map_err(|e| corrupt(e.to_string()))?;
                 // Parsing does not verify the header checksum (the first 4

@@ -6,8 +6,7 @@ use automerge::sync;
 use fieldsync_shared::protocol::{self, Message, PeerId, PeerMetadata, PROTOCOL_V1};
 use fieldsync_shared::DocumentId;
 
-use super::chunk_guard::{self, ChunkLimits, GuardError};
-use crate::metrics::METRICS;
+use super::chunk_guard::{self, ChunkLimits, Refusal};
 
 /// WebSocket close codes we use (RFC 6455 §7.4.1).
 pub mod close_code {
@@ -277,42 +276,15 @@ impl Session {
     }
 
     fn on_sync(&mut self, doc: DocumentId, data: &[u8], request: bool) -> Vec<Action> {
-        if let Err(e) = chunk_guard::check_sync_message(data) {
-            METRICS.limit_violations.inc();
-            return self.fail(
-                close_code::PROTOCOL_ERROR,
-                &format!("invalid Automerge sync message for {doc}: {e}"),
-            );
-        }
-        let mut msg = match sync::Message::decode(data) {
-            Ok(msg) => msg,
-            Err(e) => {
-                return self.fail(
-                    close_code::PROTOCOL_ERROR,
-                    &format!("invalid Automerge sync message for {doc}: {e}"),
-                )
-            }
-        };
-        chunk_guard::dedup_need(&mut msg);
-        // Measured before anything inflates or decodes an operation.
-        match chunk_guard::inspect(msg.changes.iter(), self.limits) {
-            Ok(cost) => vec![Action::Sync {
+        match chunk_guard::admit(doc, data, self.limits) {
+            Ok((msg, cost)) => vec![Action::Sync {
                 doc,
                 msg,
                 request,
                 cost,
             }],
-            Err(e @ GuardError::Malformed { .. }) => self.fail(
-                close_code::PROTOCOL_ERROR,
-                &format!("rejected Automerge data for {doc}: {e}"),
-            ),
-            Err(e) => {
-                METRICS.limit_violations.inc();
-                self.fail(
-                    close_code::TOO_BIG,
-                    &format!("{doc}: {e}; split the change"),
-                )
-            }
+            Err(Refusal::Malformed(e)) => self.fail(close_code::PROTOCOL_ERROR, &e),
+            Err(Refusal::TooBig(e)) => self.fail(close_code::TOO_BIG, &e),
         }
     }
 }
