@@ -186,6 +186,7 @@ async fn bytes_and_operations_are_rate_limited_per_user(db: TestDb) {
         count: 1,
         session_id: "s".into(),
         document_id: DocumentId::random(),
+        verified_sender: None,
         data: vec![7; 60_000],
     };
     let mut a = Raw::joined(&server, "bytes-a").await;
@@ -311,6 +312,7 @@ async fn sync_envelopes_and_ephemeral_messages_are_bounded(db: TestDb) {
         count: 1,
         session_id: "s".into(),
         document_id: id,
+        verified_sender: None,
         data: vec![1; 100_000],
     })
     .await;
@@ -350,6 +352,7 @@ async fn ephemeral_echoes_are_dropped_and_peer_ids_are_not_shared(db: TestDb) {
         count,
         session_id: format!("{sender}-session"),
         document_id: id,
+        verified_sender: None,
         data: b"typing".to_vec(),
     };
     peers[0].send(&presence("pa", 1)).await;

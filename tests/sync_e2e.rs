@@ -266,10 +266,18 @@ async fn ephemeral_messages_reach_the_other_peers(db: TestDb) {
     })
     .await
     .unwrap();
-    let (doc, sender, data) = b.ephemeral_received()[0].clone();
+    let got = b.ephemeral_received()[0].clone();
     assert_eq!(
-        (doc, sender.as_str(), data.as_slice()),
+        (got.document_id, got.sender_id.as_str(), got.data.as_slice()),
         (id, "tech-a", &b"\xa1\x66cursor\x05"[..])
+    );
+    // The server says which signed-in user sent it.
+    let sender = got
+        .sender
+        .expect("relayed ephemerals name the verified sender");
+    assert_eq!(
+        (sender.user_id.is_empty(), sender.role.as_str()),
+        (false, "admin")
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(

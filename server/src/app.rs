@@ -161,6 +161,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
 
     tokio::spawn(close_blocked_devices(hub.clone(), db.clone()));
     tokio::spawn(prune_login_throttle(db.clone()));
+    tokio::spawn(crate::memory::trim_periodically());
 
     let result = server.run().await;
     hub.close_all("server shutting down");

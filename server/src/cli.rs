@@ -78,6 +78,17 @@ enum Command {
             default_value_t = 1_000_000
         )]
         max_ops_per_message: u64,
+        /// Bytes queued for one connection that is not reading fast enough
+        /// before it is closed (it reconnects and resyncs); relayed presence
+        /// stops at 256 KiB of it.
+        #[arg(long, env = "FIELDSYNC_PEER_QUEUE_BYTES", default_value_t = 32 * 1024 * 1024)]
+        peer_queue_bytes: usize,
+        /// Presence (ephemeral) messages relayed per user per second, and
+        /// their bytes; more is dropped, not relayed.
+        #[arg(long, env = "FIELDSYNC_MAX_EPHEMERAL_PER_SEC", default_value_t = 50)]
+        max_ephemeral_per_sec: u32,
+        #[arg(long, env = "FIELDSYNC_MAX_EPHEMERAL_BYTES_PER_SEC", default_value_t = 64 * 1024)]
+        max_ephemeral_bytes_per_sec: u64,
         /// Under concurrent load, wait this long to gather more messages into
         /// one commit (0 disables).
         #[arg(long, env = "FIELDSYNC_COMMIT_LINGER_US", default_value_t = 500)]
@@ -211,6 +222,9 @@ pub fn main() -> ExitCode {
             max_ops_per_sec,
             max_inflated_bytes,
             max_ops_per_message,
+            peer_queue_bytes,
+            max_ephemeral_per_sec,
+            max_ephemeral_bytes_per_sec,
             commit_linger_us,
             inject_commit_faults,
             jwt_secret,
@@ -250,6 +264,9 @@ pub fn main() -> ExitCode {
                     max_ops_per_sec,
                     max_inflated_bytes,
                     max_ops_per_message,
+                    peer_queue_bytes,
+                    max_ephemeral_per_sec,
+                    max_ephemeral_bytes_per_sec,
                     compact_after: compact_after.max(1),
                     ..SyncConfig::default()
                 },

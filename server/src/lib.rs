@@ -10,6 +10,7 @@ pub mod cli;
 pub mod db;
 pub mod demo;
 pub mod history;
+pub mod memory;
 pub mod metrics;
 pub mod projection;
 pub mod records;

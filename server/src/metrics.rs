@@ -42,6 +42,7 @@ pub struct Metrics {
     pub commit_micros: Counter,
     pub changes_committed: Counter,
     pub slow_peers_dropped: Counter,
+    pub ephemeral_dropped: Counter,
     pub limit_violations: Counter,
     pub docs_evicted_diverged: Counter,
     pub storage_unavailable: Counter,
@@ -64,6 +65,7 @@ pub static METRICS: Metrics = Metrics {
     commit_micros: Counter::new(),
     changes_committed: Counter::new(),
     slow_peers_dropped: Counter::new(),
+    ephemeral_dropped: Counter::new(),
     limit_violations: Counter::new(),
     docs_evicted_diverged: Counter::new(),
     storage_unavailable: Counter::new(),
@@ -72,7 +74,7 @@ pub static METRICS: Metrics = Metrics {
 
 impl Metrics {
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &Counter, &str); 19] = [
+        let rows: [(&str, &str, &Counter, &str); 20] = [
             (
                 "fieldsync_connections_open",
                 "gauge",
@@ -162,6 +164,12 @@ impl Metrics {
                 "counter",
                 &self.slow_peers_dropped,
                 "Connections closed for not reading",
+            ),
+            (
+                "fieldsync_ephemeral_dropped_total",
+                "counter",
+                &self.ephemeral_dropped,
+                "Relayed presence messages not queued for a reader that is behind",
             ),
             (
                 "fieldsync_limit_violations_total",

@@ -70,7 +70,7 @@ struct Shared {
     events: watch::Sender<u64>,
     conn: Mutex<ConnState>,
     on_remote_change: Mutex<Option<RemoteChangeHook>>,
-    ephemeral_inbox: Mutex<Vec<(DocumentId, PeerId, Vec<u8>)>>,
+    ephemeral_inbox: Mutex<Vec<ReceivedEphemeral>>,
     ephemeral_outbox: Mutex<Vec<Message>>,
     /// Every head the server has claimed to hold, per document: the server
     /// vouches that those changes (and their ancestors) are stored.
@@ -87,6 +87,18 @@ struct ConnState {
     task: Option<tokio::task::JoinHandle<()>>,
     last_error: Option<String>,
     last_close: Option<(u16, String)>,
+}
+
+/// An ephemeral message relayed by the server.
+#[derive(Clone, Debug)]
+pub struct ReceivedEphemeral {
+    pub document_id: DocumentId,
+    pub sender_id: PeerId,
+    /// As relayed: the sender's session id with the server's per-device tag.
+    pub session_id: String,
+    /// The signed-in user behind it, as the server verified it.
+    pub sender: Option<crate::protocol::VerifiedSender>,
+    pub data: Vec<u8>,
 }
 
 /// A device: cheap to clone, all clones share one store and connection.
@@ -335,6 +347,7 @@ impl Device {
                 session_id: self.shared.peer_id.clone(),
                 document_id: id,
                 data,
+                verified_sender: None,
             };
             drop(conn);
             lock(&self.shared.ephemeral_outbox).push(msg);
@@ -342,7 +355,7 @@ impl Device {
         }
     }
 
-    pub fn ephemeral_received(&self) -> Vec<(DocumentId, PeerId, Vec<u8>)> {
+    pub fn ephemeral_received(&self) -> Vec<ReceivedEphemeral> {
         lock(&self.shared.ephemeral_inbox).clone()
     }
 
@@ -669,9 +682,17 @@ fn handle_incoming(device: &Device, msg: Message) {
             document_id,
             sender_id,
             data,
+            session_id,
+            verified_sender,
             ..
         } => {
-            lock(&shared.ephemeral_inbox).push((document_id, sender_id, data));
+            lock(&shared.ephemeral_inbox).push(ReceivedEphemeral {
+                document_id,
+                sender_id,
+                session_id,
+                sender: verified_sender,
+                data,
+            });
         }
         Message::Error { message, .. } => {
             tracing::warn!(%message, "server reported an error");

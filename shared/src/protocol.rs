@@ -24,6 +24,17 @@ pub struct PeerMetadata {
     pub is_ephemeral: bool,
 }
 
+/// Who sent a relayed ephemeral message, as fieldsync verified it from the
+/// sender's sign-in. The server adds it (key `verifiedSender`) to every
+/// ephemeral it relays; stock clients skip unknown keys, and whatever a
+/// client puts there itself is never relayed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifiedSender {
+    pub user_id: String,
+    pub role: String,
+    pub name: String,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct RemoteHeads {
     pub heads: Vec<String>,
@@ -74,6 +85,8 @@ pub enum Message {
         session_id: String,
         document_id: DocumentId,
         data: Vec<u8>,
+        /// Set by the server on what it relays (None from clients).
+        verified_sender: Option<VerifiedSender>,
     },
     RemoteSubscriptionChange {
         sender_id: PeerId,
@@ -239,17 +252,11 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         Message::Ephemeral {
             sender_id,
             target_id,
-            count,
-            session_id,
-            document_id,
-            data,
+            ..
         } => {
             m.text("senderId", sender_id);
             m.text("targetId", target_id);
-            m.put("count", Value::Integer((*count).into()));
-            m.text("sessionId", session_id);
-            m.text("documentId", &document_id.to_string());
-            m.put("data", Value::Bytes(data.clone()));
+            m.0.extend(ephemeral_tail_entries(msg));
         }
         Message::RemoteSubscriptionChange {
             sender_id,
@@ -299,6 +306,96 @@ pub fn encode(msg: &Message) -> Vec<u8> {
     // Writing into a Vec cannot fail.
     ciborium::into_writer(&Value::Map(m.0), &mut out).expect("CBOR encoding into a Vec");
     out
+}
+
+/// The entries of an ephemeral message after `type`, `senderId` and
+/// `targetId`: the part every recipient of a relayed message shares.
+fn ephemeral_tail_entries(msg: &Message) -> Vec<(Value, Value)> {
+    let Message::Ephemeral {
+        count,
+        session_id,
+        document_id,
+        data,
+        verified_sender,
+        ..
+    } = msg
+    else {
+        return Vec::new();
+    };
+    let mut m = MapBuilder(Vec::new());
+    m.put("count", Value::Integer((*count).into()));
+    m.text("sessionId", session_id);
+    m.text("documentId", &document_id.to_string());
+    if let Some(v) = verified_sender {
+        m.put(
+            "verifiedSender",
+            Value::Map(vec![
+                (Value::Text("userId".into()), Value::Text(v.user_id.clone())),
+                (Value::Text("role".into()), Value::Text(v.role.clone())),
+                (Value::Text("name".into()), Value::Text(v.name.clone())),
+            ]),
+        );
+    }
+    m.put("data", Value::Bytes(data.clone()));
+    m.0
+}
+
+/// An ephemeral message encoded once for all the peers it is relayed to:
+/// only `targetId` differs per recipient, so each copy in a send queue is
+/// this shared buffer plus a few bytes of head (`for_target` joins them when
+/// the frame is written). Bytes equal `encode` of the same message.
+#[derive(Debug)]
+pub struct EphemeralFrame {
+    sender_id: PeerId,
+    entries: usize,
+    tail: Vec<u8>,
+}
+
+impl EphemeralFrame {
+    /// None unless `msg` is an ephemeral message (its `targetId` is ignored).
+    pub fn new(msg: &Message) -> Option<Self> {
+        let Message::Ephemeral { sender_id, .. } = msg else {
+            return None;
+        };
+        let entries = ephemeral_tail_entries(msg);
+        let mut tail = Vec::new();
+        for (k, v) in &entries {
+            ciborium::into_writer(k, &mut tail).expect("CBOR encoding into a Vec");
+            ciborium::into_writer(v, &mut tail).expect("CBOR encoding into a Vec");
+        }
+        Some(Self {
+            sender_id: sender_id.clone(),
+            entries: entries.len() + 3,
+            tail,
+        })
+    }
+
+    /// Bytes held for one queued copy (the shared part counted in full).
+    pub fn len(&self) -> usize {
+        self.tail.len() + self.sender_id.len() + 64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    pub fn for_target(&self, target_id: &str) -> Vec<u8> {
+        let head = [
+            ("type", "ephemeral"),
+            ("senderId", self.sender_id.as_str()),
+            ("targetId", target_id),
+        ];
+        let mut out = Vec::with_capacity(self.tail.len() + 32 + target_id.len());
+        // A map header: major type 5 with the entry count (always < 24 here).
+        debug_assert!(self.entries < 24);
+        out.push(0xa0 | self.entries as u8);
+        for (k, v) in head {
+            ciborium::into_writer(&Value::Text(k.into()), &mut out).expect("CBOR");
+            ciborium::into_writer(&Value::Text(v.into()), &mut out).expect("CBOR");
+        }
+        out.extend_from_slice(&self.tail);
+        out
+    }
 }
 
 /// Decodes one frame. Every failure says what was wrong, for the `error` reply.
@@ -357,6 +454,7 @@ pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
             session_id: fields.text("sessionId")?,
             document_id: fields.document_id()?,
             data: fields.data()?,
+            verified_sender: fields.verified_sender(),
         },
         "remote-subscription-change" => Message::RemoteSubscriptionChange {
             sender_id: fields.text("senderId")?,
@@ -522,6 +620,25 @@ impl Fields {
         }
     }
 
+    /// Lenient: a malformed value reads as absent (the server ignores what
+    /// clients send here anyway).
+    fn verified_sender(&self) -> Option<VerifiedSender> {
+        let Some(Value::Map(entries)) = self.get("verifiedSender") else {
+            return None;
+        };
+        let text = |key: &str| {
+            entries.iter().find_map(|(k, v)| match (k.as_text(), v) {
+                (Some(k), Value::Text(s)) if k == key => Some(s.clone()),
+                _ => None,
+            })
+        };
+        Some(VerifiedSender {
+            user_id: text("userId")?,
+            role: text("role")?,
+            name: text("name").unwrap_or_default(),
+        })
+    }
+
     fn metadata(&self, field: &'static str) -> Result<Option<PeerMetadata>, DecodeError> {
         let Some(v) = self.get(field) else {
             return Ok(None);
@@ -639,6 +756,20 @@ mod tests {
                 session_id: "sess".into(),
                 document_id: doc,
                 data: vec![9],
+                verified_sender: None,
+            },
+            Message::Ephemeral {
+                sender_id: "srv-relayed".into(),
+                target_id: "b".into(),
+                count: 1 << 40,
+                session_id: "sess.0123456789abcdef".into(),
+                document_id: doc,
+                data: vec![7; 300],
+                verified_sender: Some(VerifiedSender {
+                    user_id: "u-1".into(),
+                    role: "technician".into(),
+                    name: "Li Wei".into(),
+                }),
             },
             Message::RemoteSubscriptionChange {
                 sender_id: "a".into(),
@@ -661,6 +792,12 @@ mod tests {
         ];
         for m in msgs {
             assert_eq!(decode(&encode(&m)).unwrap(), m, "{}", m.type_name());
+            // A relay's shared encoding gives the same bytes per recipient.
+            if let (Some(frame), Message::Ephemeral { target_id, .. }) =
+                (EphemeralFrame::new(&m), &m)
+            {
+                assert_eq!(frame.for_target(target_id), encode(&m));
+            }
         }
     }
 

@@ -17,9 +17,11 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(server: &Server) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(server.sync_url())
-            .await
-            .unwrap();
+        Self::connect_url(&server.sync_url()).await
+    }
+
+    pub async fn connect_url(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         Self {
             ws,
             server_peer: String::new(),
@@ -27,7 +29,12 @@ impl Raw {
     }
 
     pub async fn joined(server: &Server, peer: &str) -> Self {
-        let mut raw = Self::connect(server).await;
+        Self::joined_url(&server.sync_url(), peer).await
+    }
+
+    /// Connected to `url` (a user's token and device) and joined as `peer`.
+    pub async fn joined_url(url: &str, peer: &str) -> Self {
+        let mut raw = Self::connect_url(url).await;
         raw.send(&Message::Join {
             sender_id: peer.into(),
             peer_metadata: None,

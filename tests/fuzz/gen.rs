@@ -167,7 +167,8 @@ pub fn arb_message_with(
                 count,
                 session_id,
                 document_id,
-                data
+                data,
+                verified_sender: None,
             }
         ),
         1 => (s.clone(), arb_text(), vec(arb_text(), 0..3), vec(arb_text(), 0..3)).prop_map(

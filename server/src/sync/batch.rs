@@ -23,10 +23,11 @@ use fieldsync_shared::protocol::Message;
 use fieldsync_shared::DocumentId;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::chunk_guard::{self, ChunkLimits, Refusal};
 use super::hub::{DocCommand, Hub, KillSwitch, PeerHandle};
+use super::outbox::{outbox, OutboxLimits, Outgoing};
 use super::rate::Budget;
 use super::ws::{identify, token_error, Identity};
 use crate::api::{ApiError, State};
@@ -204,7 +205,10 @@ fn admit(
 }
 
 async fn one(hub: Arc<Hub>, who: Arc<Identity>, doc: DocumentId, msg: sync::Message) -> BatchReply {
-    let (out, mut inbox) = mpsc::channel(8);
+    let (out, mut inbox) = outbox(OutboxLimits {
+        max_bytes: usize::MAX,
+        max_messages: 8,
+    });
     let peer = PeerHandle {
         conn: hub.next_conn_id(),
         peer_id: format!("batch-{}", who.device.id),
@@ -236,7 +240,7 @@ async fn one(hub: Arc<Hub>, who: Arc<Identity>, doc: DocumentId, msg: sync::Mess
         data: None,
         error: None,
     };
-    while let Ok(msg) = inbox.try_recv() {
+    while let Some(Outgoing::Message(msg)) = inbox.try_recv() {
         match msg {
             Message::Sync { data, .. } => reply.data = Some(B64.encode(data)),
             Message::DocUnavailable { .. } => reply.status = "unavailable",

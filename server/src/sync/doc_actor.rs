@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use fieldsync_shared::protocol::Message;
+use fieldsync_shared::protocol::{EphemeralFrame, Message};
 use fieldsync_shared::DocumentId;
 use tokio::sync::mpsc;
 
@@ -20,8 +20,6 @@ use super::hub::{DocCommand, EditError, Hub, PeerHandle, ServerEditFn};
 use super::session::close_code;
 use crate::metrics::METRICS;
 
-/// Messages queued for a reader beyond which it is sent no ephemeral ones.
-const EPHEMERAL_BACKLOG: usize = 64;
 use crate::projection::{self, TicketRows};
 use crate::sharing::{self, Assignment, DocAccess};
 use crate::storage::committer::CommitError;
@@ -166,7 +164,7 @@ impl DocActor {
     async fn handle(&mut self, cmd: DocCommand) {
         match cmd {
             DocCommand::Sync { peer, msg, request } => self.on_sync(peer, msg, request).await,
-            DocCommand::Ephemeral { from, msg } => self.on_ephemeral(from, msg),
+            DocCommand::Ephemeral { from, frame } => self.on_ephemeral(from, frame),
             DocCommand::PeerLeft { conn } => {
                 self.state.remove_peer(conn);
                 self.handles.remove(&conn);
@@ -533,7 +531,7 @@ impl DocActor {
         });
     }
 
-    fn on_ephemeral(&mut self, from: ConnId, msg: Message) {
+    fn on_ephemeral(&mut self, from: ConnId, frame: Arc<EphemeralFrame>) {
         // Only peers that may read this document broadcast to it (not a
         // technician taken off the ticket, who only uploads).
         if !self
@@ -543,16 +541,6 @@ impl DocActor {
         {
             return;
         }
-        let Message::Ephemeral {
-            sender_id,
-            count,
-            session_id,
-            data,
-            ..
-        } = msg
-        else {
-            return;
-        };
         for (conn, target) in self.state.reader_ids() {
             if conn == from {
                 continue;
@@ -560,17 +548,9 @@ impl DocActor {
             if let Some(h) = self.handles.get(&conn) {
                 // Presence is best-effort: a reader that is not keeping up
                 // gets none, so relayed copies cannot pile up in its queue.
-                if h.out.max_capacity() - h.out.capacity() > EPHEMERAL_BACKLOG {
-                    continue;
+                if !h.out.push_ephemeral(frame.clone(), target.to_string()) {
+                    METRICS.ephemeral_dropped.inc();
                 }
-                h.send(Message::Ephemeral {
-                    sender_id: sender_id.clone(),
-                    target_id: target.to_string(),
-                    count,
-                    session_id: session_id.clone(),
-                    document_id: self.doc_id,
-                    data: data.clone(),
-                });
             }
         }
     }

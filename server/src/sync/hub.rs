@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use automerge::sync;
-use fieldsync_shared::protocol::{Message, PeerId};
+use fieldsync_shared::protocol::{EphemeralFrame, Message, PeerId};
 use fieldsync_shared::DocumentId;
 use tokio::sync::{mpsc, Notify};
 
 use super::doc_actor;
 use super::doc_state::ConnId;
+use super::outbox::Outbox;
 use super::session::{close_code, CloseReason};
 use crate::db::Db;
 use crate::metrics::METRICS;
@@ -32,8 +33,10 @@ pub struct SyncConfig {
     pub idle_evict: Duration,
     /// Write a snapshot once a document has this many loose changes.
     pub compact_after: usize,
-    /// Messages queued for one connection before it counts as not reading.
+    /// Messages and bytes queued for one connection before it counts as not
+    /// reading (see `outbox`).
     pub peer_queue: usize,
+    pub peer_queue_bytes: usize,
     /// The server pings every `ping_interval` and drops silent connections.
     pub ping_interval: Duration,
     pub peer_timeout: Duration,
@@ -49,6 +52,10 @@ pub struct SyncConfig {
     /// One sync message: bytes once inflated, operations/column rows.
     pub max_inflated_bytes: usize,
     pub max_ops_per_message: u64,
+    /// Presence relayed per user per second (messages, bytes); more is
+    /// dropped.
+    pub max_ephemeral_per_sec: u32,
+    pub max_ephemeral_bytes_per_sec: u64,
     /// Batch requests processed at once (one per user).
     pub max_concurrent_batches: usize,
 }
@@ -61,6 +68,13 @@ impl SyncConfig {
         }
     }
 
+    pub fn outbox_limits(&self) -> super::outbox::OutboxLimits {
+        super::outbox::OutboxLimits {
+            max_bytes: self.peer_queue_bytes,
+            max_messages: self.peer_queue,
+        }
+    }
+
     pub fn rates(&self) -> super::rate::Rates {
         super::rate::Rates {
             messages_per_sec: f64::from(self.max_messages_per_sec),
@@ -68,6 +82,8 @@ impl SyncConfig {
             rows_per_sec: self.max_ops_per_sec as f64,
             max_message_bytes: self.max_message_bytes.max(self.max_inflated_bytes) as f64,
             max_message_rows: self.max_ops_per_message as f64,
+            ephemeral_messages_per_sec: f64::from(self.max_ephemeral_per_sec),
+            ephemeral_bytes_per_sec: self.max_ephemeral_bytes_per_sec as f64,
         }
     }
 }
@@ -79,6 +95,7 @@ impl Default for SyncConfig {
             idle_evict: Duration::from_secs(30),
             compact_after: 1000,
             peer_queue: 4096,
+            peer_queue_bytes: 32 * 1024 * 1024,
             ping_interval: Duration::from_secs(5),
             peer_timeout: Duration::from_secs(30),
             max_messages_per_sec: 500,
@@ -87,6 +104,8 @@ impl Default for SyncConfig {
             max_ops_per_sec: 200_000,
             max_inflated_bytes: 32 * 1024 * 1024,
             max_ops_per_message: 1_000_000,
+            max_ephemeral_per_sec: 50,
+            max_ephemeral_bytes_per_sec: 64 * 1024,
             max_concurrent_batches: 16,
         }
     }
@@ -136,7 +155,7 @@ pub struct PeerHandle {
     /// write-only window after a reassignment depends on it.
     pub device_registered_at: i64,
     pub role: Role,
-    pub out: mpsc::Sender<Message>,
+    pub out: Outbox,
     pub kill: Arc<KillSwitch>,
 }
 
@@ -144,7 +163,7 @@ impl PeerHandle {
     /// Queues a message without waiting. A connection that lets its queue fill
     /// is closed (it will reconnect and resync) instead of stalling the doc.
     pub fn send(&self, msg: Message) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.out.try_send(msg) {
+        if self.out.push(msg).is_err() {
             METRICS.slow_peers_dropped.inc();
             tracing::warn!(peer = %self.peer_id, "peer is not reading; closing its connection");
             self.kill.trigger(
@@ -156,7 +175,7 @@ impl PeerHandle {
 
     /// Sends a protocol `error` and closes the connection.
     pub fn fail(&self, server_peer_id: &str, code: u16, text: &str) {
-        let _ = self.out.try_send(Message::Error {
+        self.out.force(Message::Error {
             sender_id: server_peer_id.to_string(),
             target_id: Some(self.peer_id.clone()),
             message: text.to_string(),
@@ -171,9 +190,10 @@ pub enum DocCommand {
         msg: sync::Message,
         request: bool,
     },
+    /// A presence message to relay: encoded once, for every reader.
     Ephemeral {
         from: ConnId,
-        msg: Message,
+        frame: Arc<EphemeralFrame>,
     },
     PeerLeft {
         conn: ConnId,
@@ -330,6 +350,24 @@ impl Hub {
         if let Some(tx) = tx {
             let _ = tx.send(cmd).await;
         }
+    }
+
+    /// Queues presence for a loaded document unless its actor is busy: an
+    /// ephemeral never waits for, nor takes, room that sync messages need
+    /// (false when dropped).
+    pub fn relay_ephemeral(
+        &self,
+        doc: DocumentId,
+        from: ConnId,
+        frame: Arc<EphemeralFrame>,
+    ) -> bool {
+        let Some(tx) = self.lock_docs().get(&doc).map(|e| e.tx.clone()) else {
+            return true;
+        };
+        if tx.capacity() < tx.max_capacity() / 2 {
+            return false;
+        }
+        tx.try_send(DocCommand::Ephemeral { from, frame }).is_ok()
     }
 
     /// Called by an idle actor: removes it if nothing is queued. After `true`

@@ -11,6 +11,8 @@ pub mod hub;
 pub mod integrity;
 #[cfg(test)]
 mod merge_properties;
+pub mod outbox;
+pub mod presence;
 pub mod rate;
 pub mod session;
 pub mod validation;

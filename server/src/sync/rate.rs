@@ -4,6 +4,11 @@
 //! changes describing a million operations) as fast as the server could take
 //! them. Each user gets one budget with three token buckets, shared by all of
 //! their connections and batch requests, so opening more sockets buys nothing.
+//!
+//! Presence (ephemeral messages) has a budget of its own, much smaller: each
+//! one is copied to every reader of the ticket, so its cost is multiplied by
+//! the audience. Going over it drops presence instead of closing (presence is
+//! best-effort; the general budget above still closes a flooder).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +24,8 @@ pub struct Rates {
     pub rows_per_sec: f64,
     pub max_message_bytes: f64,
     pub max_message_rows: f64,
+    pub ephemeral_messages_per_sec: f64,
+    pub ephemeral_bytes_per_sec: f64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -69,6 +76,8 @@ pub struct Budget {
     messages: Bucket,
     bytes: Bucket,
     rows: Bucket,
+    ephemeral_messages: Bucket,
+    ephemeral_bytes: Bucket,
     last: Instant,
 }
 
@@ -78,6 +87,12 @@ impl Budget {
             messages: Bucket::new(r.messages_per_sec, 1.0),
             bytes: Bucket::new(r.bytes_per_sec, r.max_message_bytes),
             rows: Bucket::new(r.rows_per_sec, r.max_message_rows),
+            ephemeral_messages: Bucket::new(r.ephemeral_messages_per_sec, 1.0),
+            ephemeral_bytes: Bucket::new(
+                r.ephemeral_bytes_per_sec,
+                // Its CBOR envelope comes on top of the largest payload.
+                crate::sync::session::MAX_EPHEMERAL_BYTES as f64 + 1024.0,
+            ),
             last: Instant::now(),
         }
     }
@@ -86,7 +101,13 @@ impl Budget {
         let now = Instant::now();
         let secs = now.duration_since(self.last).as_secs_f64();
         self.last = now;
-        for b in [&mut self.messages, &mut self.bytes, &mut self.rows] {
+        for b in [
+            &mut self.messages,
+            &mut self.bytes,
+            &mut self.rows,
+            &mut self.ephemeral_messages,
+            &mut self.ephemeral_bytes,
+        ] {
             b.refill(secs);
         }
     }
@@ -103,6 +124,18 @@ impl Budget {
         self.messages.tokens -= 1.0;
         self.bytes.tokens -= bytes as f64;
         Ok(())
+    }
+
+    /// An ephemeral message of `bytes` to relay (its frame was charged by
+    /// `message` already): false when the presence budget is spent.
+    pub fn ephemeral(&mut self, bytes: usize) -> bool {
+        self.refill();
+        if self.ephemeral_messages.tokens < 1.0 || self.ephemeral_bytes.tokens < bytes as f64 {
+            return false;
+        }
+        self.ephemeral_messages.tokens -= 1.0;
+        self.ephemeral_bytes.tokens -= bytes as f64;
+        true
     }
 
     /// A measured sync message (`chunk_guard::Cost`): `rows` operations and
@@ -227,6 +260,8 @@ mod tests {
         rows_per_sec: 100.0,
         max_message_bytes: 5000.0,
         max_message_rows: 50.0,
+        ephemeral_messages_per_sec: 5.0,
+        ephemeral_bytes_per_sec: 100_000.0,
     };
 
     #[test]
@@ -253,6 +288,25 @@ mod tests {
             Err(Exceeded::Bytes(1000)),
             "1000 left"
         );
+    }
+
+    #[test]
+    fn presence_has_its_own_budget_and_spending_it_leaves_sync_alone() {
+        let mut b = Budget::new(RATES);
+        // 10 messages (twice the rate) pass, the 11th is dropped...
+        for _ in 0..10 {
+            assert!(b.ephemeral(100));
+        }
+        assert!(!b.ephemeral(100));
+        // ...while sync traffic still has its whole budget.
+        assert_eq!(b.message(1000), Ok(()));
+        // Bytes: a largest (64 KiB) ephemeral fits an idle budget, then
+        // only what the rate refills.
+        let mut b = Budget::new(RATES);
+        for _ in 0..3 {
+            assert!(b.ephemeral(64 * 1024), "200 kB of burst");
+        }
+        assert!(!b.ephemeral(64 * 1024));
     }
 
     #[test]

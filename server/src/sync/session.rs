@@ -457,6 +457,7 @@ mod tests {
             session_id: session.into(),
             document_id: DocumentId::random(),
             data: vec![1, 2],
+            verified_sender: None,
         })
     }
 

@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, ProtocolError};
-use fieldsync_shared::protocol::{self, Message};
+use fieldsync_shared::protocol::{Message, VerifiedSender};
 use fieldsync_shared::DocumentId;
-use tokio::sync::mpsc;
 
 use serde::Deserialize;
 
 use super::hub::{DocCommand, Hub, KillSwitch, PeerHandle};
+use super::outbox::{outbox, Outbox, OutboxReader, Outgoing};
+use super::presence;
 use super::rate::{Budget, Exceeded};
 use super::session::{close_code, Action, CloseReason, Session};
 use crate::api::{ApiError, ApiState};
@@ -178,7 +179,10 @@ struct Connection {
     conn: u64,
     peer_addr: String,
     handle: Option<PeerHandle>,
-    out_tx: mpsc::Sender<Message>,
+    out_tx: Outbox,
+    /// Appended to the session ids of this device's relayed ephemerals.
+    session_tag: String,
+    verified: VerifiedSender,
     kill: Arc<KillSwitch>,
     docs: HashSet<DocumentId>,
     identity: Identity,
@@ -194,8 +198,8 @@ impl Connection {
         ws: actix_ws::Session,
         peer_addr: String,
         identity: Identity,
-    ) -> (Self, mpsc::Receiver<Message>) {
-        let (out_tx, out_rx) = mpsc::channel(hub.config.peer_queue);
+    ) -> (Self, OutboxReader) {
+        let (out_tx, out_rx) = outbox(hub.config.outbox_limits());
         let proto = Session::new(
             hub.server_peer_id.clone(),
             Some(hub.storage_id.clone()),
@@ -211,6 +215,8 @@ impl Connection {
             peer_addr,
             handle: None,
             out_tx,
+            session_tag: presence::session_tag(&identity.device.id),
+            verified: presence::verified_sender(&identity.user),
             kill: Arc::new(KillSwitch::default()),
             docs: HashSet::new(),
             identity,
@@ -222,7 +228,7 @@ impl Connection {
 }
 
 impl Connection {
-    async fn run(mut self, stream: AggregatedMessageStream, out_rx: mpsc::Receiver<Message>) {
+    async fn run(mut self, stream: AggregatedMessageStream, out_rx: OutboxReader) {
         let c = &mut self;
         METRICS.connections_open.inc();
         METRICS.connections_total.inc();
@@ -243,7 +249,7 @@ impl Connection {
     async fn event_loop(
         &mut self,
         mut stream: AggregatedMessageStream,
-        mut out_rx: mpsc::Receiver<Message>,
+        mut out_rx: OutboxReader,
     ) -> Option<CloseReason> {
         let mut ping = tokio::time::interval(self.hub.config.ping_interval);
         let mut last_heard = Instant::now();
@@ -291,12 +297,12 @@ impl Connection {
                     }
                 }
                 Some(msg) = out_rx.recv() => {
-                    if self.send(&msg).await.is_err() { return None; }
+                    if self.send_queued(msg).await.is_err() { return None; }
                 }
                 reason = kill.triggered() => {
                     // Deliver what was queued before the kill (e.g. the error message).
-                    while let Ok(msg) = out_rx.try_recv() {
-                        if self.send(&msg).await.is_err() { break; }
+                    while let Some(msg) = out_rx.try_recv() {
+                        if self.send_queued(msg).await.is_err() { break; }
                     }
                     return Some(reason);
                 }
@@ -311,7 +317,15 @@ impl Connection {
     }
 
     async fn send(&mut self, msg: &Message) -> Result<(), actix_ws::Closed> {
-        self.ws.binary(protocol::encode(msg)).await
+        self.ws
+            .binary(fieldsync_shared::protocol::encode(msg))
+            .await
+    }
+
+    /// Writes what a doc actor queued; the frame exists only while it is
+    /// written (a relayed ephemeral is shared until then).
+    async fn send_queued(&mut self, item: Outgoing) -> Result<(), actix_ws::Closed> {
+        self.ws.binary(item.encode()).await
     }
 
     /// Runs the session's actions; returns a close reason to end the connection.
@@ -379,16 +393,19 @@ impl Connection {
                         .await;
                 }
                 Action::Ephemeral(msg) => {
-                    if let Some(doc) = msg.document_id() {
-                        self.hub
-                            .dispatch_if_loaded(
-                                doc,
-                                DocCommand::Ephemeral {
-                                    from: self.conn,
-                                    msg,
-                                },
-                            )
-                            .await;
+                    let Some(doc) = msg.document_id() else {
+                        continue;
+                    };
+                    if !self.charge_ephemeral(self.frame_len) {
+                        METRICS.ephemeral_dropped.inc();
+                        continue;
+                    }
+                    let Some(frame) = presence::relay_frame(msg, &self.session_tag, &self.verified)
+                    else {
+                        continue;
+                    };
+                    if !self.hub.relay_ephemeral(doc, self.conn, Arc::new(frame)) {
+                        METRICS.ephemeral_dropped.inc();
                     }
                 }
                 Action::Close(reason) => return Some(reason),
@@ -405,6 +422,11 @@ impl Connection {
             tracing::warn!(conn = self.conn, user = %self.identity.user.id, error = %e, "sync rate limit");
         }
         result
+    }
+
+    fn charge_ephemeral(&self, bytes: usize) -> bool {
+        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        budget.ephemeral(bytes)
     }
 
     /// Sends the protocol error and returns the close reason.
