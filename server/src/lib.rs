@@ -14,6 +14,7 @@ pub mod memory;
 pub mod metrics;
 pub mod projection;
 pub mod records;
+pub mod service;
 pub mod sharing;
 pub mod storage;
 pub mod sync;

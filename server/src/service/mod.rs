@@ -1,0 +1,8 @@
+//! The customer's service rules as plain types and functions, without I/O:
+//! the numbers (`policy`), which time counts (`clock`), SLA states (`sla`)
+//! and who is told when (`escalation`). Tested on constructed timelines.
+
+pub mod clock;
+pub mod escalation;
+pub mod policy;
+pub mod sla;

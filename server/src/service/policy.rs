@@ -1,0 +1,269 @@
+//! Every configurable number of the service rules, with its default and the
+//! seed document it comes from (`../shared/seeds/`, summarised in DESIGN.md
+//! "Service rules"). One JSON document, stored in the database so every
+//! instance applies the same rules (`GET`/`PUT /api/v1/policy`); a field left
+//! out takes its default.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    pub sla: SlaPolicy,
+    pub escalation: EscalationPolicy,
+}
+
+/// Response and resolution targets (seed 000 §2.2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlaPolicy {
+    /// Per priority: A product failure or safety, B usage problem or parts
+    /// replacement, C general inquiry.
+    #[serde(rename = "A")]
+    pub a: Target,
+    #[serde(rename = "B")]
+    pub b: Target,
+    #[serde(rename = "C")]
+    pub c: Target,
+    /// Which status step counts as the response.
+    pub respond_on: RespondOn,
+    /// A running target is "at risk" once no more than this share of it is
+    /// left (0.25: the last quarter).
+    pub at_risk_share: f64,
+    /// The clock stops while the ticket is `paused` (waiting on the
+    /// customer, with a reason).
+    pub pause_while_waiting: bool,
+    /// Count only business hours; absent: around the clock.
+    pub calendar: Option<Calendar>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub respond_minutes: i64,
+    pub resolve_minutes: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RespondOn {
+    /// The technician sets off (`en_route`) or arrives (`on_site`), whichever
+    /// comes first.
+    EnRoute,
+    /// Only arrival on site counts.
+    OnSite,
+}
+
+/// Business hours of the company, in its own time zone (a fixed offset from
+/// UTC: the seeds' companies have no daylight saving).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Calendar {
+    pub utc_offset_minutes: i32,
+    /// ISO weekdays, 1 = Monday … 7 = Sunday.
+    pub working_days: Vec<u8>,
+    /// "HH:MM", local time; `close` after `open`.
+    pub open: String,
+    pub close: String,
+    pub holidays: Vec<NaiveDate>,
+}
+
+/// Who is told, and when (seed 000: technician → supervisor → manager).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EscalationPolicy {
+    pub tiers: Vec<Tier>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub notify: TierRole,
+    pub when: Trigger,
+    /// With `breached`: how far past the target, as a share of it (0.5: half
+    /// the target again). Ignored for `at_risk`.
+    #[serde(default)]
+    pub overdue_share: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TierRole {
+    /// The technician assigned to the ticket.
+    Technician,
+    /// Every supervisor.
+    Supervisor,
+    /// Every manager.
+    Manager,
+}
+
+impl TierRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TierRole::Technician => "technician",
+            TierRole::Supervisor => "supervisor",
+            TierRole::Manager => "manager",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    AtRisk,
+    Breached,
+}
+
+impl Default for SlaPolicy {
+    fn default() -> Self {
+        const H: i64 = 60;
+        Self {
+            a: Target { respond_minutes: 2 * H, resolve_minutes: 48 * H },
+            b: Target { respond_minutes: 24 * H, resolve_minutes: 72 * H },
+            c: Target { respond_minutes: 48 * H, resolve_minutes: 120 * H },
+            respond_on: RespondOn::EnRoute,
+            at_risk_share: 0.25,
+            pause_while_waiting: true,
+            calendar: None,
+        }
+    }
+}
+
+impl Default for Calendar {
+    /// Monday to Friday, 09:00–18:00 at UTC+8 (the seeds' companies).
+    fn default() -> Self {
+        Self {
+            utc_offset_minutes: 8 * 60,
+            working_days: vec![1, 2, 3, 4, 5],
+            open: "09:00".into(),
+            close: "18:00".into(),
+            holidays: Vec::new(),
+        }
+    }
+}
+
+impl Default for EscalationPolicy {
+    fn default() -> Self {
+        Self {
+            tiers: vec![
+                Tier { notify: TierRole::Technician, when: Trigger::AtRisk, overdue_share: 0.0 },
+                Tier { notify: TierRole::Supervisor, when: Trigger::Breached, overdue_share: 0.0 },
+                Tier { notify: TierRole::Manager, when: Trigger::Breached, overdue_share: 0.5 },
+            ],
+        }
+    }
+}
+
+impl SlaPolicy {
+    pub fn target(&self, priority: &str) -> Option<Target> {
+        match priority {
+            "A" => Some(self.a),
+            "B" => Some(self.b),
+            "C" => Some(self.c),
+            _ => None,
+        }
+    }
+}
+
+impl Calendar {
+    /// (open, close) in minutes after local midnight.
+    pub fn hours(&self) -> Result<(i64, i64), String> {
+        let parse = |s: &str| -> Result<i64, String> {
+            let (h, m) = s
+                .split_once(':')
+                .ok_or_else(|| format!("time `{s}` is not HH:MM"))?;
+            let (h, m): (i64, i64) = (
+                h.parse().map_err(|_| format!("time `{s}` is not HH:MM"))?,
+                m.parse().map_err(|_| format!("time `{s}` is not HH:MM"))?,
+            );
+            if !(0..=24).contains(&h) || !(0..60).contains(&m) || h * 60 + m > 24 * 60 {
+                return Err(format!("time `{s}` is out of range"));
+            }
+            Ok(h * 60 + m)
+        };
+        Ok((parse(&self.open)?, parse(&self.close)?))
+    }
+}
+
+impl Policy {
+    /// Refuses numbers no rule can work with; the message says which.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = &self.sla;
+        for (p, t) in [("A", s.a), ("B", s.b), ("C", s.c)] {
+            if t.respond_minutes <= 0 || t.resolve_minutes <= 0 {
+                return Err(format!("sla.{p}: targets must be positive minutes"));
+            }
+            if t.respond_minutes > t.resolve_minutes {
+                return Err(format!("sla.{p}: respond target is longer than resolve target"));
+            }
+            if t.resolve_minutes > 366 * 24 * 60 {
+                return Err(format!("sla.{p}: targets are at most a year"));
+            }
+        }
+        if !(s.at_risk_share > 0.0 && s.at_risk_share < 1.0) {
+            return Err("sla.at_risk_share must be between 0 and 1".into());
+        }
+        if let Some(c) = &s.calendar {
+            let (open, close) = c.hours().map_err(|e| format!("sla.calendar: {e}"))?;
+            if close <= open {
+                return Err("sla.calendar: close must be after open".into());
+            }
+            if c.working_days.is_empty() || c.working_days.iter().any(|d| !(1..=7).contains(d)) {
+                return Err("sla.calendar.working_days: ISO weekdays 1 (Monday) to 7".into());
+            }
+            if c.utc_offset_minutes.abs() > 14 * 60 {
+                return Err("sla.calendar.utc_offset_minutes: at most ±14 h".into());
+            }
+            if c.holidays.len() > 1000 {
+                return Err("sla.calendar.holidays: at most 1000".into());
+            }
+        }
+        if self.escalation.tiers.len() > 10 {
+            return Err("escalation.tiers: at most 10".into());
+        }
+        for t in &self.escalation.tiers {
+            if !(0.0..=10.0).contains(&t.overdue_share) {
+                return Err("escalation.tiers[].overdue_share must be between 0 and 10".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seed_matrix_and_partial_documents_fill_in() {
+        let p = Policy::default();
+        assert_eq!(p.sla.target("A"), Some(Target { respond_minutes: 120, resolve_minutes: 2880 }));
+        assert_eq!(p.sla.target("B"), Some(Target { respond_minutes: 1440, resolve_minutes: 4320 }));
+        assert_eq!(p.sla.target("C"), Some(Target { respond_minutes: 2880, resolve_minutes: 7200 }));
+        assert_eq!(p.sla.target("D"), None);
+        p.validate().unwrap();
+        let partial: Policy =
+            serde_json::from_str(r#"{"sla": {"A": {"respond_minutes": 60, "resolve_minutes": 600}, "calendar": {}}}"#)
+                .unwrap();
+        assert_eq!(partial.sla.a.respond_minutes, 60);
+        assert_eq!(partial.sla.b, p.sla.b);
+        assert_eq!(partial.sla.calendar, Some(Calendar::default()));
+        assert_eq!(partial.escalation, p.escalation);
+        partial.validate().unwrap();
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_the_field_named() {
+        let bad = |json: &str| {
+            let p: Policy = serde_json::from_str(json).unwrap();
+            p.validate().unwrap_err()
+        };
+        assert!(bad(r#"{"sla": {"A": {"respond_minutes": 0, "resolve_minutes": 10}}}"#).contains("sla.A"));
+        assert!(bad(r#"{"sla": {"B": {"respond_minutes": 100, "resolve_minutes": 10}}}"#).contains("sla.B"));
+        assert!(bad(r#"{"sla": {"at_risk_share": 1.5}}"#).contains("at_risk_share"));
+        assert!(bad(r#"{"sla": {"calendar": {"open": "18:00", "close": "09:00"}}}"#).contains("close"));
+        assert!(bad(r#"{"sla": {"calendar": {"working_days": [0]}}}"#).contains("working_days"));
+        assert!(serde_json::from_str::<Policy>(r#"{"sla": {"typo": 1}}"#).is_err());
+    }
+}

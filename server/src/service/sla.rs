@@ -1,0 +1,305 @@
+//! SLA state of a ticket: for each target (respond, resolve) whether it is
+//! on time, at risk, breached, or met (on time or late), computed from the
+//! ticket's status history at a given instant. Pure: no I/O, no clock.
+//!
+//! Times: the clock starts when the server registered the ticket (its first
+//! status event). Field steps (en route, on site, completed) count at the
+//! device's time, since a technician offline on site did respond when she
+//! says; but never earlier than the step before it nor later than when the
+//! server received it, so a wrong or hostile device clock cannot move a step
+//! outside what the server saw.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::clock::CountingClock;
+use super::policy::{RespondOn, SlaPolicy};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Milestone {
+    Respond,
+    Resolve,
+}
+
+impl Milestone {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Milestone::Respond => "respond",
+            Milestone::Resolve => "resolve",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaState {
+    /// Met within the target.
+    Met,
+    /// The ticket was cancelled before the target was met.
+    NotApplicable,
+    OnTime,
+    AtRisk,
+    /// Met, but after the target.
+    MetLate,
+    Breached,
+}
+
+impl SlaState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlaState::Met => "met",
+            SlaState::NotApplicable => "not_applicable",
+            SlaState::OnTime => "on_time",
+            SlaState::AtRisk => "at_risk",
+            SlaState::MetLate => "met_late",
+            SlaState::Breached => "breached",
+        }
+    }
+
+    /// Still running (the timer must look at it again).
+    pub fn is_running(self) -> bool {
+        matches!(self, SlaState::OnTime | SlaState::AtRisk | SlaState::Breached)
+    }
+}
+
+/// One status step as the history holds it.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub to: String,
+    /// When the server accepted it.
+    pub at: DateTime<Utc>,
+    /// When the device made it, if it said.
+    pub device_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TargetState {
+    pub milestone: Milestone,
+    pub state: SlaState,
+    pub target_minutes: i64,
+    /// Counted minutes so far (or until met).
+    pub elapsed_minutes: i64,
+    /// Counted minutes left (negative once breached).
+    pub remaining_minutes: i64,
+    /// When the target runs out if nothing pauses the clock.
+    pub due_at: Option<DateTime<Utc>>,
+    pub met_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TicketSla {
+    pub priority: String,
+    pub respond: TargetState,
+    pub resolve: TargetState,
+}
+
+impl TicketSla {
+    /// The worse of the two states, for lists and filters.
+    pub fn worst(&self) -> SlaState {
+        self.respond.state.max(self.resolve.state)
+    }
+}
+
+/// The instant each step counts at (see the module comment).
+fn effective_times(steps: &[Step]) -> Vec<DateTime<Utc>> {
+    let mut floor = steps.first().map(|s| s.at).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    steps
+        .iter()
+        .map(|s| {
+            let t = s.device_at.unwrap_or(s.at).clamp(floor.min(s.at), s.at);
+            floor = t;
+            t
+        })
+        .collect()
+}
+
+/// SLA state at `now` of a ticket of `priority` with these status steps
+/// (oldest first; the first is its creation). None when the priority has no
+/// target or the ticket has no history.
+pub fn evaluate(policy: &SlaPolicy, priority: &str, steps: &[Step], now: DateTime<Utc>) -> Option<TicketSla> {
+    let target = policy.target(priority)?;
+    let created = steps.first()?.at;
+    let times = effective_times(steps);
+    let responded = |to: &str| match policy.respond_on {
+        RespondOn::EnRoute => matches!(to, "en_route" | "on_site" | "paused" | "completed"),
+        RespondOn::OnSite => matches!(to, "on_site" | "paused" | "completed"),
+    };
+    let first = |pred: &dyn Fn(&str) -> bool| {
+        steps.iter().zip(&times).find(|(s, _)| pred(&s.to)).map(|(_, t)| *t)
+    };
+    let respond_met = first(&responded);
+    let resolve_met = first(&|to| to == "completed");
+    let cancelled = first(&|to| to == "cancelled");
+
+    // Spans spent waiting on the customer.
+    let mut pauses = Vec::new();
+    if policy.pause_while_waiting {
+        let mut open: Option<DateTime<Utc>> = None;
+        for (s, t) in steps.iter().zip(&times) {
+            match (s.to == "paused", open) {
+                (true, None) => open = Some(*t),
+                (false, Some(start)) => {
+                    pauses.push((start, *t));
+                    open = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(start) = open {
+            pauses.push((start, DateTime::<Utc>::MAX_UTC));
+        }
+    }
+    let clock = CountingClock::new(policy.calendar.as_ref(), &pauses);
+
+    let state = |milestone, minutes: i64, met: Option<DateTime<Utc>>| {
+        let budget = Duration::minutes(minutes);
+        let until = met.or(cancelled).unwrap_or(now).min(now.max(created));
+        let elapsed = clock.counted(created, until);
+        let remaining = budget - elapsed;
+        let state = match met {
+            Some(m) if m <= now => {
+                if remaining >= Duration::zero() {
+                    SlaState::Met
+                } else {
+                    SlaState::MetLate
+                }
+            }
+            _ if cancelled.is_some_and(|c| c <= now) => SlaState::NotApplicable,
+            _ if remaining < Duration::zero() => SlaState::Breached,
+            _ if remaining.num_seconds() as f64 <= policy.at_risk_share * budget.num_seconds() as f64 => {
+                SlaState::AtRisk
+            }
+            _ => SlaState::OnTime,
+        };
+        TargetState {
+            milestone,
+            state,
+            target_minutes: minutes,
+            elapsed_minutes: elapsed.num_minutes(),
+            remaining_minutes: remaining.num_minutes(),
+            due_at: clock.advance(created, budget),
+            met_at: met.filter(|m| *m <= now),
+        }
+    };
+    Some(TicketSla {
+        priority: priority.to_string(),
+        respond: state(Milestone::Respond, target.respond_minutes, respond_met),
+        resolve: state(Milestone::Resolve, target.resolve_minutes, resolve_met),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::policy::Calendar;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn step(to: &str, server: &str, device: Option<&str>) -> Step {
+        Step { to: to.into(), at: at(server), device_at: device.map(at) }
+    }
+
+    /// A priority-A ticket (respond 2 h, resolve 48 h, at risk in the last
+    /// 25 %: 30 min and 12 h), created 10:00, around the clock.
+    #[test]
+    fn priority_a_on_a_hand_worked_timeline() {
+        let p = SlaPolicy::default();
+        let mut steps = vec![step("new", "2026-11-02T10:00:00Z", None), step("assigned", "2026-11-02T10:05:00Z", None)];
+        let s = |steps: &[Step], now: &str| evaluate(&p, "A", steps, at(now)).unwrap();
+
+        let r = s(&steps, "2026-11-02T11:00:00Z").respond;
+        assert_eq!((r.state, r.elapsed_minutes, r.remaining_minutes), (SlaState::OnTime, 60, 60));
+        assert_eq!(r.due_at, Some(at("2026-11-02T12:00:00Z")));
+        // 29 minutes left: at risk (30 minutes is the last quarter).
+        assert_eq!(s(&steps, "2026-11-02T11:31:00Z").respond.state, SlaState::AtRisk);
+        assert_eq!(s(&steps, "2026-11-02T11:29:00Z").respond.state, SlaState::OnTime);
+        assert_eq!(s(&steps, "2026-11-02T12:01:00Z").respond.state, SlaState::Breached);
+        assert_eq!(s(&steps, "2026-11-02T12:01:00Z").worst(), SlaState::Breached);
+
+        // The technician set off at 11:50 by her phone, offline; the server
+        // heard of it at 12:40. Respond counts at 11:50: met, on time.
+        steps.push(step("en_route", "2026-11-02T12:40:00Z", Some("2026-11-02T11:50:00Z")));
+        let sla = s(&steps, "2026-11-02T13:00:00Z");
+        assert_eq!(sla.respond.state, SlaState::Met);
+        assert_eq!(sla.respond.met_at, Some(at("2026-11-02T11:50:00Z")));
+        assert_eq!(sla.respond.elapsed_minutes, 110);
+        assert_eq!(sla.resolve.state, SlaState::OnTime);
+        // Resolve: due 48 h after creation; at risk from 12 h before.
+        assert_eq!(sla.resolve.due_at, Some(at("2026-11-04T10:00:00Z")));
+        assert_eq!(s(&steps, "2026-11-03T22:01:00Z").resolve.state, SlaState::AtRisk);
+        // Completed at 09:00 on the 4th (device), 47 h after creation: met.
+        steps.push(step("on_site", "2026-11-02T13:00:00Z", None));
+        steps.push(step("completed", "2026-11-04T09:10:00Z", Some("2026-11-04T09:00:00Z")));
+        let sla = s(&steps, "2026-11-06T00:00:00Z");
+        assert_eq!((sla.resolve.state, sla.resolve.elapsed_minutes), (SlaState::Met, 47 * 60));
+        assert_eq!(sla.worst(), SlaState::Met);
+    }
+
+    #[test]
+    fn device_clocks_cannot_move_a_step_outside_what_the_server_saw() {
+        let p = SlaPolicy::default();
+        let steps = vec![
+            step("new", "2026-11-02T10:00:00Z", None),
+            // Claims to have responded before the ticket existed.
+            step("en_route", "2026-11-02T13:00:00Z", Some("2026-11-01T00:00:00Z")),
+            // Claims a completion in the future.
+            step("completed", "2026-11-02T14:00:00Z", Some("2026-12-01T00:00:00Z")),
+        ];
+        let sla = evaluate(&p, "A", &steps, at("2026-11-03T00:00:00Z")).unwrap();
+        assert_eq!(sla.respond.met_at, Some(at("2026-11-02T10:00:00Z")));
+        assert_eq!(sla.resolve.met_at, Some(at("2026-11-02T14:00:00Z")));
+    }
+
+    /// C (resolve 120 h) around the clock: created Monday 00:00, on site
+    /// Monday 10:00, waiting on the customer Tuesday 10:00 → Thursday 10:00
+    /// (48 h, not counted), completed Saturday 10:00: 130 h − 48 h = 82 h.
+    /// Without the pause rule: 130 h, late.
+    #[test]
+    fn waiting_on_the_customer_stops_the_clock() {
+        let steps = vec![
+            step("new", "2026-11-02T00:00:00Z", None),
+            step("on_site", "2026-11-02T10:00:00Z", None),
+            step("paused", "2026-11-03T10:00:00Z", None),
+            step("on_site", "2026-11-05T10:00:00Z", None),
+            step("completed", "2026-11-07T10:00:00Z", None),
+        ];
+        let mut p = SlaPolicy::default();
+        let sla = evaluate(&p, "C", &steps, at("2026-11-08T00:00:00Z")).unwrap();
+        assert_eq!((sla.resolve.state, sla.resolve.elapsed_minutes), (SlaState::Met, 82 * 60));
+        // While paused, the remaining time does not shrink.
+        let during = evaluate(&p, "C", &steps[..3], at("2026-11-04T10:00:00Z")).unwrap();
+        assert_eq!(during.resolve.elapsed_minutes, 34 * 60);
+        p.pause_while_waiting = false;
+        let sla = evaluate(&p, "C", &steps, at("2026-11-08T00:00:00Z")).unwrap();
+        assert_eq!((sla.resolve.state, sla.resolve.elapsed_minutes), (SlaState::MetLate, 130 * 60));
+    }
+
+    /// B with the business calendar (Mon–Fri 09–18, UTC+8): created Friday
+    /// 16:00 local, respond due Wednesday 13:00 (see clock.rs). On Tuesday
+    /// 18:00 local 20 of 24 h are used: 4 h left ≤ 6 h (25 %) → at risk.
+    #[test]
+    fn business_hours_calendar() {
+        let p = SlaPolicy { calendar: Some(Calendar::default()), ..SlaPolicy::default() };
+        let steps = vec![step("new", "2026-11-20T16:00:00+08:00", None)];
+        let sla = evaluate(&p, "B", &steps, at("2026-11-24T18:00:00+08:00")).unwrap();
+        assert_eq!(sla.respond.due_at, Some(at("2026-11-25T13:00:00+08:00")));
+        assert_eq!((sla.respond.state, sla.respond.remaining_minutes), (SlaState::AtRisk, 240));
+        // Over the weekend nothing is used: still on time Monday 08:00.
+        let sla = evaluate(&p, "B", &steps, at("2026-11-23T08:00:00+08:00")).unwrap();
+        assert_eq!((sla.respond.state, sla.respond.elapsed_minutes), (SlaState::OnTime, 120));
+    }
+
+    #[test]
+    fn cancelled_tickets_stop_counting_and_unknown_priorities_have_no_sla() {
+        let p = SlaPolicy::default();
+        let steps = vec![step("new", "2026-11-02T10:00:00Z", None), step("cancelled", "2026-11-02T11:00:00Z", None)];
+        let sla = evaluate(&p, "A", &steps, at("2026-11-09T00:00:00Z")).unwrap();
+        assert_eq!(sla.respond.state, SlaState::NotApplicable);
+        assert_eq!(sla.respond.elapsed_minutes, 60);
+        assert!(evaluate(&p, "", &steps, at("2026-11-09T00:00:00Z")).is_none());
+        assert!(evaluate(&p, "A", &[], at("2026-11-09T00:00:00Z")).is_none());
+    }
+}
