@@ -24,8 +24,9 @@ pub mod close_code {
 /// Largest ephemeral (presence, cursor) message: they are relayed to every
 /// reader of the document, so they are kept small.
 pub const MAX_EPHEMERAL_BYTES: usize = 64 * 1024;
-/// Longest ephemeral session id (automerge-repo uses 16 hex characters or a
-/// UUID).
+/// Longest ephemeral session id (automerge-repo 2.x sends 10–11 base-36
+/// characters, samod a 36-character UUID). Relayed ids are longer: the
+/// server appends `.` and a 16-hex device tag (`presence`).
 pub const MAX_SESSION_ID_LEN: usize = 64;
 /// Distinct ephemeral session ids one connection may use.
 pub const MAX_SESSIONS_PER_CONNECTION: usize = 16;
