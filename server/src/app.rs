@@ -37,6 +37,25 @@ pub struct ServeOptions {
     /// Test-only storage fault injection (`RATE:MAX[:SEED]`, see storage::faults).
     pub inject_commit_faults: Option<String>,
     pub logins: LoginLimits,
+    pub service: ServiceOptions,
+}
+
+/// The office side's timer (SLA states, escalations).
+#[derive(Clone, Debug)]
+pub struct ServiceOptions {
+    /// Every open ticket is re-evaluated this often (changes at once).
+    pub sla_interval: std::time::Duration,
+    /// Moves the service rules' clock (demos and tests; zero in production).
+    pub clock_offset: chrono::Duration,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            sla_interval: std::time::Duration::from_secs(30),
+            clock_offset: chrono::Duration::zero(),
+        }
+    }
 }
 
 /// Bounds on login work (see auth::hash_pool, auth::client_limit).
@@ -100,6 +119,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         blobs,
         passwords: PasswordPool::start(opts.logins.password_workers, opts.logins.password_queue),
         login_rate: LoginRateLimit::new(opts.logins.per_ip_per_minute),
+        clock_offset: opts.service.clock_offset,
     });
     let no_users = db.run(accounts::count).await? == 0;
 
@@ -162,6 +182,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     tokio::spawn(close_blocked_devices(hub.clone(), db.clone()));
     tokio::spawn(prune_login_throttle(db.clone()));
     tokio::spawn(crate::memory::trim_periodically());
+    tokio::spawn(crate::office::sla_watch::run(
+        db.clone(),
+        hub.commits.subscribe(),
+        opts.service.sla_interval,
+        opts.service.clock_offset,
+    ));
 
     let result = server.run().await;
     hub.close_all("server shutting down");

@@ -31,6 +31,9 @@ pub enum Action {
     TicketUpdated,
     RecordChanged,
     StockMoved,
+    PolicyChanged,
+    TicketEscalated,
+    EscalationAcknowledged,
 }
 
 impl Action {
@@ -56,6 +59,9 @@ impl Action {
             Action::TicketUpdated => "ticket_updated",
             Action::RecordChanged => "record_changed",
             Action::StockMoved => "stock_moved",
+            Action::PolicyChanged => "policy_changed",
+            Action::TicketEscalated => "ticket_escalated",
+            Action::EscalationAcknowledged => "escalation_acknowledged",
         }
     }
 }

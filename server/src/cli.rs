@@ -89,6 +89,20 @@ enum Command {
         max_ephemeral_per_sec: u32,
         #[arg(long, env = "FIELDSYNC_MAX_EPHEMERAL_BYTES_PER_SEC", default_value_t = 64 * 1024)]
         max_ephemeral_bytes_per_sec: u64,
+        /// Seconds between re-evaluations of every open ticket's SLA state
+        /// (a ticket that changes is re-evaluated at once).
+        #[arg(long, env = "FIELDSYNC_SLA_INTERVAL_SECS", default_value_t = 30.0)]
+        sla_interval_secs: f64,
+        /// Testing and demos: run the service rules' clock this many seconds
+        /// ahead.
+        #[arg(
+            long,
+            env = "FIELDSYNC_CLOCK_OFFSET_SECS",
+            default_value_t = 0,
+            hide = true,
+            allow_hyphen_values = true
+        )]
+        clock_offset_secs: i64,
         /// Under concurrent load, wait this long to gather more messages into
         /// one commit (0 disables).
         #[arg(long, env = "FIELDSYNC_COMMIT_LINGER_US", default_value_t = 500)]
@@ -225,6 +239,8 @@ pub fn main() -> ExitCode {
             peer_queue_bytes,
             max_ephemeral_per_sec,
             max_ephemeral_bytes_per_sec,
+            sla_interval_secs,
+            clock_offset_secs,
             commit_linger_us,
             inject_commit_faults,
             jwt_secret,
@@ -277,6 +293,10 @@ pub fn main() -> ExitCode {
                     }),
                     password_queue,
                     per_ip_per_minute: login_rate_per_ip,
+                },
+                service: app::ServiceOptions {
+                    sla_interval: Duration::from_secs_f64(sla_interval_secs.clamp(0.05, 86_400.0)),
+                    clock_offset: chrono::Duration::seconds(clock_offset_secs),
                 },
             };
             tokio::runtime::Builder::new_multi_thread()

@@ -25,6 +25,9 @@ pub struct TicketFilter {
     pub to: Option<String>,
     /// Free text: ticket number, customer, product, model, serial, fault.
     pub q: Option<String>,
+    /// SLA summary as last computed: on_time, at_risk, breached (the worst
+    /// running target), settled or none.
+    pub sla: Option<String>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
 }
@@ -59,6 +62,15 @@ pub fn list_tickets(conn: &mut DbConn, f: &TicketFilter) -> Result<Vec<TicketRow
         }
         if let Some(v) = &f.to {
             q = q.filter(tickets::created_at.lt(v));
+        }
+        if let Some(v) = &f.sla {
+            q = q.filter(
+                tickets::doc_id.eq_any(
+                    crate::db::schema::ticket_sla::table
+                        .filter(crate::db::schema::ticket_sla::worst.eq(v.clone()))
+                        .select(crate::db::schema::ticket_sla::doc_id),
+                ),
+            );
         }
         if let Some(text) = f.q.as_deref().filter(|t| !t.trim().is_empty()) {
             let p = crate::db::contains_pattern(&text.trim().to_lowercase());

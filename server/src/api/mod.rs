@@ -10,6 +10,7 @@ pub mod input;
 pub mod openapi;
 pub mod quarantine;
 pub mod records;
+pub mod sla;
 pub mod tickets;
 pub mod users;
 
@@ -36,6 +37,15 @@ pub struct ApiState {
     pub passwords: PasswordPool,
     /// Login requests per client address (see auth::client_limit).
     pub login_rate: LoginRateLimit,
+    /// The service rules' clock offset (see app::ServiceOptions).
+    pub clock_offset: chrono::Duration,
+}
+
+impl ApiState {
+    /// "Now" for the service rules.
+    pub fn service_now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.clock_offset
+    }
 }
 
 pub type State = web::Data<Arc<ApiState>>;
@@ -262,7 +272,7 @@ api_routes! {
     post "/devices/{id}/revoke" => devices::revoke, "Revoke a device; its live sync sessions close";
     post "/tickets" => tickets::create, "Create a ticket from an intake (dispatcher); returns its automerge URL",
         body: r#"{"customer_id":"…","asset_id":"…","fault_description":"Motor stops under load","occurred_at":"2026-11-22T08:30:00Z","reported_via":"phone","priority":"A","technician":"tom"}"#;
-    get "/tickets" => tickets::list, "List tickets: ?status=&priority=&technician=&technician_id=&customer_id=&asset_id=&serial=&from=&to=&q=&limit=&offset=";
+    get "/tickets" => tickets::list, "List tickets: ?status=&priority=&technician=&technician_id=&customer_id=&asset_id=&serial=&from=&to=&q=&sla=on_time|at_risk|breached|settled&limit=&offset=";
     get "/tickets/{doc_id}" => tickets::get, "One ticket's service-history row";
     get "/tickets/{doc_id}/timeline" => history::timeline, "A ticket's timeline: status events (who/when), visits, parts, signoff";
     put "/tickets/{doc_id}/assignment" => tickets::assign, "Assign or reassign a technician (dispatcher)", body: r#"{"technician":"tom"}"#;
@@ -291,6 +301,12 @@ api_routes! {
     put "/blobs/{sha256}" => blobs::put, "Upload an attachment (content-addressed, idempotent; raw bytes)";
     get "/blobs/{sha256}" => blobs::get, "Download an attachment: ?doc=<ticket referencing it>";
     get "/quarantined-edits" => quarantine::list, "Edits undone by write validation";
+    get "/tickets/{doc_id}/sla" => sla::ticket_sla, "A ticket's SLA state per target (respond, resolve), now or ?at=<RFC 3339>";
+    get "/escalations" => sla::list_escalations, "Escalations, newest first: ?open=true&tier=&doc_id=&mine=true (technicians: their own)";
+    post "/escalations/{id}/acknowledge" => sla::acknowledge, "Acknowledge an escalation (its recipients, supervisors, managers)";
+    get "/policy" => sla::get_policy, "The service policy: SLA targets, calendar, escalation tiers (office roles)";
+    put "/policy" => sla::put_policy, "Replace the service policy (admin; omitted fields take the seed defaults)",
+        body: r#"{"sla":{"A":{"respond_minutes":120,"resolve_minutes":2880},"at_risk_share":0.25,"calendar":{"utc_offset_minutes":480,"working_days":[1,2,3,4,5],"open":"09:00","close":"18:00","holidays":["2026-10-01"]}}}"#;
     post "/sync/batch" => crate::sync::batch::batch_endpoint, "HTTP batch sync: sync messages for many documents in one request",
         body: r#"{"device":"tom-phone","messages":[{"document_id":"…","data":"<base64 Automerge sync message>"}]}"#;
     get "/openapi.json" => openapi::serve, "This document", public: true;

@@ -428,6 +428,7 @@ pub struct ListQuery {
     from: Option<String>,
     to: Option<String>,
     q: Option<String>,
+    sla: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -453,6 +454,13 @@ impl ListQuery {
             input::text(name, v.as_deref().unwrap_or(""), input::MAX_NAME)?;
         }
         input::text("q", self.q.as_deref().unwrap_or(""), input::MAX_QUERY)?;
+        if let Some(v) = &self.sla {
+            if !["on_time", "at_risk", "breached", "settled", "none"].contains(&v.as_str()) {
+                return Err(ApiError::bad_request(
+                    "`sla` must be one of on_time, at_risk, breached, settled, none",
+                ));
+            }
+        }
         if self.offset.is_some_and(|o| o < 0) || self.limit.is_some_and(|l| l < 1) {
             return Err(ApiError::bad_request(
                 "`limit` must be at least 1 and `offset` not negative",
@@ -468,6 +476,7 @@ impl ListQuery {
             from: self.from,
             to: self.to,
             q: self.q,
+            sla: self.sla,
             limit: self.limit,
             offset: self.offset,
         };

@@ -304,3 +304,44 @@ diesel::table! {
         confirmed -> Bool,
     }
 }
+
+diesel::table! {
+    service_policy (id) {
+        id -> BigInt,
+        policy -> Text,
+        updated_at -> Text,
+        updated_by -> Text,
+    }
+}
+
+diesel::table! {
+    ticket_sla (doc_id) {
+        doc_id -> Text,
+        priority -> Text,
+        worst -> Text,
+        respond_state -> Text,
+        respond_due_at -> Text,
+        respond_met_at -> Text,
+        resolve_state -> Text,
+        resolve_due_at -> Text,
+        resolve_met_at -> Text,
+        evaluated_at -> Text,
+    }
+}
+
+diesel::table! {
+    escalations (id) {
+        id -> Text,
+        doc_id -> Text,
+        ticket_no -> Text,
+        milestone -> Text,
+        tier -> Text,
+        sla_state -> Text,
+        notified -> Text,
+        created_at -> Text,
+        acknowledged_by -> Nullable<Text>,
+        acknowledged_at -> Nullable<Text>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(tickets, ticket_sla);

@@ -18,7 +18,10 @@ pub struct CountingClock<'a> {
 
 impl<'a> CountingClock<'a> {
     /// `calendar` must have passed `Policy::validate`.
-    pub fn new(calendar: Option<&'a Calendar>, pauses: &'a [(DateTime<Utc>, DateTime<Utc>)]) -> Self {
+    pub fn new(
+        calendar: Option<&'a Calendar>,
+        pauses: &'a [(DateTime<Utc>, DateTime<Utc>)],
+    ) -> Self {
         let calendar = calendar.and_then(|c| c.hours().ok().map(|(o, cl)| (c, o, cl)));
         Self { calendar, pauses }
     }
@@ -137,8 +140,14 @@ mod tests {
     fn around_the_clock_without_pauses_counts_everything() {
         let c = CountingClock::new(None, &[]);
         let from = at("2026-11-02T10:00:00Z");
-        assert_eq!(c.counted(from, at("2026-11-02T12:30:00Z")), Duration::minutes(150));
-        assert_eq!(c.advance(from, Duration::hours(2)), Some(at("2026-11-02T12:00:00Z")));
+        assert_eq!(
+            c.counted(from, at("2026-11-02T12:30:00Z")),
+            Duration::minutes(150)
+        );
+        assert_eq!(
+            c.advance(from, Duration::hours(2)),
+            Some(at("2026-11-02T12:00:00Z"))
+        );
     }
 
     /// Worked by hand: a B ticket (respond 24 business hours) created Friday
@@ -150,16 +159,28 @@ mod tests {
         let cal = workweek(&[]);
         let c = CountingClock::new(Some(&cal), &[]);
         let created = at("2026-11-20T16:00:00+08:00");
-        assert_eq!(c.advance(created, Duration::hours(24)), Some(at("2026-11-25T13:00:00+08:00")));
-        assert_eq!(c.counted(created, at("2026-11-23T10:30:00+08:00")), Duration::minutes(210));
+        assert_eq!(
+            c.advance(created, Duration::hours(24)),
+            Some(at("2026-11-25T13:00:00+08:00"))
+        );
+        assert_eq!(
+            c.counted(created, at("2026-11-23T10:30:00+08:00")),
+            Duration::minutes(210)
+        );
         // Saturday does not count at all.
         assert_eq!(
-            c.counted(at("2026-11-21T00:00:00+08:00"), at("2026-11-22T23:59:00+08:00")),
+            c.counted(
+                at("2026-11-21T00:00:00+08:00"),
+                at("2026-11-22T23:59:00+08:00")
+            ),
             Duration::zero()
         );
         let cal = workweek(&["2026-11-24"]);
         let c = CountingClock::new(Some(&cal), &[]);
-        assert_eq!(c.advance(created, Duration::hours(24)), Some(at("2026-11-26T13:00:00+08:00")));
+        assert_eq!(
+            c.advance(created, Duration::hours(24)),
+            Some(at("2026-11-26T13:00:00+08:00"))
+        );
         // Created out of hours (Saturday): the clock starts Monday 09:00.
         assert_eq!(
             c.advance(at("2026-11-21T11:00:00+08:00"), Duration::minutes(120)),
@@ -174,14 +195,26 @@ mod tests {
         let c = CountingClock::new(None, &pauses);
         let created = at("2026-11-02T00:00:00Z");
         // Monday 00:00 → Saturday 10:00 is 130 h, of which 48 h paused.
-        assert_eq!(c.counted(created, at("2026-11-07T10:00:00Z")), Duration::hours(82));
-        assert_eq!(c.advance(created, Duration::hours(120)), Some(at("2026-11-09T00:00:00Z")));
+        assert_eq!(
+            c.counted(created, at("2026-11-07T10:00:00Z")),
+            Duration::hours(82)
+        );
+        assert_eq!(
+            c.advance(created, Duration::hours(120)),
+            Some(at("2026-11-09T00:00:00Z"))
+        );
         let cal = workweek(&[]);
-        let pauses = [(at("2026-11-23T10:00:00+08:00"), at("2026-11-23T12:00:00+08:00"))];
+        let pauses = [(
+            at("2026-11-23T10:00:00+08:00"),
+            at("2026-11-23T12:00:00+08:00"),
+        )];
         let c = CountingClock::new(Some(&cal), &pauses);
         // Monday 09–18 with two hours paused: 7 h.
         assert_eq!(
-            c.counted(at("2026-11-23T00:00:00+08:00"), at("2026-11-24T00:00:00+08:00")),
+            c.counted(
+                at("2026-11-23T00:00:00+08:00"),
+                at("2026-11-24T00:00:00+08:00")
+            ),
             Duration::hours(7)
         );
     }

@@ -17,7 +17,11 @@ pub fn due(policy: &EscalationPolicy, sla: &TicketSla) -> Vec<Due> {
     for t in [&sla.respond, &sla.resolve] {
         for tier in &policy.tiers {
             if is_due(tier.when, tier.overdue_share, t) {
-                out.push(Due { milestone: t.milestone, tier: tier.notify, state: t.state });
+                out.push(Due {
+                    milestone: t.milestone,
+                    tier: tier.notify,
+                    state: t.state,
+                });
             }
         }
     }
@@ -62,18 +66,33 @@ mod tests {
             resolve: target(Milestone::Resolve, SlaState::OnTime, 2000),
         };
         let tiers = |state, remaining| -> Vec<TierRole> {
-            due(&p, &sla(state, remaining)).iter().map(|d| d.tier).collect()
+            due(&p, &sla(state, remaining))
+                .iter()
+                .map(|d| d.tier)
+                .collect()
         };
         assert_eq!(tiers(SlaState::OnTime, 31), vec![]);
         assert_eq!(tiers(SlaState::AtRisk, 29), vec![TierRole::Technician]);
-        assert_eq!(tiers(SlaState::Breached, -1), vec![TierRole::Technician, TierRole::Supervisor]);
-        assert_eq!(tiers(SlaState::Breached, -59), vec![TierRole::Technician, TierRole::Supervisor]);
+        assert_eq!(
+            tiers(SlaState::Breached, -1),
+            vec![TierRole::Technician, TierRole::Supervisor]
+        );
+        assert_eq!(
+            tiers(SlaState::Breached, -59),
+            vec![TierRole::Technician, TierRole::Supervisor]
+        );
         assert_eq!(
             tiers(SlaState::Breached, -60),
-            vec![TierRole::Technician, TierRole::Supervisor, TierRole::Manager]
+            vec![
+                TierRole::Technician,
+                TierRole::Supervisor,
+                TierRole::Manager
+            ]
         );
         // Met (even late) no longer escalates.
         assert_eq!(tiers(SlaState::MetLate, -100), vec![]);
-        assert!(due(&p, &sla(SlaState::Breached, -60)).iter().all(|d| d.milestone == Milestone::Respond));
+        assert!(due(&p, &sla(SlaState::Breached, -60))
+            .iter()
+            .all(|d| d.milestone == Milestone::Respond));
     }
 }

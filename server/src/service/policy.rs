@@ -119,9 +119,18 @@ impl Default for SlaPolicy {
     fn default() -> Self {
         const H: i64 = 60;
         Self {
-            a: Target { respond_minutes: 2 * H, resolve_minutes: 48 * H },
-            b: Target { respond_minutes: 24 * H, resolve_minutes: 72 * H },
-            c: Target { respond_minutes: 48 * H, resolve_minutes: 120 * H },
+            a: Target {
+                respond_minutes: 2 * H,
+                resolve_minutes: 48 * H,
+            },
+            b: Target {
+                respond_minutes: 24 * H,
+                resolve_minutes: 72 * H,
+            },
+            c: Target {
+                respond_minutes: 48 * H,
+                resolve_minutes: 120 * H,
+            },
             respond_on: RespondOn::EnRoute,
             at_risk_share: 0.25,
             pause_while_waiting: true,
@@ -147,9 +156,21 @@ impl Default for EscalationPolicy {
     fn default() -> Self {
         Self {
             tiers: vec![
-                Tier { notify: TierRole::Technician, when: Trigger::AtRisk, overdue_share: 0.0 },
-                Tier { notify: TierRole::Supervisor, when: Trigger::Breached, overdue_share: 0.0 },
-                Tier { notify: TierRole::Manager, when: Trigger::Breached, overdue_share: 0.5 },
+                Tier {
+                    notify: TierRole::Technician,
+                    when: Trigger::AtRisk,
+                    overdue_share: 0.0,
+                },
+                Tier {
+                    notify: TierRole::Supervisor,
+                    when: Trigger::Breached,
+                    overdue_share: 0.0,
+                },
+                Tier {
+                    notify: TierRole::Manager,
+                    when: Trigger::Breached,
+                    overdue_share: 0.5,
+                },
             ],
         }
     }
@@ -195,7 +216,9 @@ impl Policy {
                 return Err(format!("sla.{p}: targets must be positive minutes"));
             }
             if t.respond_minutes > t.resolve_minutes {
-                return Err(format!("sla.{p}: respond target is longer than resolve target"));
+                return Err(format!(
+                    "sla.{p}: respond target is longer than resolve target"
+                ));
             }
             if t.resolve_minutes > 366 * 24 * 60 {
                 return Err(format!("sla.{p}: targets are at most a year"));
@@ -238,14 +261,33 @@ mod tests {
     #[test]
     fn defaults_are_the_seed_matrix_and_partial_documents_fill_in() {
         let p = Policy::default();
-        assert_eq!(p.sla.target("A"), Some(Target { respond_minutes: 120, resolve_minutes: 2880 }));
-        assert_eq!(p.sla.target("B"), Some(Target { respond_minutes: 1440, resolve_minutes: 4320 }));
-        assert_eq!(p.sla.target("C"), Some(Target { respond_minutes: 2880, resolve_minutes: 7200 }));
+        assert_eq!(
+            p.sla.target("A"),
+            Some(Target {
+                respond_minutes: 120,
+                resolve_minutes: 2880
+            })
+        );
+        assert_eq!(
+            p.sla.target("B"),
+            Some(Target {
+                respond_minutes: 1440,
+                resolve_minutes: 4320
+            })
+        );
+        assert_eq!(
+            p.sla.target("C"),
+            Some(Target {
+                respond_minutes: 2880,
+                resolve_minutes: 7200
+            })
+        );
         assert_eq!(p.sla.target("D"), None);
         p.validate().unwrap();
-        let partial: Policy =
-            serde_json::from_str(r#"{"sla": {"A": {"respond_minutes": 60, "resolve_minutes": 600}, "calendar": {}}}"#)
-                .unwrap();
+        let partial: Policy = serde_json::from_str(
+            r#"{"sla": {"A": {"respond_minutes": 60, "resolve_minutes": 600}, "calendar": {}}}"#,
+        )
+        .unwrap();
         assert_eq!(partial.sla.a.respond_minutes, 60);
         assert_eq!(partial.sla.b, p.sla.b);
         assert_eq!(partial.sla.calendar, Some(Calendar::default()));
@@ -259,10 +301,18 @@ mod tests {
             let p: Policy = serde_json::from_str(json).unwrap();
             p.validate().unwrap_err()
         };
-        assert!(bad(r#"{"sla": {"A": {"respond_minutes": 0, "resolve_minutes": 10}}}"#).contains("sla.A"));
-        assert!(bad(r#"{"sla": {"B": {"respond_minutes": 100, "resolve_minutes": 10}}}"#).contains("sla.B"));
+        assert!(
+            bad(r#"{"sla": {"A": {"respond_minutes": 0, "resolve_minutes": 10}}}"#)
+                .contains("sla.A")
+        );
+        assert!(
+            bad(r#"{"sla": {"B": {"respond_minutes": 100, "resolve_minutes": 10}}}"#)
+                .contains("sla.B")
+        );
         assert!(bad(r#"{"sla": {"at_risk_share": 1.5}}"#).contains("at_risk_share"));
-        assert!(bad(r#"{"sla": {"calendar": {"open": "18:00", "close": "09:00"}}}"#).contains("close"));
+        assert!(
+            bad(r#"{"sla": {"calendar": {"open": "18:00", "close": "09:00"}}}"#).contains("close")
+        );
         assert!(bad(r#"{"sla": {"calendar": {"working_days": [0]}}}"#).contains("working_days"));
         assert!(serde_json::from_str::<Policy>(r#"{"sla": {"typo": 1}}"#).is_err());
     }

@@ -59,7 +59,10 @@ impl SlaState {
 
     /// Still running (the timer must look at it again).
     pub fn is_running(self) -> bool {
-        matches!(self, SlaState::OnTime | SlaState::AtRisk | SlaState::Breached)
+        matches!(
+            self,
+            SlaState::OnTime | SlaState::AtRisk | SlaState::Breached
+        )
     }
 }
 
@@ -103,7 +106,10 @@ impl TicketSla {
 
 /// The instant each step counts at (see the module comment).
 fn effective_times(steps: &[Step]) -> Vec<DateTime<Utc>> {
-    let mut floor = steps.first().map(|s| s.at).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let mut floor = steps
+        .first()
+        .map(|s| s.at)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     steps
         .iter()
         .map(|s| {
@@ -117,7 +123,12 @@ fn effective_times(steps: &[Step]) -> Vec<DateTime<Utc>> {
 /// SLA state at `now` of a ticket of `priority` with these status steps
 /// (oldest first; the first is its creation). None when the priority has no
 /// target or the ticket has no history.
-pub fn evaluate(policy: &SlaPolicy, priority: &str, steps: &[Step], now: DateTime<Utc>) -> Option<TicketSla> {
+pub fn evaluate(
+    policy: &SlaPolicy,
+    priority: &str,
+    steps: &[Step],
+    now: DateTime<Utc>,
+) -> Option<TicketSla> {
     let target = policy.target(priority)?;
     let created = steps.first()?.at;
     let times = effective_times(steps);
@@ -126,7 +137,11 @@ pub fn evaluate(policy: &SlaPolicy, priority: &str, steps: &[Step], now: DateTim
         RespondOn::OnSite => matches!(to, "on_site" | "paused" | "completed"),
     };
     let first = |pred: &dyn Fn(&str) -> bool| {
-        steps.iter().zip(&times).find(|(s, _)| pred(&s.to)).map(|(_, t)| *t)
+        steps
+            .iter()
+            .zip(&times)
+            .find(|(s, _)| pred(&s.to))
+            .map(|(_, t)| *t)
     };
     let respond_met = first(&responded);
     let resolve_met = first(&|to| to == "completed");
@@ -167,7 +182,9 @@ pub fn evaluate(policy: &SlaPolicy, priority: &str, steps: &[Step], now: DateTim
             }
             _ if cancelled.is_some_and(|c| c <= now) => SlaState::NotApplicable,
             _ if remaining < Duration::zero() => SlaState::Breached,
-            _ if remaining.num_seconds() as f64 <= policy.at_risk_share * budget.num_seconds() as f64 => {
+            _ if remaining.num_seconds() as f64
+                <= policy.at_risk_share * budget.num_seconds() as f64 =>
+            {
                 SlaState::AtRisk
             }
             _ => SlaState::OnTime,
@@ -199,7 +216,11 @@ mod tests {
     }
 
     fn step(to: &str, server: &str, device: Option<&str>) -> Step {
-        Step { to: to.into(), at: at(server), device_at: device.map(at) }
+        Step {
+            to: to.into(),
+            at: at(server),
+            device_at: device.map(at),
+        }
     }
 
     /// A priority-A ticket (respond 2 h, resolve 48 h, at risk in the last
@@ -207,21 +228,43 @@ mod tests {
     #[test]
     fn priority_a_on_a_hand_worked_timeline() {
         let p = SlaPolicy::default();
-        let mut steps = vec![step("new", "2026-11-02T10:00:00Z", None), step("assigned", "2026-11-02T10:05:00Z", None)];
+        let mut steps = vec![
+            step("new", "2026-11-02T10:00:00Z", None),
+            step("assigned", "2026-11-02T10:05:00Z", None),
+        ];
         let s = |steps: &[Step], now: &str| evaluate(&p, "A", steps, at(now)).unwrap();
 
         let r = s(&steps, "2026-11-02T11:00:00Z").respond;
-        assert_eq!((r.state, r.elapsed_minutes, r.remaining_minutes), (SlaState::OnTime, 60, 60));
+        assert_eq!(
+            (r.state, r.elapsed_minutes, r.remaining_minutes),
+            (SlaState::OnTime, 60, 60)
+        );
         assert_eq!(r.due_at, Some(at("2026-11-02T12:00:00Z")));
         // 29 minutes left: at risk (30 minutes is the last quarter).
-        assert_eq!(s(&steps, "2026-11-02T11:31:00Z").respond.state, SlaState::AtRisk);
-        assert_eq!(s(&steps, "2026-11-02T11:29:00Z").respond.state, SlaState::OnTime);
-        assert_eq!(s(&steps, "2026-11-02T12:01:00Z").respond.state, SlaState::Breached);
-        assert_eq!(s(&steps, "2026-11-02T12:01:00Z").worst(), SlaState::Breached);
+        assert_eq!(
+            s(&steps, "2026-11-02T11:31:00Z").respond.state,
+            SlaState::AtRisk
+        );
+        assert_eq!(
+            s(&steps, "2026-11-02T11:29:00Z").respond.state,
+            SlaState::OnTime
+        );
+        assert_eq!(
+            s(&steps, "2026-11-02T12:01:00Z").respond.state,
+            SlaState::Breached
+        );
+        assert_eq!(
+            s(&steps, "2026-11-02T12:01:00Z").worst(),
+            SlaState::Breached
+        );
 
         // The technician set off at 11:50 by her phone, offline; the server
         // heard of it at 12:40. Respond counts at 11:50: met, on time.
-        steps.push(step("en_route", "2026-11-02T12:40:00Z", Some("2026-11-02T11:50:00Z")));
+        steps.push(step(
+            "en_route",
+            "2026-11-02T12:40:00Z",
+            Some("2026-11-02T11:50:00Z"),
+        ));
         let sla = s(&steps, "2026-11-02T13:00:00Z");
         assert_eq!(sla.respond.state, SlaState::Met);
         assert_eq!(sla.respond.met_at, Some(at("2026-11-02T11:50:00Z")));
@@ -229,12 +272,22 @@ mod tests {
         assert_eq!(sla.resolve.state, SlaState::OnTime);
         // Resolve: due 48 h after creation; at risk from 12 h before.
         assert_eq!(sla.resolve.due_at, Some(at("2026-11-04T10:00:00Z")));
-        assert_eq!(s(&steps, "2026-11-03T22:01:00Z").resolve.state, SlaState::AtRisk);
+        assert_eq!(
+            s(&steps, "2026-11-03T22:01:00Z").resolve.state,
+            SlaState::AtRisk
+        );
         // Completed at 09:00 on the 4th (device), 47 h after creation: met.
         steps.push(step("on_site", "2026-11-02T13:00:00Z", None));
-        steps.push(step("completed", "2026-11-04T09:10:00Z", Some("2026-11-04T09:00:00Z")));
+        steps.push(step(
+            "completed",
+            "2026-11-04T09:10:00Z",
+            Some("2026-11-04T09:00:00Z"),
+        ));
         let sla = s(&steps, "2026-11-06T00:00:00Z");
-        assert_eq!((sla.resolve.state, sla.resolve.elapsed_minutes), (SlaState::Met, 47 * 60));
+        assert_eq!(
+            (sla.resolve.state, sla.resolve.elapsed_minutes),
+            (SlaState::Met, 47 * 60)
+        );
         assert_eq!(sla.worst(), SlaState::Met);
     }
 
@@ -244,9 +297,17 @@ mod tests {
         let steps = vec![
             step("new", "2026-11-02T10:00:00Z", None),
             // Claims to have responded before the ticket existed.
-            step("en_route", "2026-11-02T13:00:00Z", Some("2026-11-01T00:00:00Z")),
+            step(
+                "en_route",
+                "2026-11-02T13:00:00Z",
+                Some("2026-11-01T00:00:00Z"),
+            ),
             // Claims a completion in the future.
-            step("completed", "2026-11-02T14:00:00Z", Some("2026-12-01T00:00:00Z")),
+            step(
+                "completed",
+                "2026-11-02T14:00:00Z",
+                Some("2026-12-01T00:00:00Z"),
+            ),
         ];
         let sla = evaluate(&p, "A", &steps, at("2026-11-03T00:00:00Z")).unwrap();
         assert_eq!(sla.respond.met_at, Some(at("2026-11-02T10:00:00Z")));
@@ -268,13 +329,19 @@ mod tests {
         ];
         let mut p = SlaPolicy::default();
         let sla = evaluate(&p, "C", &steps, at("2026-11-08T00:00:00Z")).unwrap();
-        assert_eq!((sla.resolve.state, sla.resolve.elapsed_minutes), (SlaState::Met, 82 * 60));
+        assert_eq!(
+            (sla.resolve.state, sla.resolve.elapsed_minutes),
+            (SlaState::Met, 82 * 60)
+        );
         // While paused, the remaining time does not shrink.
         let during = evaluate(&p, "C", &steps[..3], at("2026-11-04T10:00:00Z")).unwrap();
         assert_eq!(during.resolve.elapsed_minutes, 34 * 60);
         p.pause_while_waiting = false;
         let sla = evaluate(&p, "C", &steps, at("2026-11-08T00:00:00Z")).unwrap();
-        assert_eq!((sla.resolve.state, sla.resolve.elapsed_minutes), (SlaState::MetLate, 130 * 60));
+        assert_eq!(
+            (sla.resolve.state, sla.resolve.elapsed_minutes),
+            (SlaState::MetLate, 130 * 60)
+        );
     }
 
     /// B with the business calendar (Mon–Fri 09–18, UTC+8): created Friday
@@ -282,20 +349,32 @@ mod tests {
     /// 18:00 local 20 of 24 h are used: 4 h left ≤ 6 h (25 %) → at risk.
     #[test]
     fn business_hours_calendar() {
-        let p = SlaPolicy { calendar: Some(Calendar::default()), ..SlaPolicy::default() };
+        let p = SlaPolicy {
+            calendar: Some(Calendar::default()),
+            ..SlaPolicy::default()
+        };
         let steps = vec![step("new", "2026-11-20T16:00:00+08:00", None)];
         let sla = evaluate(&p, "B", &steps, at("2026-11-24T18:00:00+08:00")).unwrap();
         assert_eq!(sla.respond.due_at, Some(at("2026-11-25T13:00:00+08:00")));
-        assert_eq!((sla.respond.state, sla.respond.remaining_minutes), (SlaState::AtRisk, 240));
+        assert_eq!(
+            (sla.respond.state, sla.respond.remaining_minutes),
+            (SlaState::AtRisk, 240)
+        );
         // Over the weekend nothing is used: still on time Monday 08:00.
         let sla = evaluate(&p, "B", &steps, at("2026-11-23T08:00:00+08:00")).unwrap();
-        assert_eq!((sla.respond.state, sla.respond.elapsed_minutes), (SlaState::OnTime, 120));
+        assert_eq!(
+            (sla.respond.state, sla.respond.elapsed_minutes),
+            (SlaState::OnTime, 120)
+        );
     }
 
     #[test]
     fn cancelled_tickets_stop_counting_and_unknown_priorities_have_no_sla() {
         let p = SlaPolicy::default();
-        let steps = vec![step("new", "2026-11-02T10:00:00Z", None), step("cancelled", "2026-11-02T11:00:00Z", None)];
+        let steps = vec![
+            step("new", "2026-11-02T10:00:00Z", None),
+            step("cancelled", "2026-11-02T11:00:00Z", None),
+        ];
         let sla = evaluate(&p, "A", &steps, at("2026-11-09T00:00:00Z")).unwrap();
         assert_eq!(sla.respond.state, SlaState::NotApplicable);
         assert_eq!(sla.respond.elapsed_minutes, 60);

@@ -437,6 +437,9 @@ impl DocActor {
         match self.hub.committer.commit(write).await {
             Ok(()) => {
                 self.loose_changes += n;
+                // Whoever follows the history (SLA watch) hears of it; no
+                // listener, or a slow one, costs nothing here.
+                let _ = self.hub.commits.send(self.doc_key.clone());
                 Ok(())
             }
             Err(e) => {

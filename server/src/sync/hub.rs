@@ -259,6 +259,9 @@ pub struct Hub {
     next_id: AtomicU64,
     pub budgets: super::rate::Budgets,
     pub batch_slots: super::rate::BatchSlots,
+    /// The id of each document whose commit succeeded, for the office side
+    /// (SLA watch); subscribers that fall behind are told they lagged.
+    pub commits: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Hub {
@@ -273,6 +276,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             budgets: super::rate::Budgets::new(config.rates()),
             batch_slots: super::rate::BatchSlots::new(config.max_concurrent_batches),
+            commits: tokio::sync::broadcast::channel(1024).0,
             config,
         })
     }

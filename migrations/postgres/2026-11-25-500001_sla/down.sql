@@ -1,0 +1,3 @@
+DROP TABLE escalations;
+DROP TABLE ticket_sla;
+DROP TABLE service_policy;

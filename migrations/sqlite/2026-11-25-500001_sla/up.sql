@@ -1,0 +1,36 @@
+-- Service rules (issue 11): the policy document, each ticket's SLA state as
+-- last computed (for list filters; the on-time flags once met), and the
+-- escalations sent (one per ticket, target and tier).
+CREATE TABLE service_policy (
+    id BIGINT PRIMARY KEY NOT NULL,
+    policy TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    updated_by TEXT NOT NULL
+);
+CREATE TABLE ticket_sla (
+    doc_id TEXT PRIMARY KEY NOT NULL,
+    priority TEXT NOT NULL,
+    worst TEXT NOT NULL,
+    respond_state TEXT NOT NULL,
+    respond_due_at TEXT NOT NULL,
+    respond_met_at TEXT NOT NULL,
+    resolve_state TEXT NOT NULL,
+    resolve_due_at TEXT NOT NULL,
+    resolve_met_at TEXT NOT NULL,
+    evaluated_at TEXT NOT NULL
+);
+CREATE INDEX ticket_sla_worst ON ticket_sla (worst);
+CREATE TABLE escalations (
+    id TEXT PRIMARY KEY NOT NULL,
+    doc_id TEXT NOT NULL,
+    ticket_no TEXT NOT NULL,
+    milestone TEXT NOT NULL,
+    tier TEXT NOT NULL,
+    sla_state TEXT NOT NULL,
+    notified TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    acknowledged_by TEXT,
+    acknowledged_at TEXT,
+    UNIQUE (doc_id, milestone, tier)
+);
+CREATE INDEX escalations_created_at ON escalations (created_at);

@@ -1,0 +1,162 @@
+//! SLA, escalations and the service policy over REST. Thin: the rules are in
+//! `service`, the workflows in `office`.
+
+use actix_web::{web, HttpResponse};
+use fieldsync_shared::roles::Role;
+use serde::Deserialize;
+
+use super::auth::AuthUser;
+use super::tickets::{check_can_read, parse_doc};
+use super::{require_role, ApiError, State, OFFICE};
+use crate::audit::{self, Action, Entry};
+use crate::db::transaction;
+use crate::office::sla_watch::{self, parse_time};
+use crate::office::{escalations, policy_store};
+use crate::service::policy::Policy;
+
+#[derive(Deserialize)]
+pub struct AtQuery {
+    /// RFC 3339; default now.
+    at: Option<String>,
+}
+
+/// One ticket's SLA state, computed from its history now (or `at`).
+pub async fn ticket_sla(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    q: web::Query<AtQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let doc = parse_doc(&path.into_inner())?;
+    check_can_read(&state, &user.0, doc).await?;
+    let now = match &q.at {
+        Some(s) => {
+            parse_time(s).ok_or_else(|| ApiError::bad_request("`at` must be an RFC 3339 time"))?
+        }
+        None => state.service_now(),
+    };
+    let key = doc.to_string();
+    let e = state
+        .db
+        .run(move |c| {
+            let policy = policy_store::load(c)?;
+            sla_watch::evaluate_ticket(c, &policy, &key, now)
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such ticket"))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "doc_id": e.doc_id,
+        "ticket_no": e.ticket_no,
+        "at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "summary": sla_watch::summary(&e.sla),
+        "sla": e.sla,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct EscalationQuery {
+    open: Option<bool>,
+    tier: Option<String>,
+    doc_id: Option<String>,
+    /// Only those that notified the caller.
+    mine: Option<bool>,
+}
+
+/// Escalations, newest first. Technicians see those sent to them.
+pub async fn list_escalations(
+    state: State,
+    user: AuthUser,
+    q: web::Query<EscalationQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let mine = q.mine == Some(true) || user.0.role == Role::Technician;
+    let f = escalations::Filter {
+        open: q.open,
+        tier: q.tier,
+        doc_id: q.doc_id,
+        notified_user: mine.then(|| user.0.id.clone()),
+    };
+    let rows = state.db.run(move |c| escalations::list(c, &f)).await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// Acknowledges an escalation: someone it notified, a supervisor, a manager
+/// or an admin.
+pub async fn acknowledge(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let me = user.0.clone();
+    let out = state
+        .db
+        .run(move |c| {
+            let Some(e) = escalations::get(c, &id)? else {
+                return Ok(Err(ApiError::not_found("no such escalation")));
+            };
+            let notified: Vec<String> = serde_json::from_str(&e.notified).unwrap_or_default();
+            let senior = matches!(me.role, Role::Supervisor | Role::Manager | Role::Admin);
+            if !senior && !notified.contains(&me.id) {
+                return Ok(Err(ApiError::forbidden(
+                    "this escalation was not sent to you",
+                )));
+            }
+            transaction(c, |c| {
+                escalations::acknowledge(c, &id, &me.id)?;
+                audit::record(
+                    c,
+                    Entry {
+                        action: Action::EscalationAcknowledged,
+                        actor_user_id: Some(&me.id),
+                        subject: Some(&e.doc_id),
+                        detail: serde_json::json!({ "escalation": id }),
+                        ip: None,
+                    },
+                )
+            })?;
+            Ok(Ok(escalations::get(c, &id)?))
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(out))
+}
+
+pub async fn get_policy(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let p = state.db.run(policy_store::load).await?;
+    Ok(HttpResponse::Ok().json(p))
+}
+
+/// Replaces the policy (admin). Fields left out take their defaults.
+pub async fn put_policy(
+    state: State,
+    user: AuthUser,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, &[Role::Admin])?;
+    let policy: Policy = serde_json::from_value(body.into_inner())
+        .map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
+    policy
+        .validate()
+        .map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
+    let (p, uid) = (policy.clone(), user.0.id.clone());
+    state
+        .db
+        .run(move |c| {
+            transaction(c, |c| {
+                policy_store::save(c, &p, &uid)?;
+                audit::record(
+                    c,
+                    Entry {
+                        action: Action::PolicyChanged,
+                        actor_user_id: Some(&uid),
+                        subject: None,
+                        detail: serde_json::to_value(&p).unwrap_or_default(),
+                        ip: None,
+                    },
+                )
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(policy))
+}

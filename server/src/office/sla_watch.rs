@@ -1,0 +1,288 @@
+//! Keeps every open ticket's SLA state current and sends escalations.
+//!
+//! A ticket is re-evaluated when its document commits (the hub's commit
+//! notices) and on a timer (time alone moves a ticket to at risk or
+//! breached). Evaluation is `service::sla` over the ticket's status history;
+//! the result goes to `ticket_sla` (list filters, on-time flags once met) and
+//! due tiers to `escalations`. Idempotent and safe with several instances:
+//! the same history gives the same row, and an escalation's (ticket, target,
+//! tier) is unique, so whichever instance inserts it first is the one that
+//! notifies.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use tokio::sync::broadcast;
+
+use crate::audit::{self, Action, Entry};
+use crate::db::schema::{status_events, ticket_sla, tickets, users};
+use crate::db::{on_conn, transaction, Db, DbConn, DbError};
+use crate::office::escalations::{self, NewEscalation};
+use crate::office::policy_store;
+use crate::service::escalation;
+use crate::service::policy::{Policy, TierRole};
+use crate::service::sla::{self, SlaState, Step, TicketSla};
+
+/// `ticket_sla.worst` of a ticket whose targets are all settled (met, met
+/// late or cancelled): the timer leaves it alone.
+pub const SETTLED: &str = "settled";
+/// … and of a ticket whose priority has no target.
+pub const NO_TARGET: &str = "none";
+
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn fmt_time(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// A ticket's SLA with what escalation needs to know about it.
+pub struct Evaluated {
+    pub doc_id: String,
+    pub ticket_no: String,
+    pub technician_id: String,
+    pub sla: Option<TicketSla>,
+}
+
+/// The ticket's SLA at `now`; None if there is no such ticket.
+pub fn evaluate_ticket(
+    conn: &mut DbConn,
+    policy: &Policy,
+    doc_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Evaluated>, DbError> {
+    let ticket: Option<(String, String, String)> = on_conn!(conn, |c| tickets::table
+        .find(doc_id)
+        .select((
+            tickets::ticket_no,
+            tickets::priority,
+            tickets::technician_id
+        ))
+        .first(c)
+        .optional())?;
+    let Some((ticket_no, priority, technician_id)) = ticket else {
+        return Ok(None);
+    };
+    let rows: Vec<(String, String, String)> = on_conn!(conn, |c| status_events::table
+        .filter(status_events::doc_id.eq(doc_id))
+        .order(status_events::seq)
+        .select((
+            status_events::to_status,
+            status_events::at,
+            status_events::device_at,
+        ))
+        .load(c))?;
+    let steps: Vec<Step> = rows
+        .into_iter()
+        .filter_map(|(to, at, device_at)| {
+            Some(Step {
+                to,
+                at: parse_time(&at)?,
+                device_at: parse_time(&device_at),
+            })
+        })
+        .collect();
+    Ok(Some(Evaluated {
+        doc_id: doc_id.to_string(),
+        ticket_no,
+        technician_id,
+        sla: sla::evaluate(&policy.sla, &priority, &steps, now),
+    }))
+}
+
+/// The value of `ticket_sla.worst`: the worst running state, or settled.
+pub fn summary(sla: &Option<TicketSla>) -> &'static str {
+    let Some(s) = sla else { return NO_TARGET };
+    [s.respond.state, s.resolve.state]
+        .into_iter()
+        .filter(|st| st.is_running())
+        .max()
+        .map_or(SETTLED, SlaState::as_str)
+}
+
+fn store(conn: &mut DbConn, e: &Evaluated, now: DateTime<Utc>) -> Result<(), DbError> {
+    let (priority, r, s) = match &e.sla {
+        Some(sla) => (sla.priority.clone(), Some(&sla.respond), Some(&sla.resolve)),
+        None => (String::new(), None, None),
+    };
+    let state = |t: Option<&sla::TargetState>| t.map_or("", |t| t.state.as_str());
+    let row = (
+        ticket_sla::doc_id.eq(&e.doc_id),
+        ticket_sla::priority.eq(priority),
+        ticket_sla::worst.eq(summary(&e.sla)),
+        ticket_sla::respond_state.eq(state(r)),
+        ticket_sla::respond_due_at.eq(fmt_time(r.and_then(|t| t.due_at))),
+        ticket_sla::respond_met_at.eq(fmt_time(r.and_then(|t| t.met_at))),
+        ticket_sla::resolve_state.eq(state(s)),
+        ticket_sla::resolve_due_at.eq(fmt_time(s.and_then(|t| t.due_at))),
+        ticket_sla::resolve_met_at.eq(fmt_time(s.and_then(|t| t.met_at))),
+        ticket_sla::evaluated_at.eq(fmt_time(Some(now))),
+    );
+    on_conn!(conn, |c| {
+        diesel::delete(ticket_sla::table.find(&e.doc_id)).execute(c)?;
+        diesel::insert_into(ticket_sla::table)
+            .values(row.clone())
+            .execute(c)
+    })?;
+    Ok(())
+}
+
+/// Users a tier notifies.
+fn recipients(
+    conn: &mut DbConn,
+    tier: TierRole,
+    technician_id: &str,
+) -> Result<Vec<String>, DbError> {
+    let role = match tier {
+        TierRole::Technician => {
+            return Ok(if technician_id.is_empty() {
+                Vec::new()
+            } else {
+                vec![technician_id.to_string()]
+            })
+        }
+        TierRole::Supervisor => "supervisor",
+        TierRole::Manager => "manager",
+    };
+    Ok(on_conn!(conn, |c| users::table
+        .filter(users::role.eq(role))
+        .filter(users::disabled.eq(false))
+        .order(users::id)
+        .select(users::id)
+        .load(c))?)
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct SweepReport {
+    pub evaluated: usize,
+    pub escalated: usize,
+}
+
+/// Evaluates `docs` (or, with None, every ticket not settled), stores the
+/// states and records due escalations.
+pub fn sweep(
+    conn: &mut DbConn,
+    docs: Option<Vec<String>>,
+    now: DateTime<Utc>,
+) -> Result<SweepReport, DbError> {
+    let policy = policy_store::load(conn)?;
+    let docs = match docs {
+        Some(d) => d,
+        None => on_conn!(conn, |c| tickets::table
+            .filter(diesel::dsl::not(
+                tickets::doc_id.eq_any(
+                    ticket_sla::table
+                        .filter(ticket_sla::worst.eq_any([SETTLED, NO_TARGET]))
+                        .select(ticket_sla::doc_id)
+                )
+            ))
+            .select(tickets::doc_id)
+            .load::<String>(c))?,
+    };
+    let mut report = SweepReport::default();
+    for doc in docs {
+        let Some(e) = evaluate_ticket(conn, &policy, &doc, now)? else {
+            continue;
+        };
+        report.evaluated += 1;
+        let due = e
+            .sla
+            .as_ref()
+            .map(|s| escalation::due(&policy.escalation, s))
+            .unwrap_or_default();
+        report.escalated += transaction(conn, |c| {
+            store(c, &e, now)?;
+            let mut sent = 0;
+            for d in due {
+                let notified = recipients(c, d.tier, &e.technician_id)?;
+                let new = NewEscalation {
+                    doc_id: &e.doc_id,
+                    ticket_no: &e.ticket_no,
+                    milestone: d.milestone.as_str(),
+                    tier: d.tier.as_str(),
+                    sla_state: d.state.as_str(),
+                    notified: &notified,
+                    at: now,
+                };
+                if let Some(id) = escalations::insert_once(c, &new)? {
+                    sent += 1;
+                    audit::record(
+                        c,
+                        Entry {
+                            action: Action::TicketEscalated,
+                            actor_user_id: None,
+                            subject: Some(&e.doc_id),
+                            detail: serde_json::json!({
+                                "escalation": id, "ticket_no": e.ticket_no,
+                                "target": d.milestone.as_str(), "tier": d.tier.as_str(),
+                                "state": d.state.as_str(), "notified": notified,
+                            }),
+                            ip: None,
+                        },
+                    )?;
+                }
+            }
+            Ok::<_, DbError>(sent)
+        })?;
+    }
+    Ok(report)
+}
+
+/// The loop: commit notices (batched for up to 200 ms) and a full sweep
+/// every `every`. `offset` moves this clock (demos and tests of the timer;
+/// zero in production).
+pub async fn run(
+    db: Db,
+    commits: broadcast::Receiver<String>,
+    every: Duration,
+    offset: chrono::Duration,
+) {
+    let now = move || Utc::now() + offset;
+    let mut tick = tokio::time::interval(every);
+    let mut commits = Some(commits);
+    loop {
+        let notice = async {
+            match commits.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let docs = tokio::select! {
+            _ = tick.tick() => None,
+            got = notice => match got {
+                Ok(doc) => {
+                    let mut set = HashSet::from([doc]);
+                    let until = tokio::time::Instant::now() + Duration::from_millis(200);
+                    if let Some(rx) = commits.as_mut() {
+                        while let Ok(Ok(doc)) = tokio::time::timeout_at(until, rx.recv()).await {
+                            set.insert(doc);
+                        }
+                    }
+                    Some(set.into_iter().collect())
+                }
+                // Missed some: look at everything.
+                Err(broadcast::error::RecvError::Lagged(_)) => None,
+                Err(broadcast::error::RecvError::Closed) => {
+                    commits = None;
+                    continue;
+                }
+            },
+        };
+        let at = now();
+        match db.run(move |c| sweep(c, docs, at)).await {
+            Ok(r) if r.escalated > 0 => tracing::info!(
+                evaluated = r.evaluated,
+                escalated = r.escalated,
+                "SLA sweep"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "SLA sweep failed; retrying on the next tick"),
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! SLA states and escalations (issue 11 §2) on a real server, with the
+//! service rules' clock moved forward (`--clock-offset-secs`, the server
+//! restarted between steps): a priority-A ticket goes on time → at risk →
+//! breached → half the target again; each tier is escalated exactly once;
+//! the list filter and the per-ticket state agree; acknowledging works for
+//! those allowed. Also: the policy can be changed, and bad policies are
+//! refused.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{add_users, http, Server, TestDb};
+use serde_json::{json, Value};
+
+fn get(server: &Server, token: &str, path: &str) -> Value {
+    let (status, body) = http(server.port, "GET", path, Some(token), None);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+fn user_id(server: &Server, token: &str) -> String {
+    get(server, token, "/api/v1/me")["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A server whose service clock runs `offset_secs` ahead, sweeping every
+/// 0.2 s.
+fn server_at(db: &TestDb, offset_secs: i64) -> Server {
+    Server::start(
+        db,
+        &[
+            "--sla-interval-secs",
+            "0.2",
+            "--clock-offset-secs",
+            &offset_secs.to_string(),
+        ],
+    )
+}
+
+/// Waits until the ticket's escalations (per tier) are exactly `tiers`.
+fn wait_for_tiers(server: &Server, token: &str, doc: &str, tiers: &[&str]) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = get(server, token, &format!("/api/v1/escalations?doc_id={doc}"));
+        let mut got: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e["milestone"].as_str().unwrap(),
+                    e["tier"].as_str().unwrap()
+                )
+            })
+            .collect();
+        got.sort();
+        let mut want: Vec<String> = tiers.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        if got == want {
+            return list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "escalations {got:?}, expected {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn listed(server: &Server, token: &str, sla: &str) -> Vec<String> {
+    get(server, token, &format!("/api/v1/tickets?sla={sla}"))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["doc_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn wait_listed(server: &Server, token: &str, sla: &str, doc: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !listed(server, token, sla).contains(&doc.to_string()) {
+        assert!(Instant::now() < deadline, "ticket never listed as {sla}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn a_priority_a_ticket_escalates_tier_by_tier(db: TestDb) {
+    add_users(
+        &db,
+        &[
+            ("dora", "dispatcher"),
+            ("tom", "technician"),
+            ("sue", "supervisor"),
+            ("mia", "manager"),
+            ("tina", "technician"),
+        ],
+    );
+    let server = server_at(&db, 0);
+    let dora = server.login("dora", "dora-password");
+    let (status, created) = http(
+        server.port,
+        "POST",
+        "/api/v1/tickets",
+        Some(&dora),
+        Some(
+            json!({"customer_name": "Acme Bakery", "product": "Dough mixer", "fault_description": "Smoke from the motor",
+                    "priority": "A", "technician": "tom"}),
+        ),
+    );
+    assert_eq!(status, 201, "{created}");
+    let doc = created["doc_id"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            fieldsync_shared::DocumentId::parse_url_or_id(created["url"].as_str().unwrap())
+                .unwrap()
+                .to_string()
+        });
+
+    // Fresh: respond due in 2 h, on time; listed as on time once swept.
+    let sla = get(&server, &dora, &format!("/api/v1/tickets/{doc}/sla"));
+    assert_eq!(sla["summary"], "on_time", "{sla}");
+    assert_eq!(sla["sla"]["respond"]["target_minutes"], 120);
+    assert_eq!(sla["sla"]["resolve"]["target_minutes"], 2880);
+    wait_listed(&server, &dora, "on_time", &doc);
+    // The same ticket asked about 1 h 31 min from now: at risk (29 min of
+    // 120 left, the last quarter is 30).
+    let later = (chrono::Utc::now() + chrono::Duration::minutes(91)).to_rfc3339();
+    let at = get(
+        &server,
+        &dora,
+        &format!("/api/v1/tickets/{doc}/sla?at={}", later.replace('+', "%2B")),
+    );
+    assert_eq!(at["sla"]["respond"]["state"], "at_risk", "{at}");
+    drop(server);
+
+    // 1 h 35 min later: at risk → the technician is told, no one else.
+    let server = server_at(&db, 95 * 60);
+    let (dora, tom, sue, mia, tina) = (
+        server.login("dora", "dora-password"),
+        server.login("tom", "tom-password"),
+        server.login("sue", "sue-password"),
+        server.login("mia", "mia-password"),
+        server.login("tina", "tina-password"),
+    );
+    let list = wait_for_tiers(&server, &dora, &doc, &["respond:technician"]);
+    assert_eq!(list[0]["sla_state"], "at_risk");
+    assert_eq!(list[0]["notified"], json!([user_id(&server, &tom)]));
+    wait_listed(&server, &dora, "at_risk", &doc);
+    // Technicians see only what was sent to them.
+    assert_eq!(
+        get(&server, &tom, "/api/v1/escalations")
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        get(&server, &tina, "/api/v1/escalations")
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    drop(server);
+
+    // 2 h 10 min: breached → the supervisor too.
+    let server = server_at(&db, 130 * 60);
+    let list = wait_for_tiers(
+        &server,
+        &dora,
+        &doc,
+        &["respond:technician", "respond:supervisor"],
+    );
+    wait_listed(&server, &dora, "breached", &doc);
+    let sup = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["tier"] == "supervisor")
+        .unwrap()
+        .clone();
+    assert_eq!(sup["sla_state"], "breached");
+    assert_eq!(sup["notified"], json!([user_id(&server, &sue)]));
+    drop(server);
+
+    // 3 h 05 min: half the target (1 h) past it → the manager. Swept many
+    // times, still one escalation per tier.
+    let server = server_at(&db, 185 * 60);
+    let list = wait_for_tiers(
+        &server,
+        &dora,
+        &doc,
+        &[
+            "respond:technician",
+            "respond:supervisor",
+            "respond:manager",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let again = get(&server, &dora, &format!("/api/v1/escalations?doc_id={doc}"));
+    assert_eq!(
+        again.as_array().unwrap().len(),
+        3,
+        "each tier once: {again}"
+    );
+    let mgr = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["tier"] == "manager")
+        .unwrap()
+        .clone();
+    assert_eq!(mgr["notified"], json!([user_id(&server, &mia)]));
+
+    // Acknowledging: not by another technician; by the manager, once.
+    let id = mgr["id"].as_str().unwrap();
+    let ack = |token: &str| {
+        http(
+            server.port,
+            "POST",
+            &format!("/api/v1/escalations/{id}/acknowledge"),
+            Some(token),
+            None,
+        )
+    };
+    assert_eq!(ack(&tina).0, 403);
+    let (status, body) = ack(&mia);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["acknowledged_by"], json!(user_id(&server, &mia)));
+    let open = get(
+        &server,
+        &mia,
+        &format!("/api/v1/escalations?doc_id={doc}&open=true"),
+    );
+    assert_eq!(open.as_array().unwrap().len(), 2);
+    let audit = get(&server, &server.token, "/api/v1/audit");
+    let text = audit.to_string();
+    assert!(text.contains("ticket_escalated") && text.contains("escalation_acknowledged"));
+}
+
+async fn the_policy_is_configurable_and_checked(db: TestDb) {
+    add_users(&db, &[("dora", "dispatcher")]);
+    let server = server_at(&db, 0);
+    let dora = server.login("dora", "dora-password");
+    let policy = get(&server, &dora, "/api/v1/policy");
+    assert_eq!(policy["sla"]["A"]["respond_minutes"], 120);
+    assert_eq!(policy["sla"]["at_risk_share"], 0.25);
+    // Only admins change it; nonsense is refused with the field named.
+    let put = |token: &str, body: Value| {
+        http(
+            server.port,
+            "PUT",
+            "/api/v1/policy",
+            Some(token),
+            Some(body),
+        )
+    };
+    assert_eq!(put(&dora, json!({})).0, 403);
+    let (status, body) = put(
+        &server.token,
+        json!({"sla": {"A": {"respond_minutes": 0, "resolve_minutes": 10}}}),
+    );
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("sla.A"), "{body}");
+    let (status, body) = put(&server.token, json!({"sla": {"typo": true}}));
+    assert_eq!(status, 400, "{body}");
+    // Priority A respond in 30 min: a new ticket's target follows.
+    let (status, _) = put(
+        &server.token,
+        json!({"sla": {"A": {"respond_minutes": 30, "resolve_minutes": 600}}}),
+    );
+    assert_eq!(status, 200);
+    let (status, created) = http(
+        server.port,
+        "POST",
+        "/api/v1/tickets",
+        Some(&dora),
+        Some(json!({"customer_name": "Acme", "product": "Boiler", "fault_description": "Leak", "priority": "A"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let doc =
+        fieldsync_shared::DocumentId::parse_url_or_id(created["url"].as_str().unwrap()).unwrap();
+    let sla = get(&server, &dora, &format!("/api/v1/tickets/{doc}/sla"));
+    assert_eq!(sla["sla"]["respond"]["target_minutes"], 30);
+    assert_eq!(
+        get(&server, &dora, "/api/v1/policy")["sla"]["B"]["respond_minutes"],
+        1440
+    );
+}
+
+on_both_backends!(
+    a_priority_a_ticket_escalates_tier_by_tier,
+    the_policy_is_configurable_and_checked
+);
