@@ -127,6 +127,8 @@ async fn a_priority_a_ticket_escalates_tier_by_tier(db: TestDb) {
     assert_eq!(sla["sla"]["respond"]["target_minutes"], 120);
     assert_eq!(sla["sla"]["resolve"]["target_minutes"], 2880);
     wait_listed(&server, &dora, "on_time", &doc);
+    let timeline = get(&server, &dora, &format!("/api/v1/tickets/{doc}/timeline"));
+    assert_eq!(timeline["sla"]["respond"]["state"], "on_time", "{timeline}");
     // The same ticket asked about 1 h 31 min from now: at risk (29 min of
     // 120 left, the last quarter is 30).
     let later = (chrono::Utc::now() + chrono::Duration::minutes(91)).to_rfc3339();
@@ -280,7 +282,9 @@ async fn the_policy_is_configurable_and_checked(db: TestDb) {
         "POST",
         "/api/v1/tickets",
         Some(&dora),
-        Some(json!({"customer_name": "Acme", "product": "Boiler", "fault_description": "Leak", "priority": "A"})),
+        Some(
+            json!({"customer_name": "Acme", "product": "Boiler", "fault_description": "Leak", "priority": "A"}),
+        ),
     );
     assert_eq!(status, 201, "{created}");
     let doc =

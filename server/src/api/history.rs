@@ -81,10 +81,21 @@ pub async fn timeline(
     let doc = parse_doc(&path.into_inner())?;
     check_can_read(&state, &user.0, doc).await?;
     let key = doc.to_string();
-    let t = state
+    let now = state.service_now();
+    let (t, sla) = state
         .db
-        .run(move |c| history::timeline(c, &key))
+        .run(move |c| {
+            let Some(t) = history::timeline(c, &key)? else {
+                return Ok(None);
+            };
+            let policy = crate::office::policy_store::load(c)?;
+            let sla = crate::office::sla_watch::evaluate_ticket(c, &policy, &key, now)?;
+            Ok(Some((t, sla.and_then(|e| e.sla))))
+        })
         .await?
         .ok_or_else(|| ApiError::not_found("no such ticket"))?;
-    Ok(HttpResponse::Ok().json(t))
+    // The timeline with the ticket's SLA state now.
+    let mut out = serde_json::to_value(t).unwrap_or_default();
+    out["sla"] = serde_json::to_value(sla).unwrap_or_default();
+    Ok(HttpResponse::Ok().json(out))
 }

@@ -274,7 +274,7 @@ api_routes! {
         body: r#"{"customer_id":"…","asset_id":"…","fault_description":"Motor stops under load","occurred_at":"2026-11-22T08:30:00Z","reported_via":"phone","priority":"A","technician":"tom"}"#;
     get "/tickets" => tickets::list, "List tickets: ?status=&priority=&technician=&technician_id=&customer_id=&asset_id=&serial=&from=&to=&q=&sla=on_time|at_risk|breached|settled&limit=&offset=";
     get "/tickets/{doc_id}" => tickets::get, "One ticket's service-history row";
-    get "/tickets/{doc_id}/timeline" => history::timeline, "A ticket's timeline: status events (who/when), visits, parts, signoff";
+    get "/tickets/{doc_id}/timeline" => history::timeline, "A ticket's timeline: status events (who/when), visits, parts, signoff, SLA state now";
     put "/tickets/{doc_id}/assignment" => tickets::assign, "Assign or reassign a technician (dispatcher)", body: r#"{"technician":"tom"}"#;
     put "/tickets/{doc_id}/appointment" => tickets::set_appointment, "Set the appointment window (dispatcher)",
         body: r#"{"start":"2026-11-24T09:00:00Z","end":"2026-11-24T11:00:00Z"}"#;
