@@ -297,7 +297,160 @@ async fn the_policy_is_configurable_and_checked(db: TestDb) {
     );
 }
 
+/// A receiver for the webhook: records each request (headers, body) and
+/// answers 500 to the first, 200 after.
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<(Vec<(String, String)>, String)>>>;
+
+fn hook_receiver() -> (u16, Requests) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Requests = Default::default();
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                let (k, v) = l.split_once(':').unwrap();
+                headers.push((k.trim().to_lowercase(), v.trim().to_string()));
+            }
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .unwrap()
+                .1
+                .parse()
+                .unwrap();
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            let n = {
+                let mut g = seen.lock().unwrap();
+                g.push((headers, String::from_utf8(body).unwrap()));
+                g.len()
+            };
+            let status = if n == 1 {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+        }
+    });
+    (port, got)
+}
+
+/// Escalations go out on the webhook: signed, retried after a failure,
+/// logged.
+async fn escalations_are_posted_to_the_webhook_signed_and_retried(db: TestDb) {
+    add_users(&db, &[("dora", "dispatcher"), ("tom", "technician")]);
+    let (port, got) = hook_receiver();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let server = Server::start(
+        &db,
+        &[
+            "--sla-interval-secs",
+            "0.2",
+            "--clock-offset-secs",
+            "5700",
+            "--webhook-url",
+            &url,
+            "--webhook-secret",
+            "s3cret",
+            "--webhook-retry-secs",
+            "0.2",
+        ],
+    );
+    let dora = server.login("dora", "dora-password");
+    let (status, created) = http(
+        server.port,
+        "POST",
+        "/api/v1/tickets",
+        Some(&dora),
+        Some(
+            json!({"customer_name": "Acme", "product": "Oven", "fault_description": "No heat", "priority": "A", "technician": "tom"}),
+        ),
+    );
+    assert_eq!(status, 201, "{created}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while got.lock().unwrap().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the webhook was not retried: {:?}",
+            got.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let requests = got.lock().unwrap().clone();
+    let header = |i: usize, name: &str| {
+        requests[i]
+            .0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    // The same delivery, sent twice (500, then 200), each signed.
+    assert_eq!(
+        header(0, "x-fieldsync-delivery"),
+        header(1, "x-fieldsync-delivery")
+    );
+    assert_eq!(header(0, "x-fieldsync-event"), "escalation");
+    for (i, (_, body)) in requests.iter().enumerate() {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"s3cret");
+        let signed = format!("{}.{body}", header(i, "x-fieldsync-timestamp"));
+        let tag = ring::hmac::sign(&key, signed.as_bytes());
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(header(i, "x-fieldsync-signature"), format!("sha256={hex}"));
+    }
+    let body: Value = serde_json::from_str(&requests[1].1).unwrap();
+    assert_eq!(body["event"], "escalation");
+    assert_eq!(body["data"]["tier"], "technician");
+    assert_eq!(body["data"]["state"], "at_risk");
+    // The log: two attempts, delivered. Only admins read it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = get(&server, &server.token, "/api/v1/webhook-deliveries");
+        let d = &log[0];
+        if !d["delivered_at"].is_null() {
+            assert_eq!(
+                (d["attempts"].as_i64(), d["last_status"].as_i64()),
+                (Some(2), Some(200)),
+                "{d}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never marked delivered: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        http(
+            server.port,
+            "GET",
+            "/api/v1/webhook-deliveries",
+            Some(&dora),
+            None
+        )
+        .0,
+        403
+    );
+}
+
 on_both_backends!(
     a_priority_a_ticket_escalates_tier_by_tier,
-    the_policy_is_configurable_and_checked
+    the_policy_is_configurable_and_checked,
+    escalations_are_posted_to_the_webhook_signed_and_retried,
 );

@@ -47,6 +47,8 @@ pub struct ServiceOptions {
     pub sla_interval: std::time::Duration,
     /// Moves the service rules' clock (demos and tests; zero in production).
     pub clock_offset: chrono::Duration,
+    /// Where escalations are POSTed (none: not sent anywhere).
+    pub webhook: Option<crate::office::webhooks::WebhookConfig>,
 }
 
 impl Default for ServiceOptions {
@@ -54,6 +56,7 @@ impl Default for ServiceOptions {
         Self {
             sla_interval: std::time::Duration::from_secs(30),
             clock_offset: chrono::Duration::zero(),
+            webhook: None,
         }
     }
 }
@@ -187,7 +190,15 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         hub.commits.subscribe(),
         opts.service.sla_interval,
         opts.service.clock_offset,
+        opts.service.webhook.is_some(),
     ));
+    if let Some(cfg) = opts.service.webhook.clone() {
+        tokio::spawn(crate::office::webhooks::run(
+            db.clone(),
+            cfg,
+            opts.service.clock_offset,
+        ));
+    }
 
     let result = server.run().await;
     hub.close_all("server shutting down");

@@ -103,6 +103,17 @@ enum Command {
             allow_hyphen_values = true
         )]
         clock_offset_secs: i64,
+        /// POST every escalation here (JSON, signed with --webhook-secret:
+        /// see the README), retried with backoff.
+        #[arg(long, env = "FIELDSYNC_WEBHOOK_URL", requires = "webhook_secret")]
+        webhook_url: Option<String>,
+        /// Shared secret for the webhook's HMAC-SHA256 signature.
+        #[arg(long, env = "FIELDSYNC_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
+        /// Seconds before the first retry of a failed webhook delivery
+        /// (doubled per attempt, at most an hour; 10 attempts).
+        #[arg(long, env = "FIELDSYNC_WEBHOOK_RETRY_SECS", default_value_t = 30.0)]
+        webhook_retry_secs: f64,
         /// Under concurrent load, wait this long to gather more messages into
         /// one commit (0 disables).
         #[arg(long, env = "FIELDSYNC_COMMIT_LINGER_US", default_value_t = 500)]
@@ -241,6 +252,9 @@ pub fn main() -> ExitCode {
             max_ephemeral_bytes_per_sec,
             sla_interval_secs,
             clock_offset_secs,
+            webhook_url,
+            webhook_secret,
+            webhook_retry_secs,
             commit_linger_us,
             inject_commit_faults,
             jwt_secret,
@@ -297,6 +311,11 @@ pub fn main() -> ExitCode {
                 service: app::ServiceOptions {
                     sla_interval: Duration::from_secs_f64(sla_interval_secs.clamp(0.05, 86_400.0)),
                     clock_offset: chrono::Duration::seconds(clock_offset_secs),
+                    webhook: webhook_url.map(|url| crate::office::webhooks::WebhookConfig {
+                        url,
+                        secret: webhook_secret.unwrap_or_default(),
+                        retry_base: Duration::from_secs_f64(webhook_retry_secs.clamp(0.05, 3600.0)),
+                    }),
                 },
             };
             tokio::runtime::Builder::new_multi_thread()

@@ -34,3 +34,19 @@ CREATE TABLE escalations (
     UNIQUE (doc_id, milestone, tier)
 );
 CREATE INDEX escalations_created_at ON escalations (created_at);
+-- Outgoing webhook deliveries (escalations → the company's SMS/e-mail
+-- gateway): written with the escalation, sent and retried from here; the
+-- delivery log.
+CREATE TABLE webhook_deliveries (
+    id TEXT PRIMARY KEY NOT NULL,
+    event TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    attempts BIGINT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    last_status BIGINT,
+    last_error TEXT NOT NULL,
+    delivered_at TEXT
+);
+CREATE INDEX webhook_deliveries_next ON webhook_deliveries (delivered_at, next_attempt_at);

@@ -1,3 +1,4 @@
+DROP TABLE webhook_deliveries;
 DROP TABLE escalations;
 DROP TABLE ticket_sla;
 DROP TABLE service_policy;

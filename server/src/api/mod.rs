@@ -304,6 +304,7 @@ api_routes! {
     get "/tickets/{doc_id}/sla" => sla::ticket_sla, "A ticket's SLA state per target (respond, resolve), now or ?at=<RFC 3339>";
     get "/escalations" => sla::list_escalations, "Escalations, newest first: ?open=true&tier=&doc_id=&mine=true (technicians: their own)";
     post "/escalations/{id}/acknowledge" => sla::acknowledge, "Acknowledge an escalation (its recipients, supervisors, managers)";
+    get "/webhook-deliveries" => sla::webhook_deliveries, "The outgoing webhook's delivery log: attempts, status, errors (admin)";
     get "/policy" => sla::get_policy, "The service policy: SLA targets, calendar, escalation tiers (office roles)";
     put "/policy" => sla::put_policy, "Replace the service policy (admin; omitted fields take the seed defaults)",
         body: r#"{"sla":{"A":{"respond_minutes":120,"resolve_minutes":2880},"at_risk_share":0.25,"calendar":{"utc_offset_minutes":480,"working_days":[1,2,3,4,5],"open":"09:00","close":"18:00","holidays":["2026-10-01"]}}}"#;

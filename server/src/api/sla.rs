@@ -121,6 +121,16 @@ pub async fn acknowledge(
     Ok(HttpResponse::Ok().json(out))
 }
 
+/// The webhook delivery log, newest first (admin).
+pub async fn webhook_deliveries(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, &[Role::Admin])?;
+    let rows = state
+        .db
+        .run(|c| crate::office::webhooks::log(c, 500))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
 pub async fn get_policy(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let p = state.db.run(policy_store::load).await?;

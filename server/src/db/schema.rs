@@ -345,3 +345,18 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(tickets, ticket_sla);
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> Text,
+        event -> Text,
+        subject -> Text,
+        payload -> Text,
+        created_at -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> Text,
+        last_status -> Nullable<BigInt>,
+        last_error -> Text,
+        delivered_at -> Nullable<Text>,
+    }
+}

@@ -4,3 +4,4 @@
 pub mod escalations;
 pub mod policy_store;
 pub mod sla_watch;
+pub mod webhooks;

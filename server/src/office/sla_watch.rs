@@ -20,7 +20,7 @@ use crate::audit::{self, Action, Entry};
 use crate::db::schema::{status_events, ticket_sla, tickets, users};
 use crate::db::{on_conn, transaction, Db, DbConn, DbError};
 use crate::office::escalations::{self, NewEscalation};
-use crate::office::policy_store;
+use crate::office::{policy_store, webhooks};
 use crate::service::escalation;
 use crate::service::policy::{Policy, TierRole};
 use crate::service::sla::{self, SlaState, Step, TicketSla};
@@ -166,10 +166,12 @@ pub struct SweepReport {
 
 /// Evaluates `docs` (or, with None, every ticket not settled), stores the
 /// states and records due escalations.
+/// With `webhook`, each new escalation is also queued for the webhook.
 pub fn sweep(
     conn: &mut DbConn,
     docs: Option<Vec<String>>,
     now: DateTime<Utc>,
+    webhook: bool,
 ) -> Result<SweepReport, DbError> {
     let policy = policy_store::load(conn)?;
     let docs = match docs {
@@ -212,17 +214,21 @@ pub fn sweep(
                 };
                 if let Some(id) = escalations::insert_once(c, &new)? {
                     sent += 1;
+                    let detail = serde_json::json!({
+                        "escalation": id, "doc_id": e.doc_id, "ticket_no": e.ticket_no,
+                        "target": d.milestone.as_str(), "tier": d.tier.as_str(),
+                        "state": d.state.as_str(), "notified": notified,
+                    });
+                    if webhook {
+                        webhooks::enqueue(c, "escalation", &e.doc_id, &detail, now)?;
+                    }
                     audit::record(
                         c,
                         Entry {
                             action: Action::TicketEscalated,
                             actor_user_id: None,
                             subject: Some(&e.doc_id),
-                            detail: serde_json::json!({
-                                "escalation": id, "ticket_no": e.ticket_no,
-                                "target": d.milestone.as_str(), "tier": d.tier.as_str(),
-                                "state": d.state.as_str(), "notified": notified,
-                            }),
+                            detail,
                             ip: None,
                         },
                     )?;
@@ -242,6 +248,7 @@ pub async fn run(
     commits: broadcast::Receiver<String>,
     every: Duration,
     offset: chrono::Duration,
+    webhook: bool,
 ) {
     let now = move || Utc::now() + offset;
     let mut tick = tokio::time::interval(every);
@@ -275,7 +282,7 @@ pub async fn run(
             },
         };
         let at = now();
-        match db.run(move |c| sweep(c, docs, at)).await {
+        match db.run(move |c| sweep(c, docs, at, webhook)).await {
             Ok(r) if r.escalated > 0 => tracing::info!(
                 evaluated = r.evaluated,
                 escalated = r.escalated,
