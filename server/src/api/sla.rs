@@ -30,9 +30,11 @@ pub async fn ticket_sla(
     let doc = parse_doc(&path.into_inner())?;
     check_can_read(&state, &user.0, doc).await?;
     let now = match &q.at {
-        Some(s) => {
-            parse_time(s).ok_or_else(|| ApiError::bad_request("`at` must be an RFC 3339 time"))?
-        }
+        Some(s) => parse_time(s)
+            .filter(|t| (*t - state.service_now()).num_days().abs() <= 3660)
+            .ok_or_else(|| {
+                ApiError::bad_request("`at` must be an RFC 3339 time within ten years of now")
+            })?,
         None => state.service_now(),
     };
     let key = doc.to_string();

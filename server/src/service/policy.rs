@@ -229,8 +229,10 @@ impl Policy {
         }
         if let Some(c) = &s.calendar {
             let (open, close) = c.hours().map_err(|e| format!("sla.calendar: {e}"))?;
-            if close <= open {
-                return Err("sla.calendar: close must be after open".into());
+            // At least an hour a day keeps the clock's walk over business
+            // days short (a year's target is then at most ~12,000 days).
+            if close < open + 60 {
+                return Err("sla.calendar: close must be at least an hour after open".into());
             }
             if c.working_days.is_empty() || c.working_days.iter().any(|d| !(1..=7).contains(d)) {
                 return Err("sla.calendar.working_days: ISO weekdays 1 (Monday) to 7".into());
