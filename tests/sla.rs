@@ -449,7 +449,213 @@ async fn escalations_are_posted_to_the_webhook_signed_and_retried(db: TestDb) {
     );
 }
 
+/// The closed loop after the job (issue 11 §3), worked by hand with the
+/// default policy: three services for one customer, surveyed (5-point)
+/// 3/3/3 (mean 3: unsatisfied), 2/4/4 (mean 3.33: unsatisfied, and a 2 is a
+/// low score) and 3/4/4 (mean 3.67: unsatisfied). Expected: a completion
+/// callback per ticket, due 48 h after completion; one low-score callback;
+/// after the third, the customer is flagged and the supervisor escalated.
+async fn callbacks_low_scores_and_an_unsatisfied_streak(db: TestDb) {
+    use automerge::ReadDoc as _;
+    use fieldsync_shared::client::{Device, DocStatus};
+    use fieldsync_shared::status::Status;
+    use fieldsync_shared::ticket::{self, Survey};
+    add_users(
+        &db,
+        &[
+            ("dora", "dispatcher"),
+            ("tom", "technician"),
+            ("sue", "supervisor"),
+        ],
+    );
+    let server = server_at(&db, 0);
+    let (dora, tom, sue) = (
+        server.login("dora", "dora-password"),
+        server.login("tom", "tom-password"),
+        server.login("sue", "sue-password"),
+    );
+    let (status, customer) = http(
+        server.port,
+        "POST",
+        "/api/v1/customers",
+        Some(&dora),
+        Some(
+            json!({"name": "Grumpy Mills", "phone": "+86 10 5555 0199", "address": "9 Mill Lane"}),
+        ),
+    );
+    assert_eq!(status, 201, "{customer}");
+    let cid = customer["id"].as_str().unwrap().to_string();
+    let phone = Device::new("tom-phone-peer");
+    phone
+        .connect(&server.sync_url_for(&tom, "tom-phone"))
+        .await
+        .unwrap();
+    let mut docs = Vec::new();
+    for (i, (e, a, r)) in [(3, 3, 3), (2, 4, 4), (3, 4, 4)].into_iter().enumerate() {
+        let (status, created) = http(
+            server.port,
+            "POST",
+            "/api/v1/tickets",
+            Some(&dora),
+            Some(
+                json!({"customer_id": cid, "product": "Mill", "fault_description": format!("fault {i}"),
+                        "priority": "B", "technician": "tom"}),
+            ),
+        );
+        assert_eq!(status, 201, "{created}");
+        let id = fieldsync_shared::DocumentId::parse_url_or_id(created["url"].as_str().unwrap())
+            .unwrap();
+        phone.want(id);
+        phone
+            .wait_until(common::WAIT, "the ticket", |d| {
+                d.status(id) == Some(DocStatus::Local)
+            })
+            .await
+            .unwrap();
+        for s in [Status::EnRoute, Status::OnSite, Status::Completed] {
+            phone
+                .change(id, |d| ticket::set_status(d, s).unwrap())
+                .unwrap();
+        }
+        phone
+            .change(id, |d| {
+                let survey = Survey {
+                    scale: 5,
+                    efficiency: Some(e),
+                    attitude: Some(a),
+                    reasonableness: Some(r),
+                    comment: String::new(),
+                };
+                ticket::set_survey(d, &survey).unwrap()
+            })
+            .unwrap();
+        phone.wait_acknowledged(id, common::WAIT).await.unwrap();
+        assert!(phone
+            .read(id, |d| d.get(automerge::ROOT, "survey").unwrap().is_some())
+            .unwrap());
+        docs.push(id.to_string());
+        // One at a time: the streak follows the order of completion.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while get(
+            &server,
+            &dora,
+            &format!("/api/v1/callbacks?customer_id={cid}"),
+        )
+        .as_array()
+        .unwrap()
+        .len()
+            < i + 1
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no completion callback for ticket {i}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let flags = loop {
+        let flags = get(&server, &dora, "/api/v1/customer-flags?open=true");
+        if !flags.as_array().unwrap().is_empty() {
+            break flags;
+        }
+        assert!(Instant::now() < deadline, "the customer was never flagged");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(flags.as_array().unwrap().len(), 1, "{flags}");
+    assert_eq!(
+        (
+            flags[0]["customer_id"].as_str(),
+            flags[0]["streak"].as_i64()
+        ),
+        (Some(cid.as_str()), Some(3))
+    );
+    assert_eq!(flags[0]["trigger_doc_id"].as_str(), Some(docs[2].as_str()));
+    let callbacks = get(
+        &server,
+        &dora,
+        &format!("/api/v1/callbacks?customer_id={cid}"),
+    );
+    let reasons: Vec<(&str, &str)> = callbacks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["doc_id"].as_str().unwrap(), c["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(reasons.len(), 4, "{callbacks}");
+    assert!(reasons.contains(&(docs[1].as_str(), "low_score")));
+    assert_eq!(
+        reasons.iter().filter(|(_, r)| *r == "completion").count(),
+        3
+    );
+    assert!(get(&server, &dora, "/api/v1/callbacks?overdue=true")
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let esc = get(
+        &server,
+        &sue,
+        &format!("/api/v1/escalations?doc_id={}", docs[2]),
+    );
+    let esc: Vec<&Value> = esc
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["milestone"] == "customer_unsatisfied")
+        .collect();
+    assert_eq!(esc.len(), 1);
+    assert_eq!(esc[0]["notified"], json!([user_id(&server, &sue)]));
+
+    // Clearing the flag is an explicit decision with a note, by a supervisor.
+    let flag = flags[0]["id"].as_str().unwrap();
+    let clear = |token: &str, note: &str| {
+        http(
+            server.port,
+            "POST",
+            &format!("/api/v1/customer-flags/{flag}/clear"),
+            Some(token),
+            Some(json!({"note": note})),
+        )
+        .0
+    };
+    assert_eq!(clear(&dora, "fine"), 403);
+    assert_eq!(clear(&sue, " "), 400);
+    assert_eq!(clear(&sue, "called; maintenance plan agreed"), 204);
+    assert!(get(&server, &dora, "/api/v1/customer-flags?open=true")
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // A callback's outcome, recorded once.
+    let first = callbacks[0]["id"].as_str().unwrap();
+    let outcome = |token: &str| {
+        http(
+            server.port,
+            "POST",
+            &format!("/api/v1/callbacks/{first}/outcome"),
+            Some(token),
+            Some(json!({"reached": true, "solved": false, "note": "still noisy"})),
+        )
+    };
+    assert_eq!(outcome(&tom).0, 403);
+    let (status, done) = outcome(&dora);
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        (done["reached"].as_bool(), done["solved"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(outcome(&dora).0, 404, "recorded once");
+    drop(server);
+
+    // 49 hours later the other completion callbacks and the low-score one
+    // are overdue.
+    let server = server_at(&db, 49 * 3600);
+    let dora = server.login("dora", "dora-password");
+    let overdue = get(&server, &dora, "/api/v1/callbacks?overdue=true");
+    assert_eq!(overdue.as_array().unwrap().len(), 3, "{overdue}");
+}
+
 on_both_backends!(
+    callbacks_low_scores_and_an_unsatisfied_streak,
     a_priority_a_ticket_escalates_tier_by_tier,
     the_policy_is_configurable_and_checked,
     escalations_are_posted_to_the_webhook_signed_and_retried,

@@ -1,3 +1,5 @@
+DROP TABLE customer_flags;
+DROP TABLE callbacks;
 DROP TABLE webhook_deliveries;
 DROP TABLE escalations;
 DROP TABLE ticket_sla;

@@ -50,3 +50,32 @@ CREATE TABLE webhook_deliveries (
     delivered_at TEXT
 );
 CREATE INDEX webhook_deliveries_next ON webhook_deliveries (delivered_at, next_attempt_at);
+-- After the job: callback tasks (48 h after completion; at once after a low
+-- survey score) and customers flagged after unsatisfied services in a row.
+CREATE TABLE callbacks (
+    id TEXT PRIMARY KEY NOT NULL,
+    doc_id TEXT NOT NULL,
+    ticket_no TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    reached BOOLEAN,
+    solved BOOLEAN,
+    note TEXT NOT NULL,
+    done_by TEXT,
+    done_at TEXT,
+    UNIQUE (doc_id, reason)
+);
+CREATE INDEX callbacks_due_at ON callbacks (due_at);
+CREATE TABLE customer_flags (
+    id TEXT PRIMARY KEY NOT NULL,
+    customer_id TEXT NOT NULL,
+    trigger_doc_id TEXT NOT NULL UNIQUE,
+    streak BIGINT NOT NULL,
+    flagged_at TEXT NOT NULL,
+    cleared_by TEXT,
+    cleared_at TEXT,
+    cleared_note TEXT NOT NULL
+);
+CREATE INDEX customer_flags_customer ON customer_flags (customer_id);

@@ -304,6 +304,10 @@ api_routes! {
     get "/tickets/{doc_id}/sla" => sla::ticket_sla, "A ticket's SLA state per target (respond, resolve), now or ?at=<RFC 3339>";
     get "/escalations" => sla::list_escalations, "Escalations, newest first: ?open=true&tier=&doc_id=&mine=true (technicians: their own)";
     post "/escalations/{id}/acknowledge" => sla::acknowledge, "Acknowledge an escalation (its recipients, supervisors, managers)";
+    get "/callbacks" => sla::list_callbacks, "Callback tasks (48 h after completion; after a low survey score): ?open=true&overdue=true&customer_id=";
+    post "/callbacks/{id}/outcome" => sla::callback_outcome, "Record a callback's outcome (office)", body: r#"{"reached":true,"solved":true,"note":"works again"}"#;
+    get "/customer-flags" => sla::list_flags, "Customers flagged after unsatisfied services in a row: ?open=true";
+    post "/customer-flags/{id}/clear" => sla::clear_flag, "Clear a customer flag (supervisor, manager)", body: r#"{"note":"called, agreed a maintenance plan"}"#;
     get "/webhook-deliveries" => sla::webhook_deliveries, "The outgoing webhook's delivery log: attempts, status, errors (admin)";
     get "/policy" => sla::get_policy, "The service policy: SLA targets, calendar, escalation tiers (office roles)";
     put "/policy" => sla::put_policy, "Replace the service policy (admin; omitted fields take the seed defaults)",

@@ -11,7 +11,7 @@ use super::{require_role, ApiError, State, OFFICE};
 use crate::audit::{self, Action, Entry};
 use crate::db::transaction;
 use crate::office::sla_watch::{self, parse_time};
-use crate::office::{escalations, policy_store};
+use crate::office::{closed_loop, escalations, policy_store};
 use crate::service::policy::Policy;
 
 #[derive(Deserialize)]
@@ -121,6 +121,142 @@ pub async fn acknowledge(
         })
         .await??;
     Ok(HttpResponse::Ok().json(out))
+}
+
+/// Who works the callback and flag queues.
+const CALLERS: &[Role] = &[
+    Role::Dispatcher,
+    Role::BackOffice,
+    Role::Supervisor,
+    Role::Manager,
+    Role::Admin,
+];
+
+/// Callback tasks: `?open=true`, `?overdue=true`, `?customer_id=`.
+pub async fn list_callbacks(
+    state: State,
+    user: AuthUser,
+    q: web::Query<closed_loop::CallbackFilter>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let (f, now) = (q.into_inner(), state.service_now());
+    let rows = state
+        .db
+        .run(move |c| closed_loop::list_callbacks(c, &f, now))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+#[derive(Deserialize)]
+pub struct Outcome {
+    /// Whether the customer was reached.
+    reached: bool,
+    /// Whether the problem is solved (if asked).
+    solved: Option<bool>,
+    #[serde(default)]
+    note: String,
+}
+
+pub async fn callback_outcome(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<Outcome>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, CALLERS)?;
+    let b = body.into_inner();
+    crate::api::input::text("note", &b.note, crate::api::input::MAX_TEXT)?;
+    let (id, uid, now) = (path.into_inner(), user.0.id.clone(), state.service_now());
+    let done = state
+        .db
+        .run(move |c| {
+            transaction(c, |c| {
+                let done = closed_loop::record_outcome(c, &id, b.reached, b.solved, &b.note, &uid, now)?;
+                if let Some(cb) = &done {
+                    audit::record(
+                        c,
+                        Entry {
+                            action: Action::TicketUpdated,
+                            actor_user_id: Some(&uid),
+                            subject: Some(&cb.doc_id),
+                            detail: serde_json::json!({ "callback": cb.id, "reached": cb.reached, "solved": cb.solved }),
+                            ip: None,
+                        },
+                    )?;
+                }
+                Ok::<_, crate::db::DbError>(done)
+            })
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such open callback"))?;
+    Ok(HttpResponse::Ok().json(done))
+}
+
+#[derive(Deserialize)]
+pub struct FlagQuery {
+    open: Option<bool>,
+}
+
+/// Customers flagged for unsatisfied services in a row.
+pub async fn list_flags(
+    state: State,
+    user: AuthUser,
+    q: web::Query<FlagQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let open = q.open == Some(true);
+    let rows = state
+        .db
+        .run(move |c| closed_loop::list_flags(c, open))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+#[derive(Deserialize)]
+pub struct ClearBody {
+    note: String,
+}
+
+/// Clears a customer flag: an explicit decision by a supervisor, manager
+/// or admin, with a note.
+pub async fn clear_flag(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<ClearBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, &[Role::Supervisor, Role::Manager, Role::Admin])?;
+    let note = body.into_inner().note;
+    if note.trim().is_empty() {
+        return Err(ApiError::bad_request("a note saying why is required"));
+    }
+    crate::api::input::text("note", &note, crate::api::input::MAX_TEXT)?;
+    let (id, uid, now) = (path.into_inner(), user.0.id.clone(), state.service_now());
+    let cleared = state
+        .db
+        .run(move |c| {
+            transaction(c, |c| {
+                let ok = closed_loop::clear_flag(c, &id, &uid, &note, now)?;
+                if ok {
+                    audit::record(
+                        c,
+                        Entry {
+                            action: Action::RecordChanged,
+                            actor_user_id: Some(&uid),
+                            subject: Some(&id),
+                            detail: serde_json::json!({ "customer_flag_cleared": id, "note": note }),
+                            ip: None,
+                        },
+                    )?;
+                }
+                Ok::<_, crate::db::DbError>(ok)
+            })
+        })
+        .await?;
+    if !cleared {
+        return Err(ApiError::not_found("no such open flag"));
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// The webhook delivery log, newest first (admin).

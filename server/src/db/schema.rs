@@ -360,3 +360,33 @@ diesel::table! {
         delivered_at -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    callbacks (id) {
+        id -> Text,
+        doc_id -> Text,
+        ticket_no -> Text,
+        customer_id -> Text,
+        reason -> Text,
+        due_at -> Text,
+        created_at -> Text,
+        reached -> Nullable<Bool>,
+        solved -> Nullable<Bool>,
+        note -> Text,
+        done_by -> Nullable<Text>,
+        done_at -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    customer_flags (id) {
+        id -> Text,
+        customer_id -> Text,
+        trigger_doc_id -> Text,
+        streak -> BigInt,
+        flagged_at -> Text,
+        cleared_by -> Nullable<Text>,
+        cleared_at -> Nullable<Text>,
+        cleared_note -> Text,
+    }
+}

@@ -20,7 +20,7 @@ use crate::audit::{self, Action, Entry};
 use crate::db::schema::{status_events, ticket_sla, tickets, users};
 use crate::db::{on_conn, transaction, Db, DbConn, DbError};
 use crate::office::escalations::{self, NewEscalation};
-use crate::office::{policy_store, webhooks};
+use crate::office::{closed_loop, policy_store, webhooks};
 use crate::service::escalation;
 use crate::service::policy::{Policy, TierRole};
 use crate::service::sla::{self, SlaState, Step, TicketSla};
@@ -234,6 +234,8 @@ pub fn sweep(
                     )?;
                 }
             }
+            let completed = e.sla.as_ref().and_then(|s| s.resolve.met_at);
+            sent += closed_loop::apply(c, &policy, &e.doc_id, completed, now, webhook)?;
             Ok::<_, DbError>(sent)
         })?;
     }

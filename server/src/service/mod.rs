@@ -3,6 +3,7 @@
 //! and who is told when (`escalation`). Tested on constructed timelines.
 
 pub mod clock;
+pub mod closed_loop;
 pub mod escalation;
 pub mod policy;
 pub mod sla;

@@ -12,6 +12,37 @@ use serde::{Deserialize, Serialize};
 pub struct Policy {
     pub sla: SlaPolicy,
     pub escalation: EscalationPolicy,
+    pub closed_loop: ClosedLoopPolicy,
+}
+
+/// After completion (seed 001): callback, survey thresholds, the
+/// unsatisfied streak.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClosedLoopPolicy {
+    /// The office calls the customer back this long after completion (48 h).
+    pub callback_after_minutes: i64,
+    /// A survey is satisfied when its mean score reaches this (per scale).
+    pub satisfied_at_5: i64,
+    pub satisfied_at_7: i64,
+    /// Any dimension at or below this is a low score: a one-to-one callback.
+    pub low_at_5: i64,
+    pub low_at_7: i64,
+    /// Unsatisfied services in a row that flag the customer and escalate.
+    pub unsatisfied_in_a_row: usize,
+}
+
+impl Default for ClosedLoopPolicy {
+    fn default() -> Self {
+        Self {
+            callback_after_minutes: 48 * 60,
+            satisfied_at_5: 4,
+            satisfied_at_7: 5,
+            low_at_5: 2,
+            low_at_7: 3,
+            unsatisfied_in_a_row: 3,
+        }
+    }
 }
 
 /// Response and resolution targets (seed 000 §2.2).
@@ -243,6 +274,19 @@ impl Policy {
             if c.holidays.len() > 1000 {
                 return Err("sla.calendar.holidays: at most 1000".into());
             }
+        }
+        let c = &self.closed_loop;
+        if !(1..=30 * 24 * 60).contains(&c.callback_after_minutes) {
+            return Err("closed_loop.callback_after_minutes: 1 minute to 30 days".into());
+        }
+        if !(1..=5).contains(&c.satisfied_at_5) || !(1..=7).contains(&c.satisfied_at_7) {
+            return Err("closed_loop.satisfied_at_5/7: a score on that scale".into());
+        }
+        if !(0..=5).contains(&c.low_at_5) || !(0..=7).contains(&c.low_at_7) {
+            return Err("closed_loop.low_at_5/7: a score on that scale (0: never low)".into());
+        }
+        if !(1..=20).contains(&c.unsatisfied_in_a_row) {
+            return Err("closed_loop.unsatisfied_in_a_row: 1 to 20".into());
         }
         if self.escalation.tiers.len() > 10 {
             return Err("escalation.tiers: at most 10".into());
