@@ -31,6 +31,14 @@ pub enum Action {
     TicketUpdated,
     RecordChanged,
     StockMoved,
+    /// Back office approved a ticket (issue 11 §1).
+    TicketReconciled,
+    /// Back office disputed a ticket, with a reason.
+    TicketDisputed,
+    /// An export of reconciled jobs was made …
+    ReconciliationExported,
+    /// … or downloaded again.
+    ReconciliationExportDownloaded,
 }
 
 impl Action {
@@ -56,6 +64,10 @@ impl Action {
             Action::TicketUpdated => "ticket_updated",
             Action::RecordChanged => "record_changed",
             Action::StockMoved => "stock_moved",
+            Action::TicketReconciled => "ticket_reconciled",
+            Action::TicketDisputed => "ticket_disputed",
+            Action::ReconciliationExported => "reconciliation_exported",
+            Action::ReconciliationExportDownloaded => "reconciliation_export_downloaded",
         }
     }
 }

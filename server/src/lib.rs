@@ -12,6 +12,7 @@ pub mod demo;
 pub mod history;
 pub mod memory;
 pub mod metrics;
+pub mod office;
 pub mod projection;
 pub mod records;
 pub mod sharing;
