@@ -288,6 +288,17 @@ impl DocState {
         by_user: &str,
         at: &str,
     ) -> FollowUp {
+        // Reconciliation lock (issue 11 §1, office::reconciliation): a ticket
+        // that was `reconciled` before this message is closed to every
+        // device but an admin's, so all of the message's ops are undone and
+        // quarantined, as for a closed write-only window. Judged on the
+        // status at `heads_before`, so a message that also rewrites the
+        // status cannot unlock itself.
+        let locked = locked
+            || (role != Role::Admin
+                && !heads_before.is_empty()
+                && super::validation::field_json(&self.doc, "status", Some(heads_before)).as_str()
+                    == Some("reconciled"));
         let author = if locked {
             integrity::Author::Locked
         } else {
