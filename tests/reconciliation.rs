@@ -8,7 +8,7 @@ mod common;
 
 use automerge::transaction::Transactable;
 use automerge::{ObjType, ReadDoc, ROOT};
-use common::{http, http_bytes, http_full, Server, TestDb, WAIT};
+use common::{cli, http, http_bytes, http_full, Server, TestDb, WAIT};
 use fieldsync_shared::client::{Device, DocStatus};
 use fieldsync_shared::status::Status;
 use fieldsync_shared::ticket::{self, PartUsed};
@@ -388,6 +388,43 @@ async fn whole_life_through_reconciliation(db: TestDb) {
         hex(&sha2::Sha256::digest(csv.as_bytes()))
     );
 
+    // The command line makes the same file (and records it too).
+    let out = cli(
+        &db.url,
+        &[
+            "export",
+            "reconciled",
+            "--from",
+            today,
+            "--to",
+            today,
+            "--format",
+            "csv",
+        ],
+        "",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), csv);
+    let cli_export = String::from_utf8(out.stderr).unwrap();
+    let cli_id = cli_export
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(':');
+    let meta = get(
+        &server,
+        &bob,
+        &format!("/api/v1/reconciliation/exports/{cli_id}"),
+    );
+    assert_eq!(
+        (meta["created_by"].as_str(), meta["job_count"].as_i64()),
+        (Some("cli"), Some(1))
+    );
+
     // Repeatable: the record says which jobs, and the content comes back
     // byte for byte, also after the catalogue price changed.
     let (status, _) = http(
@@ -419,7 +456,13 @@ async fn whole_life_through_reconciliation(db: TestDb) {
     assert_eq!(again.status, 200);
     assert_eq!(again.body, reply.body, "the same bytes");
     let list = get(&server, &bob, "/api/v1/reconciliation/exports");
-    assert_eq!(list[0]["id"], export_id.as_str());
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [cli_id, export_id.as_str()], "newest first");
 
     // JSON lines: the same lines as objects; a new export sees the new price.
     let reply = http_full(
