@@ -34,6 +34,14 @@ pub enum Action {
     PolicyChanged,
     TicketEscalated,
     EscalationAcknowledged,
+    /// Back office approved a ticket (issue 11 §1).
+    TicketReconciled,
+    /// Back office disputed a ticket, with a reason.
+    TicketDisputed,
+    /// An export of reconciled jobs was made …
+    ReconciliationExported,
+    /// … or downloaded again.
+    ReconciliationExportDownloaded,
 }
 
 impl Action {
@@ -62,6 +70,10 @@ impl Action {
             Action::PolicyChanged => "policy_changed",
             Action::TicketEscalated => "ticket_escalated",
             Action::EscalationAcknowledged => "escalation_acknowledged",
+            Action::TicketReconciled => "ticket_reconciled",
+            Action::TicketDisputed => "ticket_disputed",
+            Action::ReconciliationExported => "reconciliation_exported",
+            Action::ReconciliationExportDownloaded => "reconciliation_export_downloaded",
         }
     }
 }

@@ -177,6 +177,28 @@ enum Command {
     /// Attachment storage.
     #[command(subcommand)]
     Blobs(BlobsCommand),
+    /// Exports for billing/ERP (recorded like the API's, see README).
+    #[command(subcommand)]
+    Export(ExportCommand),
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// Jobs reconciled in a period, one line per labour/part billing line;
+    /// the file goes to stdout (or --output), its record id to stderr.
+    Reconciled {
+        /// First day (2026-11-01) or RFC 3339 time.
+        #[arg(long)]
+        from: String,
+        /// Last day, included (2026-11-30), or an RFC 3339 time (excluded).
+        #[arg(long)]
+        to: String,
+        /// csv or jsonl
+        #[arg(long, default_value = "csv")]
+        format: String,
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -338,6 +360,12 @@ pub fn main() -> ExitCode {
         }) => blobs_gc(&cli.database, &blob_dir, older_than_hours, dry_run),
         Command::Projection(ProjectionCommand::Rebuild) => rebuild_projection(&cli.database),
         Command::User(cmd) => user_command(&cli.database, cmd),
+        Command::Export(ExportCommand::Reconciled {
+            from,
+            to,
+            format,
+            output,
+        }) => export_reconciled(&cli.database, &from, &to, &format, output.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -416,6 +444,52 @@ fn print_demo(database: &str) -> anyhow::Result<()> {
     for line in crate::demo::load(&db)? {
         println!("{line}");
     }
+    Ok(())
+}
+
+fn export_reconciled(
+    database: &str,
+    from: &str,
+    to: &str,
+    format: &str,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use crate::office::export;
+    let bad =
+        |name: &str| anyhow::anyhow!("--{name} must be a date like 2026-11-01 or an RFC 3339 time");
+    let from = export::bound(from, false).ok_or_else(|| bad("from"))?;
+    let to = export::bound(to, true).ok_or_else(|| bad("to"))?;
+    anyhow::ensure!(from < to, "--to must be after --from");
+    let format = export::Format::parse(format)
+        .ok_or_else(|| anyhow::anyhow!("--format must be csv or jsonl"))?;
+    let db = Db::open(database, 1)?;
+    let row = db.run_blocking(|c| {
+        let row = export::create(c, &from, &to, format, "cli")?;
+        crate::audit::record(
+            c,
+            crate::audit::Entry {
+                action: Action::ReconciliationExported,
+                actor_user_id: None,
+                subject: Some(&row.id),
+                detail: serde_json::json!({ "from": from, "to": to, "format": row.format,
+                    "jobs": row.job_count, "content_sha256": row.content_sha256, "via": "cli" }),
+                ip: None,
+            },
+        )?;
+        Ok(row)
+    })?;
+    match output {
+        Some(path) => std::fs::write(path, &row.content)
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(row.content.as_bytes())?;
+        }
+    }
+    eprintln!(
+        "export {}: {} job(s), {} line(s), sha256 {} (again: GET /api/v1/reconciliation/exports/{}/content)",
+        row.id, row.job_count, row.line_count, row.content_sha256, row.id
+    );
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod history;
 pub mod input;
 pub mod openapi;
 pub mod quarantine;
+pub mod reconciliation;
 pub mod records;
 pub mod sla;
 pub mod tickets;
@@ -312,6 +313,18 @@ api_routes! {
     get "/policy" => sla::get_policy, "The service policy: SLA targets, calendar, escalation tiers (office roles)";
     put "/policy" => sla::put_policy, "Replace the service policy (admin; omitted fields take the seed defaults)",
         body: r#"{"sla":{"A":{"respond_minutes":120,"resolve_minutes":2880},"at_risk_share":0.25,"calendar":{"utc_offset_minutes":480,"working_days":[1,2,3,4,5],"open":"09:00","close":"18:00","holidays":["2026-10-01"]}}}"#;
+    get "/reconciliation/queue" => reconciliation::queue, "Signed-off tickets waiting for reconciliation, with automatic checks: ?status=signed_off|disputed&limit= (back office, admin; supervisors and managers read)";
+    get "/tickets/{doc_id}/reconciliation" => reconciliation::ticket_state, "A ticket's reconciliation: latest decision (as in the document), every decision with its checks, the checks now, quarantined edits";
+    post "/tickets/{doc_id}/reconcile" => reconciliation::reconcile, "Approve → reconciled, then locked (back office); refused while a check is a problem unless override with a note",
+        body: r#"{"override":false,"note":""}"#;
+    post "/tickets/{doc_id}/dispute" => reconciliation::dispute, "Dispute → disputed, back to the dispatcher with the reason in the ticket (back office)",
+        body: r#"{"reason":"two motors billed, one fitted"}"#;
+    get "/reconciliation/export" => reconciliation::create_export, "Export reconciled jobs (one line per labour/part billing line): ?from=&to=&format=csv|jsonl; recorded, X-Export-Id names it";
+    get "/reconciliation/exports" => reconciliation::list_exports, "Exports made, newest first: ?limit=";
+    get "/reconciliation/exports/{id}" => reconciliation::get_export, "One export: period, who, when, its jobs, content hash";
+    get "/reconciliation/exports/{id}/content" => reconciliation::export_content, "One export's content again, byte for byte";
+    put "/parts/{part_no}/serial-required" => reconciliation::set_serial_required, "Whether fitting a catalogue part must record its serial (back office)",
+        body: r#"{"serial_required":true}"#;
     post "/sync/batch" => crate::sync::batch::batch_endpoint, "HTTP batch sync: sync messages for many documents in one request",
         body: r#"{"device":"tom-phone","messages":[{"document_id":"…","data":"<base64 Automerge sync message>"}]}"#;
     get "/openapi.json" => openapi::serve, "This document", public: true;

@@ -172,6 +172,7 @@ diesel::table! {
         unit_cost_cents -> BigInt,
         active -> Bool,
         created_at -> BigInt,
+        serial_required -> Bool,
     }
 }
 
@@ -388,5 +389,35 @@ diesel::table! {
         cleared_by -> Nullable<Text>,
         cleared_at -> Nullable<Text>,
         cleared_note -> Text,
+    }
+}
+
+diesel::table! {
+    reconciliation_decisions (id) {
+        id -> Text,
+        doc_id -> Text,
+        ticket_no -> Text,
+        decision -> Text,
+        reason -> Text,
+        override_problems -> Bool,
+        checks -> Text,
+        by_user -> Text,
+        at -> Text,
+    }
+}
+
+diesel::table! {
+    reconciliation_exports (id) {
+        id -> Text,
+        period_from -> Text,
+        period_to -> Text,
+        format -> Text,
+        created_by -> Text,
+        created_at -> Text,
+        job_count -> BigInt,
+        line_count -> BigInt,
+        jobs -> Text,
+        content_sha256 -> Text,
+        content -> Text,
     }
 }

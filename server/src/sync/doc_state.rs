@@ -288,6 +288,17 @@ impl DocState {
         by_user: &str,
         at: &str,
     ) -> FollowUp {
+        // Reconciliation lock (issue 11 §1, office::reconciliation): a ticket
+        // that was `reconciled` before this message is closed to every
+        // device but an admin's, so all of the message's ops are undone and
+        // quarantined, as for a closed write-only window. Judged on the
+        // status at `heads_before`, so a message that also rewrites the
+        // status cannot unlock itself.
+        let locked = locked
+            || (role != Role::Admin
+                && !heads_before.is_empty()
+                && super::validation::field_json(&self.doc, "status", Some(heads_before)).as_str()
+                    == Some("reconciled"));
         let author = if locked {
             integrity::Author::Locked
         } else {
@@ -591,5 +602,56 @@ mod tests {
             );
         }
         assert_eq!(server.doc().get_heads(), before);
+    }
+
+    /// Issue 11 §1: once reconciled, a ticket takes no more edits from any
+    /// device but an admin's; they are undone and reported as violations.
+    #[test]
+    fn reconciled_tickets_are_locked_for_every_device_but_an_admins() {
+        use fieldsync_shared::status::Status;
+        use fieldsync_shared::ticket;
+        for (role, locked) in [
+            (Role::Technician, true),
+            (Role::BackOffice, true),
+            (Role::Admin, false),
+        ] {
+            let mut base = AutoCommit::new();
+            let intake = ticket::Intake {
+                ticket_no: "T-1".into(),
+                ..Default::default()
+            };
+            ticket::create(&mut base, &intake).unwrap();
+            ticket::set_status(&mut base, Status::Reconciled).unwrap();
+            let bytes = base.save();
+            let mut server = DocState::new(Automerge::load(&bytes).unwrap());
+            let mut device = AutoCommit::load(&bytes)
+                .unwrap()
+                .with_actor(automerge::ActorId::random());
+            ticket::check_in(&mut device, "v9", "tom", "2026-11-27T09:00:00Z").unwrap();
+            device.commit();
+            let (mut cs, mut violations) = (sync::State::new(), 0);
+            for _ in 0..10 {
+                let Some(m) = device.sync().generate_sync_message(&mut cs) else {
+                    break;
+                };
+                let r = server.receive(1, "peer1", m).unwrap();
+                if r.heads_changed {
+                    let f = server.follow_up(&r.applied, &r.heads_before, role, false, "u", "t");
+                    violations += f.violations.len();
+                }
+                for (to, _, reply) in server.after_commit(1, r.heads_changed) {
+                    if to == 1 {
+                        device.sync().receive_sync_message(&mut cs, reply).unwrap();
+                    }
+                }
+            }
+            let visits = ticket::read(server.doc()).unwrap().visits.len();
+            assert_eq!(
+                (violations > 0, visits),
+                (locked, if locked { 0 } else { 1 }),
+                "{role}"
+            );
+            assert_eq!(device.get_heads(), server.doc().get_heads(), "{role}");
+        }
     }
 }

@@ -165,7 +165,14 @@ fn apply(d: &mut Device, edit: &Edit, m: &mut Model) {
             return;
         }
         Edit::SetStatus(i) => {
-            let s = Status::ALL[i % Status::ALL.len()];
+            let mut s = Status::ALL[i % Status::ALL.len()];
+            // An admin's `reconciled` locks the ticket (issue 11 §1): every
+            // later edit of the others is then undone, whatever this model,
+            // which judges edits when they are made, calls legal. The lock
+            // has its own tests (doc_state, tests/reconciliation.rs).
+            if d.role == Role::Admin && s == Status::Reconciled {
+                s = Status::SignedOff;
+            }
             d.doc.put(ROOT, "status", s.as_str()).unwrap();
             m.statuses.push((d.role, s));
             d.doc.commit();
