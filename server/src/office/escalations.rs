@@ -94,6 +94,11 @@ pub fn list(conn: &mut DbConn, f: &Filter) -> Result<Vec<Escalation>, DbError> {
         if let Some(d) = &f.doc_id {
             q = q.filter(escalations::doc_id.eq(d));
         }
+        // `notified` is a JSON array of user ids (uuids: nothing to escape);
+        // filtered in SQL so the limit applies to the caller's own rows.
+        if let Some(user) = &f.notified_user {
+            q = q.filter(escalations::notified.like(format!("%\"{user}\"%")));
+        }
         q.order((escalations::created_at.desc(), escalations::id))
             .limit(1000)
             .select(Escalation::as_select())

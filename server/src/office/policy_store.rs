@@ -28,16 +28,17 @@ pub fn load(conn: &mut DbConn) -> Result<Policy, DbError> {
 pub fn save(conn: &mut DbConn, policy: &Policy, by_user: &str) -> Result<(), DbError> {
     let json = serde_json::to_string(policy).expect("a policy serialises");
     let now = now_rfc3339();
-    on_conn!(conn, |c| {
-        diesel::delete(service_policy::table.filter(service_policy::id.eq(1))).execute(c)?;
-        diesel::insert_into(service_policy::table)
-            .values((
-                service_policy::id.eq(1),
-                service_policy::policy.eq(&json),
-                service_policy::updated_at.eq(&now),
-                service_policy::updated_by.eq(by_user),
-            ))
-            .execute(c)
-    })?;
+    let row = (
+        service_policy::id.eq(1),
+        service_policy::policy.eq(&json),
+        service_policy::updated_at.eq(&now),
+        service_policy::updated_by.eq(by_user),
+    );
+    on_conn!(conn, |c| diesel::insert_into(service_policy::table)
+        .values(row)
+        .on_conflict(service_policy::id)
+        .do_update()
+        .set(row)
+        .execute(c))?;
     Ok(())
 }

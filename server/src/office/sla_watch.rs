@@ -124,12 +124,14 @@ fn store(conn: &mut DbConn, e: &Evaluated, now: DateTime<Utc>) -> Result<(), DbE
         ticket_sla::resolve_met_at.eq(fmt_time(s.and_then(|t| t.met_at))),
         ticket_sla::evaluated_at.eq(fmt_time(Some(now))),
     );
-    on_conn!(conn, |c| {
-        diesel::delete(ticket_sla::table.find(&e.doc_id)).execute(c)?;
-        diesel::insert_into(ticket_sla::table)
-            .values(row.clone())
-            .execute(c)
-    })?;
+    // An upsert: two instances evaluating the same ticket must not abort
+    // each other (a delete-then-insert did, on PostgreSQL).
+    on_conn!(conn, |c| diesel::insert_into(ticket_sla::table)
+        .values(row.clone())
+        .on_conflict(ticket_sla::doc_id)
+        .do_update()
+        .set(row.clone())
+        .execute(c))?;
     Ok(())
 }
 
@@ -198,11 +200,16 @@ pub fn sweep(
             .as_ref()
             .map(|s| escalation::due(&policy.escalation, s))
             .unwrap_or_default();
-        report.escalated += transaction(conn, |c| {
+        let result = transaction(conn, |c| {
             store(c, &e, now)?;
             let mut sent = 0;
             for d in due {
                 let notified = recipients(c, d.tier, &e.technician_id)?;
+                // Nobody to tell yet (no technician assigned, no manager
+                // account): the tier is not used up; the next sweep retries.
+                if notified.is_empty() {
+                    continue;
+                }
                 let new = NewEscalation {
                     doc_id: &e.doc_id,
                     ticket_no: &e.ticket_no,
@@ -237,7 +244,15 @@ pub fn sweep(
             let completed = e.sla.as_ref().and_then(|s| s.resolve.met_at);
             sent += closed_loop::apply(c, &policy, &e.doc_id, completed, now, webhook)?;
             Ok::<_, DbError>(sent)
-        })?;
+        });
+        // One ticket's failure (a conflict with another instance, a bad
+        // row) must not stop the others'.
+        match result {
+            Ok(n) => report.escalated += n,
+            Err(err) => {
+                tracing::warn!(doc = %doc, error = %err, "SLA evaluation failed; retried on the next sweep")
+            }
+        }
     }
     Ok(report)
 }

@@ -35,17 +35,16 @@ impl<'a> CountingClock<'a> {
             counts &= c;
             until = until.min(u);
         }
-        for &(start, end) in self.pauses {
-            if end <= t {
-                continue;
-            }
+        // The first pause not over by `t` (binary search: a ticket may
+        // have thousands of pauses, and this runs once per step).
+        let next = self.pauses.partition_point(|&(_, end)| end <= t);
+        if let Some(&(start, end)) = self.pauses.get(next) {
             if start <= t {
                 counts = false;
                 until = until.min(end);
             } else {
                 until = until.min(start);
             }
-            break;
         }
         (counts, until)
     }

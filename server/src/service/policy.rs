@@ -67,6 +67,10 @@ pub struct SlaPolicy {
     pub pause_while_waiting: bool,
     /// Count only business hours; absent: around the clock.
     pub calendar: Option<Calendar>,
+    /// A field step counts at the device's time, but no earlier than this
+    /// before the server received it (a device offline longer is treated as
+    /// if it had been this late).
+    pub device_time_grace_minutes: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -166,6 +170,7 @@ impl Default for SlaPolicy {
             at_risk_share: 0.25,
             pause_while_waiting: true,
             calendar: None,
+            device_time_grace_minutes: 240,
         }
     }
 }
@@ -258,6 +263,9 @@ impl Policy {
         if !(s.at_risk_share > 0.0 && s.at_risk_share < 1.0) {
             return Err("sla.at_risk_share must be between 0 and 1".into());
         }
+        if !(0..=7 * 24 * 60).contains(&s.device_time_grace_minutes) {
+            return Err("sla.device_time_grace_minutes: 0 to 7 days".into());
+        }
         if let Some(c) = &s.calendar {
             let (open, close) = c.hours().map_err(|e| format!("sla.calendar: {e}"))?;
             // At least an hour a day keeps the clock's walk over business
@@ -290,6 +298,14 @@ impl Policy {
         }
         if self.escalation.tiers.len() > 10 {
             return Err("escalation.tiers: at most 10".into());
+        }
+        let mut roles: Vec<TierRole> = self.escalation.tiers.iter().map(|t| t.notify).collect();
+        roles.sort();
+        roles.dedup();
+        if roles.len() != self.escalation.tiers.len() {
+            return Err(
+                "escalation.tiers: one tier per role (each is told once per target)".into(),
+            );
         }
         for t in &self.escalation.tiers {
             if !(0.0..=10.0).contains(&t.overdue_share) {

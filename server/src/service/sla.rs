@@ -104,8 +104,10 @@ impl TicketSla {
     }
 }
 
-/// The instant each step counts at (see the module comment).
-fn effective_times(steps: &[Step]) -> Vec<DateTime<Utc>> {
+/// The instant each step counts at (see the module comment): the device's
+/// time, but no earlier than the step before it, nor than `grace` before
+/// the server received it, nor later than that.
+fn effective_times(steps: &[Step], grace: Duration) -> Vec<DateTime<Utc>> {
     let mut floor = steps
         .first()
         .map(|s| s.at)
@@ -113,7 +115,8 @@ fn effective_times(steps: &[Step]) -> Vec<DateTime<Utc>> {
     steps
         .iter()
         .map(|s| {
-            let t = s.device_at.unwrap_or(s.at).clamp(floor.min(s.at), s.at);
+            let lowest = floor.max(s.at - grace).min(s.at);
+            let t = s.device_at.unwrap_or(s.at).clamp(lowest, s.at);
             floor = t;
             t
         })
@@ -131,7 +134,7 @@ pub fn evaluate(
 ) -> Option<TicketSla> {
     let target = policy.target(priority)?;
     let created = steps.first()?.at;
-    let times = effective_times(steps);
+    let times = effective_times(steps, Duration::minutes(policy.device_time_grace_minutes));
     let responded = |to: &str| match policy.respond_on {
         RespondOn::EnRoute => matches!(to, "en_route" | "on_site" | "paused" | "completed"),
         RespondOn::OnSite => matches!(to, "on_site" | "paused" | "completed"),
@@ -145,17 +148,24 @@ pub fn evaluate(
     };
     let respond_met = first(&responded);
     let resolve_met = first(&|to| to == "completed");
-    let cancelled = first(&|to| to == "cancelled");
+    // Cancelled, unless reopened since: only the last cancel counts.
+    let last_cancel = steps.iter().rposition(|s| s.to == "cancelled");
+    let cancelled = last_cancel
+        .filter(|&i| !steps[i..].iter().any(|s| s.to == "reopened"))
+        .map(|i| times[i]);
 
-    // Spans spent waiting on the customer.
+    // Spans spent waiting on the customer, at server time: a device clock
+    // must not be able to stretch a pause over work already late.
     let mut pauses = Vec::new();
     if policy.pause_while_waiting {
         let mut open: Option<DateTime<Utc>> = None;
-        for (s, t) in steps.iter().zip(&times) {
+        for s in steps {
             match (s.to == "paused", open) {
-                (true, None) => open = Some(*t),
+                (true, None) => open = Some(s.at),
                 (false, Some(start)) => {
-                    pauses.push((start, *t));
+                    if s.at > start {
+                        pauses.push((start, s.at));
+                    }
                     open = None;
                 }
                 _ => {}
@@ -366,6 +376,59 @@ mod tests {
             (sla.respond.state, sla.respond.elapsed_minutes),
             (SlaState::OnTime, 120)
         );
+    }
+
+    /// Device time counts at most 4 h (the default grace) before the server
+    /// heard of the step; pauses count at server time. The attack seen in
+    /// review: an A ticket completed 70 h after creation, with a `paused`
+    /// dated a minute after arrival and `on_site` a minute before completion
+    /// in the same late message, no longer turns 70 h into 5 minutes.
+    #[test]
+    fn device_times_are_bounded_and_pauses_use_server_time() {
+        let p = SlaPolicy::default();
+        let late = vec![
+            step("new", "2026-11-02T10:00:00Z", None),
+            step(
+                "en_route",
+                "2026-11-02T20:00:00Z",
+                Some("2026-11-02T10:30:00Z"),
+            ),
+        ];
+        let sla = evaluate(&p, "A", &late, at("2026-11-03T00:00:00Z")).unwrap();
+        assert_eq!(sla.respond.met_at, Some(at("2026-11-02T16:00:00Z")));
+        assert_eq!(sla.respond.state, SlaState::MetLate);
+        let forged = vec![
+            step("new", "2026-11-02T00:00:00Z", None),
+            step("on_site", "2026-11-02T00:05:00Z", None),
+            step(
+                "paused",
+                "2026-11-04T22:00:00Z",
+                Some("2026-11-02T00:06:00Z"),
+            ),
+            step(
+                "on_site",
+                "2026-11-04T22:00:00Z",
+                Some("2026-11-04T21:59:00Z"),
+            ),
+            step("completed", "2026-11-04T22:00:00Z", None),
+        ];
+        let sla = evaluate(&p, "A", &forged, at("2026-11-05T00:00:00Z")).unwrap();
+        assert_eq!(
+            (sla.resolve.state, sla.resolve.elapsed_minutes),
+            (SlaState::MetLate, 70 * 60)
+        );
+    }
+
+    #[test]
+    fn reopening_a_cancelled_ticket_restarts_its_targets() {
+        let p = SlaPolicy::default();
+        let steps = vec![
+            step("new", "2026-11-02T10:00:00Z", None),
+            step("cancelled", "2026-11-02T10:30:00Z", None),
+            step("reopened", "2026-11-02T11:00:00Z", None),
+        ];
+        let sla = evaluate(&p, "A", &steps, at("2026-11-02T13:00:00Z")).unwrap();
+        assert_eq!(sla.respond.state, SlaState::Breached);
     }
 
     #[test]

@@ -163,7 +163,9 @@ impl PeerHandle {
     /// Queues a message without waiting. A connection that lets its queue fill
     /// is closed (it will reconnect and resync) instead of stalling the doc.
     pub fn send(&self, msg: Message) {
-        if self.out.push(msg).is_err() {
+        // A connection already gone is not "not reading": its own task
+        // cleans up.
+        if self.out.push(msg) == Err(super::outbox::Full::Behind) {
             METRICS.slow_peers_dropped.inc();
             tracing::warn!(peer = %self.peer_id, "peer is not reading; closing its connection");
             self.kill.trigger(

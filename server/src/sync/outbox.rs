@@ -84,9 +84,14 @@ pub struct OutboxReader {
     queued: Arc<Queued>,
 }
 
-/// The connection has fallen too far behind (or is gone).
+/// Why a message was not queued.
 #[derive(Debug, PartialEq)]
-pub struct Full;
+pub enum Full {
+    /// The connection has fallen too far behind.
+    Behind,
+    /// It is gone (closed while the message was on its way).
+    Closed,
+}
 
 pub fn outbox(limits: OutboxLimits) -> (Outbox, OutboxReader) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -112,7 +117,7 @@ impl Outbox {
         if messages >= self.limits.max_messages
             || (messages > 0 && bytes + size > self.limits.max_bytes)
         {
-            return Err(Full);
+            return Err(Full::Behind);
         }
         self.enqueue(item, size)
     }
@@ -131,7 +136,7 @@ impl Outbox {
         let item = Outgoing::Ephemeral { frame, target_id };
         let size = item.size();
         let (bytes, messages) = self.load();
-        if messages >= EPHEMERAL_BACKLOG
+        if messages >= EPHEMERAL_BACKLOG.min(self.limits.max_messages)
             || bytes + size > EPHEMERAL_QUEUE_BYTES.min(self.limits.max_bytes)
         {
             return false;
@@ -153,7 +158,7 @@ impl Outbox {
         self.tx.send((item, size)).map_err(|_| {
             self.queued.bytes.fetch_sub(size, Ordering::Relaxed);
             self.queued.messages.fetch_sub(1, Ordering::Relaxed);
-            Full
+            Full::Closed
         })
     }
 }
@@ -214,7 +219,7 @@ mod tests {
         // One message larger than the bound fits into an empty queue...
         out.push(sync(5 * 1024 * 1024)).unwrap();
         // ...but nothing more fits behind it; ephemerals are dropped.
-        assert_eq!(out.push(sync(10)), Err(Full));
+        assert_eq!(out.push(sync(10)), Err(Full::Behind));
         assert!(!out.push_ephemeral(frame(100), "p".into()));
         reader.recv().await.unwrap();
         assert_eq!(out.load(), (0, 0));
@@ -228,7 +233,7 @@ mod tests {
         assert_eq!(relayed, EPHEMERAL_QUEUE_BYTES / (f.len() + 1));
         assert!(out.load().0 <= EPHEMERAL_QUEUE_BYTES);
         out.push(sync(2 * 1024 * 1024)).unwrap();
-        assert_eq!(out.push(sync(2 * 1024 * 1024)), Err(Full));
+        assert_eq!(out.push(sync(2 * 1024 * 1024)), Err(Full::Behind));
         // Every queued copy shares one buffer.
         assert_eq!(Arc::strong_count(&f), relayed + 1);
         while reader.try_recv().is_some() {}
@@ -245,14 +250,14 @@ mod tests {
         for _ in 0..3 {
             out.push(sync(1)).unwrap();
         }
-        assert_eq!(out.push(sync(1)), Err(Full));
-        // A dropped reader refuses too.
+        assert_eq!(out.push(sync(1)), Err(Full::Behind));
+        // A dropped reader refuses too, saying so.
         let (out, reader) = outbox(OutboxLimits {
             max_bytes: 100,
             max_messages: 3,
         });
         drop(reader);
-        assert_eq!(out.push(sync(1)), Err(Full));
+        assert_eq!(out.push(sync(1)), Err(Full::Closed));
         assert_eq!(out.load(), (0, 0));
     }
 }
