@@ -400,27 +400,11 @@ async fn audit_export(
     action: Action,
     row: &ExportRow,
 ) -> Result<(), ApiError> {
-    let (uid, id) = (user.id.clone(), row.id.clone());
     let detail = serde_json::json!({
         "from": row.period_from, "to": row.period_to, "format": row.format,
         "jobs": row.job_count, "content_sha256": row.content_sha256,
     });
-    state
-        .db
-        .run(move |c| {
-            audit::record(
-                c,
-                Entry {
-                    action,
-                    actor_user_id: Some(&uid),
-                    subject: Some(&id),
-                    detail,
-                    ip: None,
-                },
-            )
-        })
-        .await?;
-    Ok(())
+    super::tickets::audit_one(state, action, &user.id, row.id.clone(), detail).await
 }
 
 /// `GET /reconciliation/export?from=&to=&format=csv|jsonl`: a new, recorded

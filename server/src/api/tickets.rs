@@ -69,7 +69,18 @@ async fn audit_ticket(
     doc: DocumentId,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let (actor, doc_key) = (actor.to_string(), doc.to_string());
+    audit_one(state, action, actor, doc.to_string(), detail).await
+}
+
+/// Records one audit entry on its own (after the change it describes).
+pub(super) async fn audit_one(
+    state: &State,
+    action: Action,
+    actor: &str,
+    subject: String,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let actor = actor.to_string();
     state
         .db
         .run(move |c| {
@@ -78,7 +89,7 @@ async fn audit_ticket(
                 Entry {
                     action,
                     actor_user_id: Some(&actor),
-                    subject: Some(&doc_key),
+                    subject: Some(&subject),
                     detail,
                     ip: None,
                 },
