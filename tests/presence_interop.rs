@@ -182,7 +182,7 @@ struct JsPeer {
 impl JsPeer {
     fn start(sync_url: &str, peer_id: &str) -> Self {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/interop");
-        install_node_packages(dir);
+        common::install_node_packages(dir);
         let mut child = Command::new("node")
             .arg("presence.mjs")
             .arg(sync_url)
@@ -269,32 +269,6 @@ impl Drop for JsPeer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `cargo test` alone must work on a fresh checkout: install the pinned npm
-/// packages (package-lock.json) once if they are missing.
-fn install_node_packages(dir: &str) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::path::Path::new(dir)
-            .join("node_modules/@automerge/automerge-repo")
-            .exists()
-        {
-            return;
-        }
-        eprintln!("installing the JS interop client (npm in scripts/interop)...");
-        let npm = |cmd: &str| {
-            Command::new("npm")
-                .args([cmd, "--no-audit", "--no-fund"])
-                .current_dir(dir)
-                .status()
-                .expect("npm is installed")
-                .success()
-        };
-        // Same fallback as .ci/run: `npm ci` refuses the lockfile when the
-        // registry lacks cbor-x's optional native add-ons.
-        assert!(npm("ci") || npm("install"), "npm could not install {dir}");
-    });
 }
 
 // ------------------------------------------------------------ samod peer ---

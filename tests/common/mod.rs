@@ -538,3 +538,29 @@ impl Server {
             .unwrap_or_else(|| panic!("{field} missing"))
     }
 }
+
+/// `cargo test` alone must work on a fresh checkout: install the pinned npm
+/// packages (package-lock.json) once if they are missing.
+pub fn install_node_packages(dir: &str) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::path::Path::new(dir)
+            .join("node_modules/@automerge/automerge-repo")
+            .exists()
+        {
+            return;
+        }
+        eprintln!("installing the JS interop client (npm in scripts/interop)...");
+        let npm = |cmd: &str| {
+            std::process::Command::new("npm")
+                .args([cmd, "--no-audit", "--no-fund"])
+                .current_dir(dir)
+                .status()
+                .expect("npm is installed")
+                .success()
+        };
+        // Same fallback as .ci/run: `npm ci` refuses the lockfile when the
+        // registry lacks cbor-x's optional native add-ons.
+        assert!(npm("ci") || npm("install"), "npm could not install {dir}");
+    });
+}
