@@ -421,3 +421,40 @@ diesel::table! {
         content -> Text,
     }
 }
+
+diesel::table! {
+    complaints (id) {
+        id -> Text,
+        customer_id -> Text,
+        doc_id -> Text,
+        ticket_no -> Text,
+        category -> Text,
+        description -> Text,
+        received_at -> Text,
+        created_by -> Text,
+        created_at -> Text,
+        responded_at -> Nullable<Text>,
+        responded_by -> Nullable<Text>,
+        response_note -> Text,
+        resolved_at -> Nullable<Text>,
+        resolved_by -> Nullable<Text>,
+        resolution -> Text,
+        customer_satisfied -> Nullable<Bool>,
+        respond_state -> Text,
+        respond_due_at -> Text,
+        resolve_state -> Text,
+        resolve_due_at -> Text,
+    }
+}
+
+diesel::table! {
+    survey_links (id) {
+        id -> Text,
+        doc_id -> Text,
+        ticket_no -> Text,
+        created_by -> Text,
+        created_at -> Text,
+        expires_at -> Text,
+        used_at -> Nullable<Text>,
+    }
+}

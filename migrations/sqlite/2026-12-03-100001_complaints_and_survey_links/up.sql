@@ -1,0 +1,43 @@
+-- Issue 11 §3: complaints and the customer's survey link.
+
+-- A complaint (seed 000 §5.3, 004): linked to a customer and, if it is about
+-- one, a ticket; its own response and resolution limits (policy
+-- `complaints`), states as last computed by the SLA watch (list filters,
+-- on-time flags once met). Never deleted.
+CREATE TABLE complaints (
+    id TEXT PRIMARY KEY NOT NULL,
+    customer_id TEXT NOT NULL,
+    doc_id TEXT NOT NULL,
+    ticket_no TEXT NOT NULL,
+    category TEXT NOT NULL,
+    description TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    responded_at TEXT,
+    responded_by TEXT,
+    response_note TEXT NOT NULL,
+    resolved_at TEXT,
+    resolved_by TEXT,
+    resolution TEXT NOT NULL,
+    customer_satisfied BOOLEAN,
+    respond_state TEXT NOT NULL,
+    respond_due_at TEXT NOT NULL,
+    resolve_state TEXT NOT NULL,
+    resolve_due_at TEXT NOT NULL
+);
+CREATE INDEX complaints_customer ON complaints (customer_id);
+CREATE INDEX complaints_received_at ON complaints (received_at);
+
+-- Survey links sent to customers: single use, expiring. The token itself is
+-- never stored; it is signed (HMAC over id and expiry) and names its row.
+CREATE TABLE survey_links (
+    id TEXT PRIMARY KEY NOT NULL,
+    doc_id TEXT NOT NULL,
+    ticket_no TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    used_at TEXT
+);
+CREATE INDEX survey_links_doc_id ON survey_links (doc_id);
