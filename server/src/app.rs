@@ -110,6 +110,13 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
                 .await?
         }
     };
+    // Survey links are signed with their own secret, shared by every
+    // instance on the database (tokens are never stored).
+    let fresh = jwt::generate_secret();
+    let survey_key = db
+        .run(move |c| storage::meta_get_or_init(c, "survey_link_secret", &fresh))
+        .await?
+        .into_bytes();
     let blobs = crate::blobs::BlobStore::open(&opts.blob_dir, opts.max_blob_bytes)
         .with_context(|| format!("opening blob directory {}", opts.blob_dir.display()))?
         .with_daily_quota(opts.blob_quota_bytes);
@@ -123,6 +130,8 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         passwords: PasswordPool::start(opts.logins.password_workers, opts.logins.password_queue),
         login_rate: LoginRateLimit::new(opts.logins.per_ip_per_minute),
         clock_offset: opts.service.clock_offset,
+        survey_key,
+        webhook: opts.service.webhook.is_some(),
     });
     let no_users = db.run(accounts::count).await? == 0;
 
@@ -135,6 +144,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             .app_data(web::Data::new(app_hub.clone()))
             .app_data(web::Data::new(api.clone()))
             .configure(crate::api::configure)
+            .configure(crate::api::surveys::configure_page)
             .route("/sync", web::get().to(ws::sync_endpoint))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(health))

@@ -42,6 +42,14 @@ pub enum Action {
     ReconciliationExported,
     /// … or downloaded again.
     ReconciliationExportDownloaded,
+    /// A complaint was recorded, answered or resolved (issue 11 §3).
+    ComplaintRecorded,
+    ComplaintResponded,
+    ComplaintResolved,
+    /// A survey link was made for a customer …
+    SurveyLinkCreated,
+    /// … and answered through it.
+    SurveyAnswered,
 }
 
 impl Action {
@@ -70,6 +78,11 @@ impl Action {
             Action::PolicyChanged => "policy_changed",
             Action::TicketEscalated => "ticket_escalated",
             Action::EscalationAcknowledged => "escalation_acknowledged",
+            Action::ComplaintRecorded => "complaint_recorded",
+            Action::ComplaintResponded => "complaint_responded",
+            Action::ComplaintResolved => "complaint_resolved",
+            Action::SurveyLinkCreated => "survey_link_created",
+            Action::SurveyAnswered => "survey_answered",
             Action::TicketReconciled => "ticket_reconciled",
             Action::TicketDisputed => "ticket_disputed",
             Action::ReconciliationExported => "reconciliation_exported",

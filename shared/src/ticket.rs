@@ -325,6 +325,21 @@ pub fn set_survey<T: Transactable>(doc: &mut T, survey: &Survey) -> Result<(), T
     Ok(())
 }
 
+/// Server only: where the recorded survey came from (`link`: the
+/// customer's survey page) and when it was answered.
+pub fn mark_survey_source<T: Transactable>(
+    doc: &mut T,
+    via: &str,
+    answered_at: &str,
+) -> Result<(), TicketError> {
+    let Some((automerge::Value::Object(ObjType::Map), s)) = doc.get(ROOT, "survey")? else {
+        return Err(TicketError::Automerge("no survey to mark".into()));
+    };
+    doc.put(&s, "via", via)?;
+    doc.put(&s, "answered_at", answered_at)?;
+    Ok(())
+}
+
 /// Server only: appends to `status_history`.
 pub fn append_status_event<T: Transactable>(
     doc: &mut T,

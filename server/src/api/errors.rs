@@ -100,8 +100,16 @@ fn is_json(res: &HttpResponse<impl MessageBody>) -> bool {
         .is_some_and(|v| v.starts_with("application/json"))
 }
 
-/// Middleware: an error answer that is not JSON yet is rewritten into the
-/// JSON error format, keeping its status, its text as the message and its
+/// A page meant for people (the customer's survey page), errors included.
+fn is_html(res: &HttpResponse<impl MessageBody>) -> bool {
+    res.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"))
+}
+
+/// Middleware: an error answer that is not JSON yet (nor an HTML page for
+/// people) is rewritten into the JSON error format, keeping its status, its text as the message and its
 /// `Retry-After`/`Allow` headers.
 pub async fn ensure_json(
     req: ServiceRequest,
@@ -111,7 +119,7 @@ pub async fn ensure_json(
         Ok(res) => res.map_into_boxed_body(),
         Err(e) => return Err(e),
     };
-    if res.status().as_u16() < 400 || is_json(res.response()) {
+    if res.status().as_u16() < 400 || is_json(res.response()) || is_html(res.response()) {
         return Ok(res);
     }
     let (req, res) = res.into_parts();

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod complaints;
 pub mod devices;
 pub mod errors;
 pub mod history;
@@ -12,6 +13,7 @@ pub mod quarantine;
 pub mod reconciliation;
 pub mod records;
 pub mod sla;
+pub mod surveys;
 pub mod tickets;
 pub mod users;
 
@@ -40,6 +42,10 @@ pub struct ApiState {
     pub login_rate: LoginRateLimit,
     /// The service rules' clock offset (see app::ServiceOptions).
     pub clock_offset: chrono::Duration,
+    /// Signs customers' survey links (`server_meta.survey_link_secret`).
+    pub survey_key: Vec<u8>,
+    /// Whether escalations are also queued for the webhook.
+    pub webhook: bool,
 }
 
 impl ApiState {
@@ -309,6 +315,17 @@ api_routes! {
     post "/callbacks/{id}/outcome" => sla::callback_outcome, "Record a callback's outcome (office)", body: r#"{"reached":true,"solved":true,"note":"works again"}"#;
     get "/customer-flags" => sla::list_flags, "Customers flagged after unsatisfied services in a row: ?open=true";
     post "/customer-flags/{id}/clear" => sla::clear_flag, "Clear a customer flag (supervisor, manager)", body: r#"{"note":"called, agreed a maintenance plan"}"#;
+    post "/tickets/{doc_id}/survey-link" => surveys::create_link, "A single-use survey link for the customer of a completed job, valid until the survey window closes (office)";
+    get "/tickets/{doc_id}/survey-links" => surveys::list_links, "Survey links made for a ticket: when, by whom, used or not (office)";
+    post "/survey-answers" => surveys::answer_json, "Record a customer's survey answer with the link's token (the public page /survey/{token} posts the same)",
+        public: true, body: r#"{"token":"…","efficiency":5,"attitude":4,"reasonableness":4,"comment":"quick and tidy"}"#;
+    post "/complaints" => complaints::create, "Record a complaint: customer and/or ticket, category product_quality|service_attitude|delivery_delay|other (office)",
+        body: r#"{"customer_id":"…","doc_id":"","category":"service_attitude","description":"technician was rude","received_at":"2026-11-23T10:00:00Z"}"#;
+    get "/complaints" => complaints::list, "Complaints, newest first: ?open=true&state=on_time|at_risk|breached|met|met_late&customer_id=&doc_id= (office)";
+    get "/complaints/{id}" => complaints::get, "One complaint with its response and resolution states and due times (office)";
+    post "/complaints/{id}/respond" => complaints::respond, "Record the first response to the complainant (office)", body: r#"{"note":"called back, apologised"}"#;
+    post "/complaints/{id}/resolve" => complaints::resolve, "Resolve a complaint; customer_satisfied=false schedules a second contact (office)",
+        body: r#"{"resolution":"replaced the part free of charge","customer_satisfied":true}"#;
     get "/webhook-deliveries" => sla::webhook_deliveries, "The outgoing webhook's delivery log: attempts, status, errors (admin)";
     get "/policy" => sla::get_policy, "The service policy: SLA targets, calendar, escalation tiers (office roles)";
     put "/policy" => sla::put_policy, "Replace the service policy (admin; omitted fields take the seed defaults)",

@@ -31,7 +31,9 @@ fn scores((scale, e, a, r): SurveyCols) -> Option<Scores> {
     })
 }
 
-fn add_callback(
+/// Adds a callback task unless this ticket (or `complaint:<id>`) already
+/// has one for this reason; true when it is new.
+pub fn add_callback(
     conn: &mut DbConn,
     doc_id: &str,
     ticket_no: &str,
@@ -208,7 +210,8 @@ pub struct Callback {
     pub doc_id: String,
     pub ticket_no: String,
     pub customer_id: String,
-    /// `completion` or `low_score`.
+    /// `completion`, `low_score`, or `complaint_second_contact` (then
+    /// `doc_id` is `complaint:<id>`).
     pub reason: String,
     pub due_at: String,
     pub created_at: String,

@@ -20,7 +20,7 @@ use crate::audit::{self, Action, Entry};
 use crate::db::schema::{status_events, ticket_sla, tickets, users};
 use crate::db::{on_conn, transaction, Db, DbConn, DbError};
 use crate::office::escalations::{self, NewEscalation};
-use crate::office::{closed_loop, policy_store, webhooks};
+use crate::office::{closed_loop, complaints, policy_store, webhooks};
 use crate::service::escalation;
 use crate::service::policy::{Policy, TierRole};
 use crate::service::sla::{self, SlaState, Step, TicketSla};
@@ -135,6 +135,65 @@ fn store(conn: &mut DbConn, e: &Evaluated, now: DateTime<Utc>) -> Result<(), DbE
     Ok(())
 }
 
+/// Records the escalations `due` for `subject` (a ticket's doc id, or
+/// `complaint:<id>`) once per target and tier, each with its audit entry and
+/// (with `webhook`) a delivery; returns how many are new. `first_tier` is
+/// who the technician tier tells (a ticket's technician, a complaint's
+/// handler); `prefix` goes before the target's name (`complaint_`).
+#[allow(clippy::too_many_arguments)]
+pub fn send_due(
+    c: &mut DbConn,
+    due: &[escalation::Due],
+    subject: &str,
+    ticket_no: &str,
+    first_tier: &str,
+    prefix: &str,
+    now: DateTime<Utc>,
+    webhook: bool,
+) -> Result<usize, DbError> {
+    let mut sent = 0;
+    for d in due {
+        let notified = recipients(c, d.tier, first_tier)?;
+        // Nobody to tell yet (no technician assigned, no manager account):
+        // the tier is not used up; the next sweep retries.
+        if notified.is_empty() {
+            continue;
+        }
+        let milestone = format!("{prefix}{}", d.milestone.as_str());
+        let new = NewEscalation {
+            doc_id: subject,
+            ticket_no,
+            milestone: &milestone,
+            tier: d.tier.as_str(),
+            sla_state: d.state.as_str(),
+            notified: &notified,
+            at: now,
+        };
+        if let Some(id) = escalations::insert_once(c, &new)? {
+            sent += 1;
+            let detail = serde_json::json!({
+                "escalation": id, "doc_id": subject, "ticket_no": ticket_no,
+                "target": milestone, "tier": d.tier.as_str(),
+                "state": d.state.as_str(), "notified": notified,
+            });
+            if webhook {
+                webhooks::enqueue(c, "escalation", subject, &detail, now)?;
+            }
+            audit::record(
+                c,
+                Entry {
+                    action: Action::TicketEscalated,
+                    actor_user_id: None,
+                    subject: Some(subject),
+                    detail,
+                    ip: None,
+                },
+            )?;
+        }
+    }
+    Ok(sent)
+}
+
 /// Users a tier notifies.
 fn recipients(
     conn: &mut DbConn,
@@ -166,8 +225,8 @@ pub struct SweepReport {
     pub escalated: usize,
 }
 
-/// Evaluates `docs` (or, with None, every ticket not settled), stores the
-/// states and records due escalations.
+/// Evaluates `docs` (or, with None, every ticket not settled and every open
+/// complaint), stores the states and records due escalations.
 /// With `webhook`, each new escalation is also queued for the webhook.
 pub fn sweep(
     conn: &mut DbConn,
@@ -176,6 +235,7 @@ pub fn sweep(
     webhook: bool,
 ) -> Result<SweepReport, DbError> {
     let policy = policy_store::load(conn)?;
+    let timer = docs.is_none();
     let docs = match docs {
         Some(d) => d,
         None => on_conn!(conn, |c| tickets::table
@@ -202,45 +262,16 @@ pub fn sweep(
             .unwrap_or_default();
         let result = transaction(conn, |c| {
             store(c, &e, now)?;
-            let mut sent = 0;
-            for d in due {
-                let notified = recipients(c, d.tier, &e.technician_id)?;
-                // Nobody to tell yet (no technician assigned, no manager
-                // account): the tier is not used up; the next sweep retries.
-                if notified.is_empty() {
-                    continue;
-                }
-                let new = NewEscalation {
-                    doc_id: &e.doc_id,
-                    ticket_no: &e.ticket_no,
-                    milestone: d.milestone.as_str(),
-                    tier: d.tier.as_str(),
-                    sla_state: d.state.as_str(),
-                    notified: &notified,
-                    at: now,
-                };
-                if let Some(id) = escalations::insert_once(c, &new)? {
-                    sent += 1;
-                    let detail = serde_json::json!({
-                        "escalation": id, "doc_id": e.doc_id, "ticket_no": e.ticket_no,
-                        "target": d.milestone.as_str(), "tier": d.tier.as_str(),
-                        "state": d.state.as_str(), "notified": notified,
-                    });
-                    if webhook {
-                        webhooks::enqueue(c, "escalation", &e.doc_id, &detail, now)?;
-                    }
-                    audit::record(
-                        c,
-                        Entry {
-                            action: Action::TicketEscalated,
-                            actor_user_id: None,
-                            subject: Some(&e.doc_id),
-                            detail,
-                            ip: None,
-                        },
-                    )?;
-                }
-            }
+            let mut sent = send_due(
+                c,
+                &due,
+                &e.doc_id,
+                &e.ticket_no,
+                &e.technician_id,
+                "",
+                now,
+                webhook,
+            )?;
             let completed = e.sla.as_ref().and_then(|s| s.resolve.met_at);
             sent += closed_loop::apply(c, &policy, &e.doc_id, completed, now, webhook)?;
             Ok::<_, DbError>(sent)
@@ -253,6 +284,12 @@ pub fn sweep(
                 tracing::warn!(doc = %doc, error = %err, "SLA evaluation failed; retried on the next sweep")
             }
         }
+    }
+    // Time alone moves complaints too; their own actions evaluate them.
+    if timer {
+        let (n, e) = complaints::sweep(conn, &policy, now, webhook)?;
+        report.evaluated += n;
+        report.escalated += e;
     }
     Ok(report)
 }

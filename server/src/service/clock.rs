@@ -89,6 +89,18 @@ impl<'a> CountingClock<'a> {
     }
 }
 
+/// `n` working days as counted business time on `cal`: n full business
+/// days (so "within 3 working days" of Monday 15:00 is Thursday 15:00).
+pub fn working_days(cal: &Calendar, n: i64) -> Duration {
+    let (open, close) = cal.hours().unwrap_or((9 * 60, 18 * 60));
+    Duration::minutes((close - open) * n)
+}
+
+/// The instant `n` working days of `cal` after `from`.
+pub fn after_working_days(cal: &Calendar, from: DateTime<Utc>, n: i64) -> Option<DateTime<Utc>> {
+    CountingClock::new(Some(cal), &[]).advance(from, working_days(cal, n))
+}
+
 /// Whether `t` is within business hours, and when that next changes.
 fn business(cal: &Calendar, open: i64, close: i64, t: DateTime<Utc>) -> (bool, DateTime<Utc>) {
     let tz = FixedOffset::east_opt(cal.utc_offset_minutes * 60).expect("validated offset");

@@ -13,6 +13,53 @@ pub struct Policy {
     pub sla: SlaPolicy,
     pub escalation: EscalationPolicy,
     pub closed_loop: ClosedLoopPolicy,
+    pub survey: SurveyPolicy,
+    pub complaints: ComplaintPolicy,
+}
+
+/// The satisfaction survey (seed 001): within 3 working days of completion,
+/// three dimensions on a 5- or 7-point scale.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SurveyPolicy {
+    /// Scale of the customer's survey page: 5 or 7.
+    pub scale: i64,
+    /// The survey window closes this many working days after completion
+    /// (the working-day calendar, see `Policy::working_calendar`); a survey
+    /// link expires then.
+    pub within_working_days: i64,
+}
+
+impl Default for SurveyPolicy {
+    fn default() -> Self {
+        Self {
+            scale: 5,
+            within_working_days: 3,
+        }
+    }
+}
+
+/// Complaints (seed 000 §5.3: product quality, service attitude, delivery
+/// delay; seed 004: acknowledged within 5–10 minutes, resolved within 3–5
+/// working days).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComplaintPolicy {
+    /// First response to the customer, in minutes counted like the ticket
+    /// SLA (business hours if `sla.calendar` is set, else around the clock).
+    pub respond_minutes: i64,
+    /// Resolution, in working days (each a full business day of the
+    /// working-day calendar).
+    pub resolve_working_days: i64,
+}
+
+impl Default for ComplaintPolicy {
+    fn default() -> Self {
+        Self {
+            respond_minutes: 10,
+            resolve_working_days: 5,
+        }
+    }
 }
 
 /// After completion (seed 001): callback, survey thresholds, the
@@ -244,6 +291,14 @@ impl Calendar {
 }
 
 impl Policy {
+    /// The calendar that rules given in working days are counted on: the
+    /// company's business calendar, or Monday–Friday 09:00–18:00 at UTC+8
+    /// (the seeds' companies) when it has none (ticket SLAs then run around
+    /// the clock, but a "working day" still needs a calendar).
+    pub fn working_calendar(&self) -> Calendar {
+        self.sla.calendar.clone().unwrap_or_default()
+    }
+
     /// Refuses numbers no rule can work with; the message says which.
     pub fn validate(&self) -> Result<(), String> {
         let s = &self.sla;
@@ -295,6 +350,19 @@ impl Policy {
         }
         if !(1..=20).contains(&c.unsatisfied_in_a_row) {
             return Err("closed_loop.unsatisfied_in_a_row: 1 to 20".into());
+        }
+        if !matches!(self.survey.scale, 5 | 7) {
+            return Err("survey.scale: 5 or 7".into());
+        }
+        if !(1..=30).contains(&self.survey.within_working_days) {
+            return Err("survey.within_working_days: 1 to 30".into());
+        }
+        let k = &self.complaints;
+        if !(1..=7 * 24 * 60).contains(&k.respond_minutes) {
+            return Err("complaints.respond_minutes: 1 minute to 7 days".into());
+        }
+        if !(1..=60).contains(&k.resolve_working_days) {
+            return Err("complaints.resolve_working_days: 1 to 60".into());
         }
         if self.escalation.tiers.len() > 10 {
             return Err("escalation.tiers: at most 10".into());

@@ -177,43 +177,67 @@ pub fn evaluate(
     }
     let clock = CountingClock::new(policy.calendar.as_ref(), &pauses);
 
-    let state = |milestone, minutes: i64, met: Option<DateTime<Utc>>| {
-        let budget = Duration::minutes(minutes);
-        let until = met.or(cancelled).unwrap_or(now).min(now.max(created));
-        let elapsed = clock.counted(created, until);
-        let remaining = budget - elapsed;
-        let state = match met {
-            Some(m) if m <= now => {
-                if remaining >= Duration::zero() {
-                    SlaState::Met
-                } else {
-                    SlaState::MetLate
-                }
-            }
-            _ if cancelled.is_some_and(|c| c <= now) => SlaState::NotApplicable,
-            _ if remaining < Duration::zero() => SlaState::Breached,
-            _ if remaining.num_seconds() as f64
-                <= policy.at_risk_share * budget.num_seconds() as f64 =>
-            {
-                SlaState::AtRisk
-            }
-            _ => SlaState::OnTime,
-        };
-        TargetState {
+    let state = |milestone, minutes, met| {
+        target_state(
+            &clock,
             milestone,
-            state,
-            target_minutes: minutes,
-            elapsed_minutes: elapsed.num_minutes(),
-            remaining_minutes: remaining.num_minutes(),
-            due_at: clock.advance(created, budget),
-            met_at: met.filter(|m| *m <= now),
-        }
+            created,
+            minutes,
+            met,
+            cancelled,
+            now,
+            policy.at_risk_share,
+        )
     };
     Some(TicketSla {
         priority: priority.to_string(),
         respond: state(Milestone::Respond, target.respond_minutes, respond_met),
         resolve: state(Milestone::Resolve, target.resolve_minutes, resolve_met),
     })
+}
+
+/// One target's state at `now`: `minutes` of `clock`-counted time from
+/// `start`, met at `met` (if it was), stopped at `stopped` (cancelled; the
+/// target no longer applies). Tickets and complaints share it.
+#[allow(clippy::too_many_arguments)]
+pub fn target_state(
+    clock: &CountingClock<'_>,
+    milestone: Milestone,
+    start: DateTime<Utc>,
+    minutes: i64,
+    met: Option<DateTime<Utc>>,
+    stopped: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    at_risk_share: f64,
+) -> TargetState {
+    let budget = Duration::minutes(minutes);
+    let until = met.or(stopped).unwrap_or(now).min(now.max(start));
+    let elapsed = clock.counted(start, until);
+    let remaining = budget - elapsed;
+    let state = match met {
+        Some(m) if m <= now => {
+            if remaining >= Duration::zero() {
+                SlaState::Met
+            } else {
+                SlaState::MetLate
+            }
+        }
+        _ if stopped.is_some_and(|c| c <= now) => SlaState::NotApplicable,
+        _ if remaining < Duration::zero() => SlaState::Breached,
+        _ if remaining.num_seconds() as f64 <= at_risk_share * budget.num_seconds() as f64 => {
+            SlaState::AtRisk
+        }
+        _ => SlaState::OnTime,
+    };
+    TargetState {
+        milestone,
+        state,
+        target_minutes: minutes,
+        elapsed_minutes: elapsed.num_minutes(),
+        remaining_minutes: remaining.num_minutes(),
+        due_at: clock.advance(start, budget),
+        met_at: met.filter(|m| *m <= now),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,221 @@
+//! Complaints over REST (issue 11 §3). Thin: parse, authorise (office
+//! roles), call `office::complaints`, serialise.
+
+use actix_web::{web, HttpResponse};
+use diesel::prelude::*;
+use serde::Deserialize;
+
+use super::auth::AuthUser;
+use super::input::{self, MAX_ID, MAX_TEXT};
+use super::{require_role, ApiError, State, OFFICE};
+use crate::db::on_conn;
+use crate::db::schema::{customers, tickets};
+use crate::office::complaints::{self, NewComplaint};
+use crate::office::{policy_store, sla_watch::parse_time};
+use crate::service::complaints::Category;
+
+/// A complaint may be entered this long after the customer made it.
+const MAX_LATE_DAYS: i64 = 30;
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    /// Optional when `doc_id` names a ticket (its customer is taken).
+    #[serde(default)]
+    customer_id: String,
+    /// The ticket it is about, if any.
+    #[serde(default)]
+    doc_id: String,
+    category: String,
+    description: String,
+    /// When the customer complained (RFC 3339; default now).
+    received_at: Option<String>,
+}
+
+/// `POST /complaints`.
+pub async fn create(
+    state: State,
+    user: AuthUser,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let b = body.into_inner();
+    input::texts(&[
+        ("customer_id", &b.customer_id, MAX_ID),
+        ("doc_id", &b.doc_id, MAX_ID),
+        ("description", &b.description, MAX_TEXT),
+    ])?;
+    let category: Category = b.category.parse().map_err(ApiError::bad_request)?;
+    if b.description.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "`description` says what the complaint is",
+        ));
+    }
+    let now = state.service_now();
+    let received_at = match &b.received_at {
+        None => now,
+        Some(s) => parse_time(s)
+            .filter(|t| *t <= now + chrono::Duration::minutes(5))
+            .filter(|t| (now - *t).num_days() < MAX_LATE_DAYS)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "`received_at` must be an RFC 3339 time, not in the future, at most {MAX_LATE_DAYS} days ago"
+                ))
+            })?,
+    };
+    let (uid, webhook) = (user.0.id.clone(), state.webhook);
+    let made = state
+        .db
+        .run(move |c| {
+            let mut customer_id = b.customer_id.clone();
+            let mut ticket_no = String::new();
+            if !b.doc_id.is_empty() {
+                let t: Option<(String, String)> = on_conn!(c, |c| tickets::table
+                    .find(&b.doc_id)
+                    .select((tickets::ticket_no, tickets::customer_id))
+                    .first(c)
+                    .optional())?;
+                let Some((no, cid)) = t else {
+                    return Ok(Err(ApiError::bad_request("`doc_id`: no such ticket")));
+                };
+                if customer_id.is_empty() {
+                    customer_id = cid.clone();
+                } else if !cid.is_empty() && cid != customer_id {
+                    return Ok(Err(ApiError::bad_request(
+                        "`doc_id` is a ticket of another customer",
+                    )));
+                }
+                ticket_no = no;
+            }
+            let known: i64 = on_conn!(c, |c| customers::table
+                .find(&customer_id)
+                .count()
+                .get_result(c))?;
+            if known == 0 {
+                return Ok(Err(ApiError::bad_request(
+                    "`customer_id`: no such customer (give it, or a ticket of a known customer)",
+                )));
+            }
+            let policy = policy_store::load(c)?;
+            let n = NewComplaint {
+                customer_id: &customer_id,
+                doc_id: &b.doc_id,
+                ticket_no: &ticket_no,
+                category,
+                description: b.description.trim(),
+                received_at,
+                created_by: &uid,
+            };
+            Ok(Ok(complaints::create(c, &policy, &n, now, webhook)?))
+        })
+        .await??;
+    Ok(HttpResponse::Created().json(made))
+}
+
+/// `GET /complaints`: `?open=true&state=at_risk|breached|…&customer_id=&doc_id=`.
+pub async fn list(
+    state: State,
+    user: AuthUser,
+    q: web::Query<complaints::Filter>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let f = q.into_inner();
+    let rows = state.db.run(move |c| complaints::list(c, &f)).await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// `GET /complaints/{id}`.
+pub async fn get(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let id = path.into_inner();
+    state
+        .db
+        .run(move |c| complaints::get(c, &id))
+        .await?
+        .map(|k| HttpResponse::Ok().json(k))
+        .ok_or_else(|| ApiError::not_found("no such complaint"))
+}
+
+#[derive(Deserialize)]
+pub struct RespondBody {
+    note: String,
+}
+
+/// `POST /complaints/{id}/respond`: the first response to the customer.
+pub async fn respond(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<RespondBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let b = body.into_inner();
+    input::text("note", &b.note, MAX_TEXT)?;
+    let (id, uid, now, webhook) = (
+        path.into_inner(),
+        user.0.id.clone(),
+        state.service_now(),
+        state.webhook,
+    );
+    state
+        .db
+        .run(move |c| {
+            let policy = policy_store::load(c)?;
+            complaints::respond(c, &policy, &id, &uid, &b.note, now, webhook)
+        })
+        .await?
+        .map(|k| HttpResponse::Ok().json(k))
+        .ok_or_else(|| ApiError::conflict("no such complaint waiting for a first response"))
+}
+
+#[derive(Deserialize)]
+pub struct ResolveBody {
+    resolution: String,
+    /// Whether the customer is satisfied with the outcome (false: a second
+    /// contact is scheduled).
+    customer_satisfied: Option<bool>,
+}
+
+/// `POST /complaints/{id}/resolve`.
+pub async fn resolve(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<ResolveBody>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let b = body.into_inner();
+    input::text("resolution", &b.resolution, MAX_TEXT)?;
+    if b.resolution.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "`resolution` says how it was resolved",
+        ));
+    }
+    let (id, uid, now, webhook) = (
+        path.into_inner(),
+        user.0.id.clone(),
+        state.service_now(),
+        state.webhook,
+    );
+    state
+        .db
+        .run(move |c| {
+            let policy = policy_store::load(c)?;
+            complaints::resolve(
+                c,
+                &policy,
+                &id,
+                &uid,
+                b.resolution.trim(),
+                b.customer_satisfied,
+                now,
+                webhook,
+            )
+        })
+        .await?
+        .map(|k| HttpResponse::Ok().json(k))
+        .ok_or_else(|| ApiError::conflict("no such open complaint"))
+}
