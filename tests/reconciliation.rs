@@ -788,6 +788,30 @@ async fn device_edit_after_reconciliation_is_quarantined(db: TestDb) {
         .unwrap()
         .clone();
     assert_eq!(belts["quantity"], 4, "5 in the demo van, 1 fitted");
+    // The dispatcher's REST edits are locked out too (an admin's are not).
+    for (path, body) in [
+        ("assignment", json!({"technician": "tina"})),
+        (
+            "appointment",
+            json!({"start": "2026-12-01T09:00:00Z", "end": "2026-12-01T10:00:00Z"}),
+        ),
+    ] {
+        let (status, reply) = http(
+            server.port,
+            "PUT",
+            &format!("/api/v1/tickets/{id}/{path}"),
+            Some(&dora),
+            Some(body),
+        );
+        assert_eq!(status, 409, "{path}: {reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("locked"),
+            "{reply}"
+        );
+    }
     phone.disconnect().await;
 }
 

@@ -654,7 +654,106 @@ async fn callbacks_low_scores_and_an_unsatisfied_streak(db: TestDb) {
     assert_eq!(overdue.as_array().unwrap().len(), 3, "{overdue}");
 }
 
+/// `sla.respond_on: first_contact` (seed 000 §4.2): a call to the customer
+/// recorded through the API answers a priority-A ticket long before anyone
+/// sets off; only the office and the assigned technician record contacts.
+async fn a_first_contact_is_the_response_when_configured(db: TestDb) {
+    add_users(
+        &db,
+        &[
+            ("dora", "dispatcher"),
+            ("tom", "technician"),
+            ("tina", "technician"),
+        ],
+    );
+    let server = server_at(&db, 0);
+    let (dora, tom, tina) = (
+        server.login("dora", "dora-password"),
+        server.login("tom", "tom-password"),
+        server.login("tina", "tina-password"),
+    );
+    let (status, body) = http(
+        server.port,
+        "PUT",
+        "/api/v1/policy",
+        Some(&server.token),
+        Some(json!({"sla": {"respond_on": "first_contact"}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, created) = http(
+        server.port,
+        "POST",
+        "/api/v1/tickets",
+        Some(&dora),
+        Some(
+            json!({"customer_name": "Acme Bakery", "product": "Oven", "fault_description": "Smoke",
+                    "priority": "A", "technician": "tom"}),
+        ),
+    );
+    assert_eq!(status, 201, "{created}");
+    let doc = fieldsync_shared::DocumentId::parse_url_or_id(created["url"].as_str().unwrap())
+        .unwrap()
+        .to_string();
+    let sla = get(&server, &dora, &format!("/api/v1/tickets/{doc}/sla"));
+    assert_eq!(sla["sla"]["respond"]["state"], "on_time", "{sla}");
+    let contact = |token: &str, body: Value| {
+        http(
+            server.port,
+            "POST",
+            &format!("/api/v1/tickets/{doc}/contacts"),
+            Some(token),
+            Some(body),
+        )
+    };
+    assert_eq!(
+        contact(&tina, json!({"channel": "phone"})).0,
+        404,
+        "not her ticket"
+    );
+    let (status, body) = contact(&dora, json!({"channel": "pigeon"}));
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("phone, sms"),
+        "{body}"
+    );
+    let (status, made) = contact(
+        &tom,
+        json!({"channel": "phone", "note": "on my way after lunch"}),
+    );
+    assert_eq!(status, 201, "{made}");
+    let sla = get(&server, &dora, &format!("/api/v1/tickets/{doc}/sla"));
+    assert_eq!(sla["sla"]["respond"]["state"], "met", "{sla}");
+    assert_eq!(sla["sla"]["respond"]["met_at"], made["at"], "{sla}");
+    assert_eq!(sla["sla"]["resolve"]["state"], "on_time");
+    // The stored state followed at once (the list filter reads it).
+    let row = get(&server, &dora, "/api/v1/tickets?sla=on_time");
+    assert!(
+        row.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["doc_id"] == doc.as_str()),
+        "{row}"
+    );
+    let (status, _) = contact(&dora, json!({"channel": "sms"}));
+    assert_eq!(status, 201);
+    let list = get(&server, &dora, &format!("/api/v1/tickets/{doc}/contacts"));
+    let channels: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(channels, ["phone", "sms"]);
+    // The first contact still counts.
+    let sla = get(&server, &dora, &format!("/api/v1/tickets/{doc}/sla"));
+    assert_eq!(sla["sla"]["respond"]["met_at"], made["at"]);
+}
+
 on_both_backends!(
+    a_first_contact_is_the_response_when_configured,
     callbacks_low_scores_and_an_unsatisfied_streak,
     a_priority_a_ticket_escalates_tier_by_tier,
     the_policy_is_configurable_and_checked,

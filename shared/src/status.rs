@@ -137,6 +137,12 @@ pub enum TransitionError {
 }
 
 /// Checks one transition by one role.
+/// The reconciliation lock (issue 11 §1): a reconciled ticket takes no
+/// more edits, from a device or the API, except an admin's.
+pub fn locked_for(role: Role, status: &str) -> bool {
+    status == Status::Reconciled.as_str() && role != Role::Admin
+}
+
 pub fn check_transition(role: Role, from: Status, to: Status) -> Result<(), TransitionError> {
     let Some((_, _, roles)) = TRANSITIONS.iter().find(|(f, t, _)| *f == from && *t == to) else {
         if role == Admin && from != to {

@@ -1,2 +1,3 @@
+DROP TABLE ticket_contacts;
 DROP TABLE survey_links;
 DROP TABLE complaints;

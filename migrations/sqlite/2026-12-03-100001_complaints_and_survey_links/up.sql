@@ -41,3 +41,16 @@ CREATE TABLE survey_links (
     used_at TEXT
 );
 CREATE INDEX survey_links_doc_id ON survey_links (doc_id);
+
+-- Contacts with the customer about a ticket (a call, a message): the first
+-- one is the response when the policy says so (`sla.respond_on:
+-- "first_contact"`, seed 000 §4.2).
+CREATE TABLE ticket_contacts (
+    id TEXT PRIMARY KEY NOT NULL,
+    doc_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    by_user TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE INDEX ticket_contacts_doc_id ON ticket_contacts (doc_id, at);

@@ -309,6 +309,9 @@ api_routes! {
     get "/blobs/{sha256}" => blobs::get, "Download an attachment: ?doc=<ticket referencing it>";
     get "/quarantined-edits" => quarantine::list, "Edits undone by write validation";
     get "/tickets/{doc_id}/sla" => sla::ticket_sla, "A ticket's SLA state per target (respond, resolve), now or ?at=<RFC 3339>";
+    post "/tickets/{doc_id}/contacts" => sla::record_contact, "Record a contact with the customer now (office, assigned technician): the response when sla.respond_on is first_contact",
+        body: r#"{"channel":"phone","note":"told her we come tomorrow 9-11"}"#;
+    get "/tickets/{doc_id}/contacts" => sla::list_contacts, "Contacts with the customer about a ticket, oldest first";
     get "/escalations" => sla::list_escalations, "Escalations, newest first: ?open=true&tier=&doc_id=&mine=true (technicians: their own)";
     post "/escalations/{id}/acknowledge" => sla::acknowledge, "Acknowledge an escalation (its recipients, supervisors, managers)";
     get "/callbacks" => sla::list_callbacks, "Callback tasks (48 h after completion; after a low survey score): ?open=true&overdue=true&customer_id=";

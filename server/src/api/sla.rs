@@ -11,7 +11,7 @@ use super::{require_role, ApiError, State, OFFICE};
 use crate::audit::{self, Action, Entry};
 use crate::db::transaction;
 use crate::office::sla_watch::{self, parse_time};
-use crate::office::{closed_loop, escalations, policy_store};
+use crate::office::{closed_loop, contacts, escalations, policy_store};
 use crate::service::policy::Policy;
 
 #[derive(Deserialize)]
@@ -307,4 +307,86 @@ pub async fn put_policy(
         })
         .await?;
     Ok(HttpResponse::Ok().json(policy))
+}
+
+#[derive(Deserialize)]
+pub struct ContactBody {
+    /// `phone`, `sms`, `email`, `visit` or `other`.
+    channel: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// `POST /tickets/{doc_id}/contacts`: the customer was contacted now (the
+/// office, or the technician the ticket is assigned to). The ticket's SLA
+/// is evaluated at once: with `respond_on: first_contact` this answers it.
+pub async fn record_contact(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    body: web::Json<ContactBody>,
+) -> Result<HttpResponse, ApiError> {
+    let doc = parse_doc(&path.into_inner())?;
+    // Office roles and the assigned technician: whoever may read it fully.
+    check_can_read(&state, &user.0, doc).await?;
+    let b = body.into_inner();
+    if !contacts::CHANNELS.contains(&b.channel.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "`channel` is one of {}",
+            contacts::CHANNELS.join(", ")
+        )));
+    }
+    crate::api::input::text("note", &b.note, crate::api::input::MAX_TEXT)?;
+    let (key, uid, now, webhook) = (
+        doc.to_string(),
+        user.0.id.clone(),
+        state.service_now(),
+        state.webhook,
+    );
+    let made = state
+        .db
+        .run(move |c| {
+            let known: i64 = {
+                use diesel::prelude::*;
+                crate::db::on_conn!(c, |c| crate::db::schema::tickets::table
+                    .find(&key)
+                    .count()
+                    .get_result(c))?
+            };
+            if known == 0 {
+                return Ok(None);
+            }
+            let made = transaction(c, |c| {
+                let made = contacts::record(c, &key, &uid, &b.channel, &b.note, now)?;
+                audit::record(
+                    c,
+                    Entry {
+                        action: Action::TicketUpdated,
+                        actor_user_id: Some(&uid),
+                        subject: Some(&key),
+                        detail: serde_json::json!({ "contact": made.id, "channel": made.channel }),
+                        ip: None,
+                    },
+                )?;
+                Ok::<_, crate::db::DbError>(made)
+            })?;
+            sla_watch::sweep(c, Some(vec![key.clone()]), now, webhook)?;
+            Ok(Some(made))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such ticket"))?;
+    Ok(HttpResponse::Created().json(made))
+}
+
+/// `GET /tickets/{doc_id}/contacts`, oldest first.
+pub async fn list_contacts(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let doc = parse_doc(&path.into_inner())?;
+    check_can_read(&state, &user.0, doc).await?;
+    let key = doc.to_string();
+    let rows = state.db.run(move |c| contacts::list(c, &key)).await?;
+    Ok(HttpResponse::Ok().json(rows))
 }

@@ -62,6 +62,14 @@ fn current_status(tx: &automerge::transaction::Transaction<'_>) -> String {
     ticket::read(tx).map(|t| t.status).unwrap_or_default()
 }
 
+/// Refuses the edit while the reconciliation lock holds for `role`.
+fn not_locked(tx: &automerge::transaction::Transaction<'_>, role: Role) -> Result<(), String> {
+    if status::locked_for(role, &current_status(tx)) {
+        return Err("the ticket is reconciled and locked; only an admin can change it".into());
+    }
+    Ok(())
+}
+
 async fn audit_ticket(
     state: &State,
     action: Action,
@@ -130,6 +138,7 @@ async fn assign_to(
     let (tech_id, by, at) = (tech.id.clone(), actor.id.clone(), crate::db::now_rfc3339());
     let role = actor.role;
     let edit: ServerEditFn = Box::new(move |tx| {
+        not_locked(tx, role)?;
         ticket::set_assignment(tx, &tech_id, &by, &at).map_err(|e| e.to_string())?;
         let from = current_status(tx);
         if from == "new" || from == "reopened" {
@@ -555,8 +564,11 @@ pub async fn set_appointment(
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let (start, end) = (fmt(s), fmt(e));
     let (s2, e2) = (start.clone(), end.clone());
-    let edit: ServerEditFn =
-        Box::new(move |tx| ticket::set_appointment(tx, &s2, &e2).map_err(|e| e.to_string()));
+    let role = user.0.role;
+    let edit: ServerEditFn = Box::new(move |tx| {
+        not_locked(tx, role)?;
+        ticket::set_appointment(tx, &s2, &e2).map_err(|e| e.to_string())
+    });
     hub.server_edit(doc, &user.0.id, user.0.role, false, edit)
         .await?;
     audit_ticket(

@@ -458,3 +458,14 @@ diesel::table! {
         used_at -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    ticket_contacts (id) {
+        id -> Text,
+        doc_id -> Text,
+        at -> Text,
+        by_user -> Text,
+        channel -> Text,
+        note -> Text,
+    }
+}

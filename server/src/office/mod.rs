@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod closed_loop;
 pub mod complaints;
+pub mod contacts;
 pub mod escalations;
 pub mod export;
 pub mod policy_store;

@@ -20,7 +20,7 @@ use crate::audit::{self, Action, Entry};
 use crate::db::schema::{status_events, ticket_sla, tickets, users};
 use crate::db::{on_conn, transaction, Db, DbConn, DbError};
 use crate::office::escalations::{self, NewEscalation};
-use crate::office::{closed_loop, complaints, policy_store, webhooks};
+use crate::office::{closed_loop, complaints, contacts, policy_store, webhooks};
 use crate::service::escalation;
 use crate::service::policy::{Policy, TierRole};
 use crate::service::sla::{self, SlaState, Step, TicketSla};
@@ -78,6 +78,11 @@ pub fn evaluate_ticket(
             status_events::device_at,
         ))
         .load(c))?;
+    // Only looked up when the policy counts it.
+    let first_contact = match policy.sla.respond_on {
+        crate::service::policy::RespondOn::FirstContact => contacts::first(conn, doc_id)?,
+        _ => None,
+    };
     let steps: Vec<Step> = rows
         .into_iter()
         .filter_map(|(to, at, device_at)| {
@@ -92,7 +97,7 @@ pub fn evaluate_ticket(
         doc_id: doc_id.to_string(),
         ticket_no,
         technician_id,
-        sla: sla::evaluate(&policy.sla, &priority, &steps, now),
+        sla: sla::evaluate_with_contact(&policy.sla, &priority, &steps, first_contact, now),
     }))
 }
 

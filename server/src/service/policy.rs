@@ -135,6 +135,10 @@ pub enum RespondOn {
     EnRoute,
     /// Only arrival on site counts.
     OnSite,
+    /// The first recorded contact with the customer (a call, a message:
+    /// `POST /tickets/{id}/contacts`, seed 000 §4.2), or arrival on site if
+    /// that comes first.
+    FirstContact,
 }
 
 /// Business hours of the company, in its own time zone (a fixed offset from

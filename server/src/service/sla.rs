@@ -132,12 +132,26 @@ pub fn evaluate(
     steps: &[Step],
     now: DateTime<Utc>,
 ) -> Option<TicketSla> {
+    evaluate_with_contact(policy, priority, steps, None, now)
+}
+
+/// `evaluate`, knowing the first recorded contact with the customer (server
+/// time), which is the response when `respond_on` is `first_contact`.
+pub fn evaluate_with_contact(
+    policy: &SlaPolicy,
+    priority: &str,
+    steps: &[Step],
+    first_contact: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<TicketSla> {
     let target = policy.target(priority)?;
     let created = steps.first()?.at;
     let times = effective_times(steps, Duration::minutes(policy.device_time_grace_minutes));
     let responded = |to: &str| match policy.respond_on {
         RespondOn::EnRoute => matches!(to, "en_route" | "on_site" | "paused" | "completed"),
-        RespondOn::OnSite => matches!(to, "on_site" | "paused" | "completed"),
+        RespondOn::OnSite | RespondOn::FirstContact => {
+            matches!(to, "on_site" | "paused" | "completed")
+        }
     };
     let first = |pred: &dyn Fn(&str) -> bool| {
         steps
@@ -146,7 +160,15 @@ pub fn evaluate(
             .find(|(s, _)| pred(&s.to))
             .map(|(_, t)| *t)
     };
-    let respond_met = first(&responded);
+    let respond_met = match (policy.respond_on, first_contact) {
+        // A contact before the ticket existed (a clock skew) counts at its
+        // creation.
+        (RespondOn::FirstContact, Some(c)) => {
+            let c = c.max(created);
+            Some(first(&responded).map_or(c, |arrived| arrived.min(c)))
+        }
+        _ => first(&responded),
+    };
     let resolve_met = first(&|to| to == "completed");
     // Cancelled, unless reopened since: only the last cancel counts.
     let last_cancel = steps.iter().rposition(|s| s.to == "cancelled");
@@ -323,6 +345,48 @@ mod tests {
             (SlaState::Met, 47 * 60)
         );
         assert_eq!(sla.worst(), SlaState::Met);
+    }
+
+    /// `respond_on: first_contact`: an A ticket created 10:00, the
+    /// dispatcher calls the customer at 11:10, the technician sets off at
+    /// 12:30 and arrives 13:00. Respond is met at 11:10 (70 of 120 min);
+    /// with no contact recorded, arrival at 13:00 is the response (late);
+    /// the default (`en_route`) would not look at the call at all.
+    #[test]
+    fn first_contact_is_the_response_when_the_policy_says_so() {
+        let mut p = SlaPolicy {
+            respond_on: RespondOn::FirstContact,
+            ..SlaPolicy::default()
+        };
+        let steps = vec![
+            step("new", "2026-11-02T10:00:00Z", None),
+            step("en_route", "2026-11-02T12:30:00Z", None),
+            step("on_site", "2026-11-02T13:00:00Z", None),
+        ];
+        let call = Some(at("2026-11-02T11:10:00Z"));
+        let now = at("2026-11-02T14:00:00Z");
+        let r = evaluate_with_contact(&p, "A", &steps, call, now)
+            .unwrap()
+            .respond;
+        assert_eq!((r.state, r.elapsed_minutes), (SlaState::Met, 70));
+        assert_eq!(r.met_at, call);
+        let r = evaluate_with_contact(&p, "A", &steps, None, now)
+            .unwrap()
+            .respond;
+        assert_eq!(
+            (r.state, r.met_at),
+            (SlaState::MetLate, Some(at("2026-11-02T13:00:00Z")))
+        );
+        // Before the call, nothing has answered the customer yet.
+        let r = evaluate_with_contact(&p, "A", &steps[..1], call, at("2026-11-02T11:00:00Z"))
+            .unwrap()
+            .respond;
+        assert_eq!(r.state, SlaState::OnTime);
+        p.respond_on = RespondOn::EnRoute;
+        let r = evaluate_with_contact(&p, "A", &steps, call, now)
+            .unwrap()
+            .respond;
+        assert_eq!(r.met_at, Some(at("2026-11-02T12:30:00Z")));
     }
 
     #[test]

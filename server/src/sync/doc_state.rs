@@ -295,10 +295,13 @@ impl DocState {
         // status at `heads_before`, so a message that also rewrites the
         // status cannot unlock itself.
         let locked = locked
-            || (role != Role::Admin
-                && !heads_before.is_empty()
-                && super::validation::field_json(&self.doc, "status", Some(heads_before)).as_str()
-                    == Some("reconciled"));
+            || (!heads_before.is_empty()
+                && fieldsync_shared::status::locked_for(
+                    role,
+                    super::validation::field_json(&self.doc, "status", Some(heads_before))
+                        .as_str()
+                        .unwrap_or(""),
+                ));
         let author = if locked {
             integrity::Author::Locked
         } else {
