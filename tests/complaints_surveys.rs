@@ -315,22 +315,114 @@ async fn a_survey_link_is_answered_once(db: TestDb) {
         "{actions:?}"
     );
 
-    // Another job's link, opened after its window (3 working days; 8 days
-    // later is past it whatever the weekday): expired, and no new link.
+    // Tom's phone may not rewrite what the customer said: undone, quarantined.
+    phone
+        .change(id, |d| {
+            use automerge::transaction::Transactable;
+            use automerge::ReadDoc;
+            let (_, s) = d.get(automerge::ROOT, "survey").unwrap().unwrap();
+            d.put(&s, "efficiency", 5_i64).unwrap();
+        })
+        .unwrap();
+    phone.wait_acknowledged(id, common::WAIT).await.unwrap();
+    phone
+        .wait_until(common::WAIT, "the rewrite undone", |d| {
+            d.read(id, |doc| ticket::read(&*doc).ok().and_then(|t| t.survey))
+                .flatten()
+                .is_some_and(|s| s.efficiency == Some(2))
+        })
+        .await
+        .unwrap();
+    let q = get(
+        &server,
+        &dora,
+        &format!("/api/v1/quarantined-edits?doc_id={doc}"),
+    );
+    assert!(
+        q.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"].as_str().unwrap().starts_with("survey")),
+        "{q}"
+    );
+    assert_eq!(
+        get(&server, &dora, &format!("/api/v1/tickets/{doc}"))["survey_efficiency"],
+        2
+    );
+
+    // Two more jobs: one whose answer meets a storage failure, one whose
+    // link is opened too late. A new link ends the older unused one.
+    let flaky = completed_ticket(&server, &dora, &phone, &cid)
+        .await
+        .to_string();
     let late = completed_ticket(&server, &dora, &phone, &cid)
         .await
         .to_string();
-    let (status, link) = http(
-        server.port,
-        "POST",
-        &format!("/api/v1/tickets/{late}/survey-link"),
-        Some(&dora),
-        None,
+    let link_for = |doc: &str| {
+        let (status, link) = http(
+            server.port,
+            "POST",
+            &format!("/api/v1/tickets/{doc}/survey-link"),
+            Some(&dora),
+            None,
+        );
+        assert_eq!(status, 201, "{link}");
+        link["token"].as_str().unwrap().to_string()
+    };
+    let first = link_for(&flaky);
+    let flaky_token = link_for(&flaky);
+    assert_eq!(
+        page(&server, &format!("/survey/{first}")).status,
+        410,
+        "ended by the newer link"
     );
-    assert_eq!(status, 201, "{link}");
-    let late_token = link["token"].as_str().unwrap().to_string();
+    let late_token = link_for(&late);
     drop(phone);
     drop(server);
+
+    // The first document commit after this start fails: the answer is
+    // taken anyway (the customer is thanked) and reaches the ticket by the
+    // repair pass.
+    let server = Server::start(
+        &db,
+        &[
+            "--sla-interval-secs",
+            "0.2",
+            "--inject-commit-faults",
+            "1:1:7",
+        ],
+    );
+    let dora = server.login("dora", "dora-password");
+    let ok = form(
+        &server,
+        &format!("/survey/{flaky_token}"),
+        "efficiency=4&attitude=5&reasonableness=4",
+    );
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    wait_for("the repair pass to write the answer", || {
+        get(&server, &dora, &format!("/api/v1/tickets/{flaky}"))["survey_attitude"] == 5
+    });
+    wait_for("the link to be marked applied", || {
+        get(
+            &server,
+            &dora,
+            &format!("/api/v1/tickets/{flaky}/survey-links"),
+        )[0]["applied_at"]
+            .is_string()
+    });
+    assert_eq!(
+        form(
+            &server,
+            &format!("/survey/{flaky_token}"),
+            "efficiency=1&attitude=1&reasonableness=1"
+        )
+        .status,
+        410
+    );
+    drop(server);
+
+    // After its window (3 working days; 8 days later is past it whatever
+    // the weekday): expired, and no new link.
     let server = server_at(&db, 8 * 86400);
     let dora = server.login("dora", "dora-password");
     assert_eq!(page(&server, &format!("/survey/{late_token}")).status, 410);

@@ -202,6 +202,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         opts.service.clock_offset,
         opts.service.webhook.is_some(),
     ));
+    tokio::spawn(crate::office::surveys::repair_loop(
+        hub.clone(),
+        opts.service.sla_interval,
+        opts.service.clock_offset,
+        opts.service.webhook.is_some(),
+    ));
     if let Some(cfg) = opts.service.webhook.clone() {
         tokio::spawn(crate::office::webhooks::run(
             db.clone(),

@@ -12,9 +12,12 @@ pub enum FieldGroup {
     /// assignment, appointment
     Dispatch,
     Status,
-    /// visits, parts_used, checklist, notes, attachments, survey
+    /// visits, parts_used, checklist, notes, attachments
     Work,
     Signoff,
+    /// The customer's feedback: evidence, given once (on site, or by the
+    /// customer through the survey link, which the server writes).
+    Survey,
     Reconciliation,
     /// status_history: written only by the server (who changed the status
     /// and when is evidence; a device must not be able to forge it).
@@ -30,10 +33,9 @@ pub fn group_of(key: &str) -> FieldGroup {
         }
         "assignment" | "appointment" => FieldGroup::Dispatch,
         "status" => FieldGroup::Status,
-        "visits" | "parts_used" | "checklist" | "notes" | "attachments" | "survey" => {
-            FieldGroup::Work
-        }
+        "visits" | "parts_used" | "checklist" | "notes" | "attachments" => FieldGroup::Work,
         "signoff" => FieldGroup::Signoff,
+        "survey" => FieldGroup::Survey,
         "reconciliation" => FieldGroup::Reconciliation,
         // `_forwards`: where the server carried restored objects (sync::integrity).
         "status_history" | "_forwards" => FieldGroup::ServerRecord,
@@ -66,6 +68,9 @@ pub fn write_rule(role: Role, group: FieldGroup) -> WriteRule {
         (Role::Technician, Work) => Allowed,
         (_, Status) => StatusMachine,
         (Role::Technician, Signoff) => Once,
+        // Recorded on site (or by phone in the office) when there is none
+        // yet; never changed or removed afterwards.
+        (Role::Technician | Role::Dispatcher, Survey) => Once,
         (Role::Technician, _) => Denied,
         (Role::Dispatcher, Intake | Dispatch | Work | Unknown) => Allowed,
         (Role::Dispatcher, Signoff | Reconciliation) => Denied,
@@ -139,6 +144,17 @@ mod tests {
             ],
             [Denied, Denied, Allowed, Allowed]
         );
+        // survey: once, on site or in the office; never rewritten
+        assert_eq!(
+            [
+                t(Role::Technician, Survey),
+                t(Role::Dispatcher, Survey),
+                t(Role::BackOffice, Survey),
+                t(Role::Admin, Survey)
+            ],
+            [Once, Once, Denied, Allowed]
+        );
+        assert_eq!(group_of("survey"), Survey);
         assert_eq!(group_of("parts_used"), Work);
         for r in [
             Role::Technician,

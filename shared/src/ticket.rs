@@ -93,7 +93,7 @@ pub struct StatusEvent {
 }
 
 /// Customer feedback (seed 001): three dimensions on a 5- or 7-point scale.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Survey {
     pub scale: i64,
     pub efficiency: Option<i64>,

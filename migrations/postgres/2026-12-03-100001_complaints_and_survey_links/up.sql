@@ -28,9 +28,14 @@ CREATE TABLE complaints (
 );
 CREATE INDEX complaints_customer ON complaints (customer_id);
 CREATE INDEX complaints_received_at ON complaints (received_at);
+-- The timer looks at open complaints only.
+CREATE INDEX complaints_open ON complaints (received_at) WHERE resolved_at IS NULL;
 
 -- Survey links sent to customers: single use, expiring. The token itself is
 -- never stored; it is signed (HMAC over id and expiry) and names its row.
+-- The customer's answer is kept here the moment the link is used (`answer`,
+-- JSON), then written into the ticket document (`applied_at`); answers not
+-- yet applied (storage failed, a crash) are applied by a repair pass.
 CREATE TABLE survey_links (
     id TEXT PRIMARY KEY NOT NULL,
     doc_id TEXT NOT NULL,
@@ -38,9 +43,12 @@ CREATE TABLE survey_links (
     created_by TEXT NOT NULL,
     created_at TEXT NOT NULL,
     expires_at TEXT NOT NULL,
-    used_at TEXT
+    used_at TEXT,
+    answer TEXT,
+    applied_at TEXT
 );
 CREATE INDEX survey_links_doc_id ON survey_links (doc_id);
+CREATE INDEX survey_links_unapplied ON survey_links (used_at) WHERE applied_at IS NULL;
 
 -- Contacts with the customer about a ticket (a call, a message): the first
 -- one is the response when the policy says so (`sla.respond_on:

@@ -154,6 +154,11 @@ pub async fn respond(
     require_role(&user.0, OFFICE)?;
     let b = body.into_inner();
     input::text("note", &b.note, MAX_TEXT)?;
+    if b.note.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "`note` says how the customer was answered",
+        ));
+    }
     let (id, uid, now, webhook) = (
         path.into_inner(),
         user.0.id.clone(),
@@ -168,7 +173,7 @@ pub async fn respond(
         })
         .await?
         .map(|k| HttpResponse::Ok().json(k))
-        .ok_or_else(|| ApiError::conflict("no such complaint waiting for a first response"))
+        .ok_or_else(|| ApiError::conflict("no such open complaint waiting for a first response"))
 }
 
 #[derive(Deserialize)]

@@ -9,9 +9,6 @@ use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use automerge::ReadDoc;
-use fieldsync_shared::roles::Role;
-use fieldsync_shared::ticket;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
@@ -19,10 +16,11 @@ use super::tickets::{check_can_read, parse_doc};
 use super::{require_role, ApiError, State, OFFICE};
 use crate::audit::{self, Action, Entry};
 use crate::office::policy_store;
-use crate::office::surveys::{self as links, Claim, Refusal};
+use crate::office::sla_watch::parse_time;
+use crate::office::surveys::{self as links, Applied, Claim, Refusal};
 use crate::service::policy::Policy;
 use crate::service::surveys::{self, TokenError};
-use crate::sync::hub::{EditError, Hub, ServerEditFn};
+use crate::sync::hub::Hub;
 
 type HubData = web::Data<Arc<Hub>>;
 
@@ -112,6 +110,7 @@ enum NotRecorded {
     Used,
     Bad(String),
     Already,
+    NotDone,
     Unavailable,
 }
 
@@ -121,7 +120,7 @@ impl NotRecorded {
             NotRecorded::Invalid => StatusCode::NOT_FOUND,
             NotRecorded::Expired | NotRecorded::Used => StatusCode::GONE,
             NotRecorded::Bad(_) => StatusCode::BAD_REQUEST,
-            NotRecorded::Already => StatusCode::CONFLICT,
+            NotRecorded::Already | NotRecorded::NotDone => StatusCode::CONFLICT,
             NotRecorded::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -133,6 +132,9 @@ impl NotRecorded {
             NotRecorded::Bad(m) => m.clone(),
             NotRecorded::Already => {
                 "a survey is already recorded for this service; thank you".into()
+            }
+            NotRecorded::NotDone => {
+                "this service was reopened or cancelled: there is nothing to rate for now".into()
             }
             NotRecorded::Unavailable => {
                 "we could not save your answer just now; please try again in a minute".into()
@@ -146,6 +148,7 @@ impl NotRecorded {
             NotRecorded::Used => "link_used",
             NotRecorded::Bad(_) => "bad_request",
             NotRecorded::Already => "already_answered",
+            NotRecorded::NotDone => "not_completed",
             NotRecorded::Unavailable => "storage_unavailable",
         };
         let mut e = ApiError::new(self.status(), code, self.message());
@@ -173,11 +176,17 @@ async fn open_link(state: &State, token: &str) -> Result<(links::Link, Policy), 
     if link.used_at.is_some() {
         return Err(NotRecorded::Used);
     }
+    // Ended early by a newer link (the token still carries its first expiry).
+    if parse_time(&link.expires_at).is_none_or(|e| e <= now) {
+        return Err(NotRecorded::Expired);
+    }
     Ok((link, policy))
 }
 
-/// Checks, claims the link, writes the survey into the ticket; the link is
-/// given back if the write fails, so the customer can try again.
+/// Checks the answer, claims the link with the answer stored (from then
+/// on it cannot be lost), writes it into the ticket. If that write fails the
+/// answer is still taken: the repair pass (`office::surveys::repair_loop`)
+/// writes it later.
 async fn record(
     state: &State,
     hub: &Arc<Hub>,
@@ -196,48 +205,21 @@ async fn record(
     let (id, now) = (link.id.clone(), state.service_now());
     let claim = state
         .db
-        .run(move |c| links::claim(c, &id, now))
+        .run(move |c| links::claim(c, &id, &survey, now))
         .await
         .map_err(|_| NotRecorded::Unavailable)?;
-    match claim {
-        Claim::Claimed(_) => {}
+    let link = match claim {
+        Claim::Claimed(link) => link,
         Claim::Used => return Err(NotRecorded::Used),
         Claim::Expired => return Err(NotRecorded::Expired),
         Claim::Unknown => return Err(NotRecorded::Invalid),
-    }
-    let doc = parse_doc(&link.doc_id).map_err(|_| NotRecorded::Invalid)?;
-    let answered_at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let s = survey.clone();
-    let edit: ServerEditFn = Box::new(move |tx| {
-        if tx
-            .get(automerge::ROOT, "survey")
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
-            return Err("already answered".into());
-        }
-        ticket::set_survey(tx, &s).map_err(|e| e.to_string())?;
-        ticket::mark_survey_source(tx, "link", &answered_at).map_err(|e| e.to_string())
-    });
-    let by = format!("survey-link:{}", link.id);
-    match hub
-        .server_edit(doc, &by, Role::BackOffice, false, edit)
-        .await
-    {
-        Ok(()) => {}
-        // The link stays used: the service has its survey.
-        Err(EditError::Invalid(_)) => return Err(NotRecorded::Already),
-        Err(e) => {
-            tracing::warn!(link = %link.id, error = %e, "a survey answer was not stored; link released");
-            let id = link.id.clone();
-            let _ = state.db.run(move |c| links::release(c, &id)).await;
-            return Err(NotRecorded::Unavailable);
-        }
-    }
-    let (l, sv) = (link.clone(), survey);
+        Claim::NotDone(_) => return Err(NotRecorded::NotDone),
+    };
+    let l = link.clone();
     let _ = state
         .db
         .run(move |c| {
+            let sv = l.answer.as_deref().unwrap_or("{}");
             audit::record(
                 c,
                 Entry {
@@ -245,15 +227,22 @@ async fn record(
                     actor_user_id: None,
                     subject: Some(&l.doc_id),
                     detail: serde_json::json!({
-                        "link": l.id, "scale": sv.scale, "efficiency": sv.efficiency,
-                        "attitude": sv.attitude, "reasonableness": sv.reasonableness,
+                        "link": l.id,
+                        "answer": serde_json::from_str::<serde_json::Value>(sv).unwrap_or_default(),
                     }),
                     ip: None,
                 },
             )
         })
         .await;
-    Ok(link.ticket_no)
+    match links::apply(hub, &link, now, state.webhook).await {
+        Ok(Applied::Written) => Ok(link.ticket_no),
+        Ok(Applied::AlreadyAnswered) => Err(NotRecorded::Already),
+        Err(e) => {
+            tracing::warn!(link = %link.id, error = %e, "a survey answer is taken but not yet in its ticket; the repair pass retries");
+            Ok(link.ticket_no)
+        }
+    }
 }
 
 /// `POST /api/v1/survey-answers` (public: the token is the credential).
@@ -273,8 +262,23 @@ pub async fn answer_json(
 
 /// The public page: `/survey/{token}`.
 pub fn configure_page(cfg: &mut web::ServiceConfig) {
-    cfg.route("/survey/{token}", web::get().to(page))
-        .route("/survey/{token}", web::post().to(submit));
+    // Room for a 2000-character comment in any script (a CJK character is
+    // ~9 bytes form-encoded); a form that cannot be read is answered as a
+    // page, not as JSON.
+    let form = web::FormConfig::default()
+        .limit(32 * 1024)
+        .error_handler(|err, _req| {
+            let page = error_page(&NotRecorded::Bad(
+                "please choose a score for each question and send the form again".into(),
+            ));
+            actix_web::error::InternalError::from_response(err, page).into()
+        });
+    cfg.service(
+        web::resource("/survey/{token}")
+            .app_data(form)
+            .route(web::get().to(page))
+            .route(web::post().to(submit)),
+    );
 }
 
 fn html(status: StatusCode, title: &str, body: &str) -> HttpResponse {

@@ -456,6 +456,8 @@ diesel::table! {
         created_at -> Text,
         expires_at -> Text,
         used_at -> Nullable<Text>,
+        answer -> Nullable<Text>,
+        applied_at -> Nullable<Text>,
     }
 }
 

@@ -93,14 +93,31 @@ fn evaluate_and_escalate(
         return Ok(0);
     };
     let sla: TicketSla = rules::evaluate(policy, &times, now);
-    on_conn!(c, |c| diesel::update(complaints::table.find(&k.id))
-        .set((
-            complaints::respond_state.eq(sla.respond.state.as_str()),
-            complaints::respond_due_at.eq(due(&sla.respond)),
-            complaints::resolve_state.eq(sla.resolve.state.as_str()),
-            complaints::resolve_due_at.eq(due(&sla.resolve)),
-        ))
-        .execute(c))?;
+    let stored = (
+        sla.respond.state.as_str(),
+        due(&sla.respond),
+        sla.resolve.state.as_str(),
+        due(&sla.resolve),
+    );
+    // Written only when something changed (the timer sees every open
+    // complaint on every sweep).
+    if stored
+        != (
+            k.respond_state.as_str(),
+            k.respond_due_at.clone(),
+            k.resolve_state.as_str(),
+            k.resolve_due_at.clone(),
+        )
+    {
+        on_conn!(c, |c| diesel::update(complaints::table.find(&k.id))
+            .set((
+                complaints::respond_state.eq(stored.0),
+                complaints::respond_due_at.eq(&stored.1),
+                complaints::resolve_state.eq(stored.2),
+                complaints::resolve_due_at.eq(&stored.3),
+            ))
+            .execute(c))?;
+    }
     let due = escalation::due(&policy.escalation, &sla);
     send_due(
         c,
@@ -187,8 +204,8 @@ pub fn create(
     })
 }
 
-/// Records the first response; None if there is no such complaint or it
-/// was already answered.
+/// Records the first response; None if there is no such open complaint or
+/// it was already answered.
 pub fn respond(
     conn: &mut DbConn,
     policy: &Policy,
@@ -203,6 +220,7 @@ pub fn respond(
             complaints::table
                 .find(id)
                 .filter(complaints::responded_at.is_null())
+                .filter(complaints::resolved_at.is_null())
         )
         .set((
             complaints::responded_at.eq(Some(fmt(now))),

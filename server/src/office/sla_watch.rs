@@ -17,7 +17,7 @@ use diesel::prelude::*;
 use tokio::sync::broadcast;
 
 use crate::audit::{self, Action, Entry};
-use crate::db::schema::{status_events, ticket_sla, tickets, users};
+use crate::db::schema::{escalations as escalations_t, status_events, ticket_sla, tickets, users};
 use crate::db::{on_conn, transaction, Db, DbConn, DbError};
 use crate::office::escalations::{self, NewEscalation};
 use crate::office::{closed_loop, complaints, contacts, policy_store, webhooks};
@@ -156,15 +156,30 @@ pub fn send_due(
     now: DateTime<Utc>,
     webhook: bool,
 ) -> Result<usize, DbError> {
+    if due.is_empty() {
+        return Ok(0);
+    }
+    // A target breached long ago stays due on every sweep: one read finds
+    // the tiers already told, so only new ones are written.
+    let told: Vec<(String, String)> = on_conn!(c, |c| escalations_t::table
+        .filter(escalations_t::doc_id.eq(subject))
+        .select((escalations_t::milestone, escalations_t::tier))
+        .load(c))?;
     let mut sent = 0;
     for d in due {
+        let milestone = format!("{prefix}{}", d.milestone.as_str());
+        if told
+            .iter()
+            .any(|(m, t)| *m == milestone && t == d.tier.as_str())
+        {
+            continue;
+        }
         let notified = recipients(c, d.tier, first_tier)?;
         // Nobody to tell yet (no technician assigned, no manager account):
         // the tier is not used up; the next sweep retries.
         if notified.is_empty() {
             continue;
         }
-        let milestone = format!("{prefix}{}", d.milestone.as_str());
         let new = NewEscalation {
             doc_id: subject,
             ticket_no,
@@ -206,12 +221,13 @@ fn recipients(
     technician_id: &str,
 ) -> Result<Vec<String>, DbError> {
     let role = match tier {
+        // The one person of the first tier, if the account is active.
         TierRole::Technician => {
-            return Ok(if technician_id.is_empty() {
-                Vec::new()
-            } else {
-                vec![technician_id.to_string()]
-            })
+            return Ok(on_conn!(conn, |c| users::table
+                .filter(users::id.eq(technician_id))
+                .filter(users::disabled.eq(false))
+                .select(users::id)
+                .load(c))?)
         }
         TierRole::Supervisor => "supervisor",
         TierRole::Manager => "manager",

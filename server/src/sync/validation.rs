@@ -315,22 +315,25 @@ mod tests {
             ("appointment", FieldGroup::Dispatch, "14:00"),
             ("reconciliation", FieldGroup::Reconciliation, "settled"),
             ("mystery", FieldGroup::Unknown, "x"),
-            ("survey", FieldGroup::Work, "done"),
+            ("survey", FieldGroup::Survey, "done"),
         ];
         for role in roles {
             for (key, group, new) in cases {
                 let before = field_json(&base(), key, None);
                 let (after, quarantined) = attempt(role, key, put(key, new));
-                match write_rule(role, group) {
-                    WriteRule::Allowed => {
-                        assert_eq!(after, serde_json::json!(new), "{role} writing {key}");
-                        assert!(!quarantined);
-                    }
-                    WriteRule::Denied => {
-                        assert_eq!(after, before, "{role} writing {key} must be undone");
-                        assert!(quarantined);
-                    }
+                let allowed = match write_rule(role, group) {
+                    WriteRule::Allowed => true,
+                    WriteRule::Denied => false,
+                    // Only where there is none yet (the base has a survey).
+                    WriteRule::Once => before.is_null(),
                     other => panic!("unexpected rule {other:?} for {key}"),
+                };
+                if allowed {
+                    assert_eq!(after, serde_json::json!(new), "{role} writing {key}");
+                    assert!(!quarantined);
+                } else {
+                    assert_eq!(after, before, "{role} writing {key} must be undone");
+                    assert!(quarantined);
                 }
             }
         }
