@@ -1,9 +1,11 @@
 //! The customer's service rules as plain types and functions, without I/O:
 //! the numbers (`policy`), which time counts (`clock`), SLA states (`sla`)
-//! and who is told when (`escalation`). Tested on constructed timelines.
+//! and who is told when (`escalation`), the KPIs (`kpi`). Tested on
+//! constructed timelines.
 
 pub mod clock;
 pub mod closed_loop;
 pub mod escalation;
+pub mod kpi;
 pub mod policy;
 pub mod sla;
