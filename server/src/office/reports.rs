@@ -1228,6 +1228,7 @@ pub fn render_svg(r: &Report) -> Result<String, String> {
                     String::new()
                 }
             })
+            .y_max_light_lines(1)
             .y_desc("%")
             .draw()
             .map_err(|e| err(&e))?;
@@ -1276,6 +1277,7 @@ pub fn render_svg(r: &Report) -> Result<String, String> {
                     String::new()
                 }
             })
+            .y_max_light_lines(1)
             .y_desc("%")
             .draw()
             .map_err(|e| err(&e))?;
@@ -1471,4 +1473,29 @@ mod tests {
         let svg = render_svg(&r).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("<rect") && svg.contains("<polyline"));
     }
+}
+
+/// A `/kpis` bound: a date (`2026-11-01`: that day's start in the company's
+/// zone; as `to`, the next day's, so the day is included) or an RFC 3339
+/// time (taken as given, `to` excluded).
+pub fn range_bound(value: &str, end: bool, offset_minutes: i32) -> Option<DateTime<Utc>> {
+    if let Some(t) = parse_time(value) {
+        return Some(t);
+    }
+    let day = NaiveDate::parse_from_str(value.trim(), "%Y-%m-%d").ok()?;
+    let day = if end { day.succ_opt()? } else { day };
+    let zone = FixedOffset::east_opt(offset_minutes * 60)?;
+    zone.from_local_datetime(&day.and_hms_opt(0, 0, 0)?)
+        .single()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The id of the account named `username` (None: no such account).
+pub fn user_id(c: &mut DbConn, username: &str) -> Result<Option<String>, DbError> {
+    use crate::db::schema::users;
+    Ok(on_conn!(c, |c| users::table
+        .filter(users::username.eq(username))
+        .select(users::id)
+        .first(c)
+        .optional())?)
 }
