@@ -709,6 +709,41 @@ async fn a_month_of_history_gives_the_hand_computed_report(db: TestDb) {
         None,
     );
     assert_eq!(status, 400);
+
+    // Targets are policy: a CSAT target of 60 % is met by 66.67 %; nonsense
+    // is refused with the field named.
+    let (status, body) = http(
+        server.port,
+        "PUT",
+        "/api/v1/policy",
+        Some(&server.token),
+        Some(json!({"kpi": {"csat_percent": 101}})),
+    );
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("kpi.csat_percent"), "{body}");
+    send(
+        &server,
+        &server.token,
+        "PUT",
+        "/api/v1/policy",
+        json!({"closed_loop": {"callback_after_minutes": 60}, "kpi": {"csat_percent": 60}}),
+    );
+    assert_eq!(
+        get(&server, &sue, "/api/v1/policy")["kpi"]["csat_percent"],
+        60.0
+    );
+    let again = fetch(&sue, "json").json();
+    let csat = again["kpis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kpi"] == "csat")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (csat["target"].clone(), csat["met"].clone()),
+        (json!(60.0), json!(true))
+    );
 }
 
 on_both_backends!(a_month_of_history_gives_the_hand_computed_report);

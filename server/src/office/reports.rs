@@ -253,7 +253,7 @@ pub struct Loaded {
 type TicketCols = (
     (String, String, String, String, String),
     (String, String, String, String, String),
-    (String, String, String, String, String),
+    (String, String, String, String),
     (Option<i64>, Option<i64>, Option<i64>, Option<i64>),
 );
 
@@ -303,7 +303,6 @@ pub fn load(
                 tickets::asset_id,
                 tickets::serial,
                 tickets::fault_description,
-                tickets::customer_id,
             ),
             (
                 tickets::survey_scale,
@@ -382,7 +381,7 @@ pub fn load(
     for (
         (doc_id, ticket_no, status, priority, technician_id),
         (created, completed, a_start, a_end, product),
-        (model, asset_id, serial, fault, _customer),
+        (model, asset_id, serial, fault),
         (scale, e, a, r),
     ) in rows
     {
