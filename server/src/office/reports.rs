@@ -1292,6 +1292,16 @@ pub fn render_svg(r: &Report) -> Result<String, String> {
             ))
         }))
         .map_err(|e| err(&e))?;
+        bars.draw_series(shown.iter().enumerate().filter_map(|(i, k)| {
+            k.value.is_none().then(|| {
+                Text::new(
+                    "n/a".to_string(),
+                    (i as f64 + 0.4, 4.0),
+                    ("sans-serif", 14).into_font(),
+                )
+            })
+        }))
+        .map_err(|e| err(&e))?;
 
         let periods = trends.first().map_or(1, |t| t.points.len()).max(2);
         let labels: Vec<String> = trends
@@ -1301,6 +1311,7 @@ pub fn render_svg(r: &Report) -> Result<String, String> {
         let mut lines = ChartBuilder::on(&bottom)
             .caption("Trend over the periods", ("sans-serif", 22))
             .margin(12)
+            .margin_right(40)
             .x_label_area_size(40)
             .y_label_area_size(50)
             .build_cartesian_2d(0f64..(periods - 1) as f64, 0f64..100f64)
@@ -1316,18 +1327,34 @@ pub fn render_svg(r: &Report) -> Result<String, String> {
                     String::new()
                 }
             })
+            .x_max_light_lines(1)
             .y_max_light_lines(1)
             .y_desc("%")
             .draw()
             .map_err(|e| err(&e))?;
+        const COLOURS: [RGBColor; 9] = [
+            RGBColor(31, 119, 180),
+            RGBColor(255, 127, 14),
+            RGBColor(44, 160, 44),
+            RGBColor(214, 39, 40),
+            RGBColor(148, 103, 189),
+            RGBColor(140, 86, 75),
+            RGBColor(227, 119, 194),
+            RGBColor(127, 127, 127),
+            RGBColor(23, 190, 207),
+        ];
         for (i, t) in trends.iter().enumerate() {
-            let colour = Palette99::pick(i).to_rgba();
+            let colour = COLOURS[i % COLOURS.len()];
             let points: Vec<(f64, f64)> = t
                 .points
                 .iter()
                 .enumerate()
                 .filter_map(|(x, p)| Some((x as f64, p.value?)))
                 .collect();
+            // Dots too: a KPI with a value in one period only has no line.
+            lines
+                .draw_series(points.iter().map(|p| Circle::new(*p, 4, colour.filled())))
+                .map_err(|e| err(&e))?;
             lines
                 .draw_series(LineSeries::new(points, colour.stroke_width(2)))
                 .map_err(|e| err(&e))?
@@ -1338,7 +1365,7 @@ pub fn render_svg(r: &Report) -> Result<String, String> {
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::LowerRight)
             .draw()
             .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
