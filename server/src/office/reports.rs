@@ -1292,15 +1292,19 @@ pub fn render_svg(r: &Report) -> Result<String, String> {
             ))
         }))
         .map_err(|e| err(&e))?;
-        bars.draw_series(shown.iter().enumerate().filter_map(|(i, k)| {
-            k.value.is_none().then(|| {
-                Text::new(
-                    "n/a".to_string(),
-                    (i as f64 + 0.4, 4.0),
-                    ("sans-serif", 14).into_font(),
-                )
-            })
-        }))
+        bars.draw_series(
+            shown
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.value.is_none())
+                .map(|(i, _)| {
+                    Text::new(
+                        "n/a".to_string(),
+                        (i as f64 + 0.4, 4.0),
+                        ("sans-serif", 14).into_font(),
+                    )
+                }),
+        )
         .map_err(|e| err(&e))?;
 
         let periods = trends.first().map_or(1, |t| t.points.len()).max(2);
