@@ -180,6 +180,21 @@ enum Command {
     /// Exports for billing/ERP (recorded like the API's, see README).
     #[command(subcommand)]
     Export(ExportCommand),
+    /// A periodic KPI report (the same as `GET /api/v1/reports/{period}`):
+    /// the content to stdout (or --output), progress to stderr.
+    Report {
+        /// week, month, quarter or year
+        #[arg(long)]
+        period: String,
+        /// 2026-W47, 2026-11, 2026-Q4, 2026, or a date in the period.
+        #[arg(long)]
+        at: String,
+        /// json, csv or svg
+        #[arg(long, default_value = "json")]
+        format: String,
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -366,6 +381,12 @@ pub fn main() -> ExitCode {
             format,
             output,
         }) => export_reconciled(&cli.database, &from, &to, &format, output.as_deref()),
+        Command::Report {
+            period,
+            at,
+            format,
+            output,
+        } => report(&cli.database, &period, &at, &format, output.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -489,6 +510,51 @@ fn export_reconciled(
     eprintln!(
         "export {}: {} job(s), {} line(s), sha256 {} (again: GET /api/v1/reconciliation/exports/{}/content)",
         row.id, row.job_count, row.line_count, row.content_sha256, row.id
+    );
+    Ok(())
+}
+
+fn report(
+    database: &str,
+    period: &str,
+    at: &str,
+    format: &str,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use crate::office::reports::{self, Format, PeriodKind, ReportPeriod};
+    let kind = PeriodKind::parse(period)
+        .ok_or_else(|| anyhow::anyhow!("--period must be week, month, quarter or year"))?;
+    let period = ReportPeriod::parse(kind, at).map_err(|e| anyhow::anyhow!("--at: {e}"))?;
+    let format = Format::parse(format)
+        .ok_or_else(|| anyhow::anyhow!("--format must be json, csv or svg"))?;
+    let db = Db::open(database, 1)?;
+    let started = std::time::Instant::now();
+    let mut progress = |line: &str| eprintln!("{line}");
+    let report = db.run_blocking(|c| {
+        match reports::build(c, &period, chrono::Utc::now(), &mut progress) {
+            Ok(r) => Ok(Ok(r)),
+            Err(reports::ReportError::Db(e)) => Err(e),
+            Err(reports::ReportError::BadPeriod(e)) => Ok(Err(anyhow::anyhow!(e))),
+        }
+    })??;
+    let body = reports::render(&report, format).map_err(|e| anyhow::anyhow!(e))?;
+    match output {
+        Some(path) => {
+            std::fs::write(path, &body).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => {
+            use std::io::Write;
+            std::io::stdout().write_all(body.as_bytes())?;
+        }
+    }
+    eprintln!(
+        "report {} ({} to {}): {} job(s) opened, {} completed, in {:.1} s",
+        report.period.label,
+        report.period.start,
+        report.period.end,
+        report.overview.jobs_opened,
+        report.overview.jobs_completed,
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

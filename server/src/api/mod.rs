@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod quarantine;
 pub mod reconciliation;
 pub mod records;
+pub mod reports;
 pub mod sla;
 pub mod surveys;
 pub mod tickets;
@@ -345,6 +346,8 @@ api_routes! {
     get "/reconciliation/exports/{id}/content" => reconciliation::export_content, "One export's content again, byte for byte";
     put "/parts/{part_no}/serial-required" => reconciliation::set_serial_required, "Whether fitting a catalogue part must record its serial (back office)",
         body: r#"{"serial_required":true}"#;
+    get "/reports/{period}" => reports::report, "A periodic report (office roles): period week|month|quarter|year, ?at=2026-W47|2026-11|2026-Q4|2026 (default: now), &format=json|csv|svg; overview, KPIs against targets per company and technician, problems, trend over the 3 periods before";
+    get "/kpis" => reports::kpis, "KPIs of any span: ?from=&to= (dates, `to` included, or RFC 3339) &technician=<username> (technicians: their own only)";
     post "/sync/batch" => crate::sync::batch::batch_endpoint, "HTTP batch sync: sync messages for many documents in one request",
         body: r#"{"device":"tom-phone","messages":[{"document_id":"…","data":"<base64 Automerge sync message>"}]}"#;
     get "/openapi.json" => openapi::serve, "This document", public: true;

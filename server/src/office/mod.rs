@@ -2,8 +2,8 @@
 //! "Where the office half goes"): back-office reconciliation and the export
 //! of reconciled jobs (checks pure, in `checks`), the SLA watch with
 //! escalations and their webhook, the after-the-job callbacks and customer
-//! flags, complaints and the customer's survey links. The rules come from
-//! `service`, the rows from `db`.
+//! flags, complaints and the customer's survey links, the periodic KPI
+//! reports. The rules come from `service`, the rows from `db`.
 
 pub mod checks;
 pub mod closed_loop;
@@ -13,6 +13,7 @@ pub mod escalations;
 pub mod export;
 pub mod policy_store;
 pub mod reconciliation;
+pub mod reports;
 pub mod sla_watch;
 pub mod surveys;
 pub mod webhooks;

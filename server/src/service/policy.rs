@@ -15,6 +15,7 @@ pub struct Policy {
     pub closed_loop: ClosedLoopPolicy,
     pub survey: SurveyPolicy,
     pub complaints: ComplaintPolicy,
+    pub kpi: KpiPolicy,
 }
 
 /// The satisfaction survey (seed 001): within 3 working days of completion,
@@ -88,6 +89,65 @@ impl Default for ClosedLoopPolicy {
             low_at_5: 2,
             low_at_7: 3,
             unsatisfied_in_a_row: 3,
+        }
+    }
+}
+
+/// KPI targets for the periodic reports (`service::kpi`, README "KPIs and
+/// reports") and the labour rate that prices service cost. Only CSAT's
+/// target is from the seeds (000/002/004: at least 85 %); the others are
+/// sane starting points for the office to tune with `PUT /api/v1/policy`.
+/// Shares are percentages (0–100); `*_max_*` are ceilings, the rest floors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KpiPolicy {
+    /// Surveys at or above "satisfied" (seeds: ≥ 85 %).
+    pub csat_percent: f64,
+    /// Completed jobs fixed on the first visit, never reopened (80 %).
+    pub first_time_fix_percent: f64,
+    /// Completed jobs fixed by a visit on site (90 %).
+    pub on_site_fix_percent: f64,
+    /// Responses within the SLA target (95 %).
+    pub response_on_time_percent: f64,
+    /// Resolutions within the SLA target (90 %).
+    pub resolution_on_time_percent: f64,
+    /// Mean time from registration to completion, at most (48 h: the
+    /// priority-A resolve target).
+    pub mttr_max_minutes: i64,
+    /// Jobs opened in the period and completed (95 %).
+    pub completion_percent: f64,
+    /// First arrival within the appointment window (90 %).
+    pub punctuality_percent: f64,
+    /// Callbacks done by their due time (95 %).
+    pub callback_on_time_percent: f64,
+    /// Complaints per completed job, at most (2 %).
+    pub complaint_rate_max_percent: f64,
+    /// Mean time from receiving a complaint to resolving it, at most (48 h).
+    pub complaint_handling_max_minutes: i64,
+    /// Service cost (parts + labour) per completed job, at most; None: no
+    /// target.
+    pub cost_per_job_max_cents: Option<i64>,
+    /// Labour price per hour of visit time, in the catalogue's currency
+    /// cents (60.00 an hour; set your own).
+    pub labour_cents_per_hour: i64,
+}
+
+impl Default for KpiPolicy {
+    fn default() -> Self {
+        Self {
+            csat_percent: 85.0,
+            first_time_fix_percent: 80.0,
+            on_site_fix_percent: 90.0,
+            response_on_time_percent: 95.0,
+            resolution_on_time_percent: 90.0,
+            mttr_max_minutes: 48 * 60,
+            completion_percent: 95.0,
+            punctuality_percent: 90.0,
+            callback_on_time_percent: 95.0,
+            complaint_rate_max_percent: 2.0,
+            complaint_handling_max_minutes: 48 * 60,
+            cost_per_job_max_cents: None,
+            labour_cents_per_hour: 6000,
         }
     }
 }
@@ -368,6 +428,39 @@ impl Policy {
         if !(1..=60).contains(&k.resolve_working_days) {
             return Err("complaints.resolve_working_days: 1 to 60".into());
         }
+        let k = &self.kpi;
+        for (name, v) in [
+            ("csat_percent", k.csat_percent),
+            ("first_time_fix_percent", k.first_time_fix_percent),
+            ("on_site_fix_percent", k.on_site_fix_percent),
+            ("response_on_time_percent", k.response_on_time_percent),
+            ("resolution_on_time_percent", k.resolution_on_time_percent),
+            ("completion_percent", k.completion_percent),
+            ("punctuality_percent", k.punctuality_percent),
+            ("callback_on_time_percent", k.callback_on_time_percent),
+            ("complaint_rate_max_percent", k.complaint_rate_max_percent),
+        ] {
+            if !(0.0..=100.0).contains(&v) {
+                return Err(format!("kpi.{name}: a percentage, 0 to 100"));
+            }
+        }
+        for (name, v) in [
+            ("mttr_max_minutes", k.mttr_max_minutes),
+            (
+                "complaint_handling_max_minutes",
+                k.complaint_handling_max_minutes,
+            ),
+        ] {
+            if !(1..=366 * 24 * 60).contains(&v) {
+                return Err(format!("kpi.{name}: 1 minute to a year"));
+            }
+        }
+        if k.cost_per_job_max_cents.is_some_and(|c| c < 0) {
+            return Err("kpi.cost_per_job_max_cents: not negative".into());
+        }
+        if !(0..=100_000_000).contains(&k.labour_cents_per_hour) {
+            return Err("kpi.labour_cents_per_hour: 0 to 100,000,000".into());
+        }
         if self.escalation.tiers.len() > 10 {
             return Err("escalation.tiers: at most 10".into());
         }
@@ -449,5 +542,10 @@ mod tests {
         );
         assert!(bad(r#"{"sla": {"calendar": {"working_days": [0]}}}"#).contains("working_days"));
         assert!(serde_json::from_str::<Policy>(r#"{"sla": {"typo": 1}}"#).is_err());
+        assert!(bad(r#"{"kpi": {"csat_percent": 120}}"#).contains("kpi.csat_percent"));
+        assert!(bad(r#"{"kpi": {"mttr_max_minutes": 0}}"#).contains("kpi.mttr_max_minutes"));
+        assert!(
+            bad(r#"{"kpi": {"labour_cents_per_hour": -1}}"#).contains("kpi.labour_cents_per_hour")
+        );
     }
 }

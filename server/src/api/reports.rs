@@ -1,0 +1,168 @@
+//! KPIs and periodic reports over REST (issue 11 §4). Thin: parse,
+//! authorise (`office::reports::may_read_reports`), call `office::reports`,
+//! serialise.
+//!
+//! Reports are for the office roles. A technician may read their own KPIs
+//! (`GET /kpis`, no `technician` or their own username) and nothing else.
+
+use actix_web::{web, HttpResponse};
+use fieldsync_shared::roles::Role;
+use serde::Deserialize;
+
+use super::auth::AuthUser;
+use super::{ApiError, State};
+use crate::office::policy_store;
+use crate::office::reports::{self, Format, PeriodKind, ReportError, ReportPeriod};
+use crate::service::kpi::Period;
+
+#[derive(Deserialize)]
+pub struct ReportQuery {
+    /// `2026-W47`, `2026-11`, `2026-Q4`, `2026` or a date in the period;
+    /// default: the period running now.
+    at: Option<String>,
+    /// json (default), csv or svg.
+    format: Option<String>,
+}
+
+/// `GET /reports/{period}`: the report of a week, month, quarter or year.
+pub async fn report(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+    q: web::Query<ReportQuery>,
+) -> Result<HttpResponse, ApiError> {
+    if !reports::may_read_reports(user.0.role) {
+        return Err(ApiError::forbidden(format!(
+            "role `{}` may not read reports",
+            user.0.role
+        )));
+    }
+    let kind_name = path.into_inner();
+    let kind = PeriodKind::parse(&kind_name).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown period `{kind_name}`: week, month, quarter or year"
+        ))
+    })?;
+    let format = Format::parse(q.format.as_deref().unwrap_or("json"))
+        .ok_or_else(|| ApiError::bad_request("`format` must be json, csv or svg"))?;
+    let at = q.at.clone();
+    let now = state.service_now();
+    let rendered = state
+        .db
+        .run(move |c| {
+            let period = match at {
+                Some(at) => ReportPeriod::parse(kind, &at),
+                None => {
+                    let offset = reports::utc_offset_minutes(&policy_store::load(c)?);
+                    let zone = chrono::FixedOffset::east_opt(offset * 60)
+                        .unwrap_or(chrono::FixedOffset::east_opt(0).expect("UTC"));
+                    ReportPeriod::containing(kind, now.with_timezone(&zone).date_naive())
+                        .ok_or_else(|| "no period around now".to_string())
+                }
+            };
+            let period = match period {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e)),
+            };
+            match reports::build(c, &period, now, &mut |_| {}) {
+                Ok(r) => Ok(reports::render(&r, format).map(|body| (period.label(), body))),
+                Err(ReportError::BadPeriod(e)) => Ok(Err(e)),
+                Err(ReportError::Db(e)) => Err(e),
+            }
+        })
+        .await?;
+    let (label, body) = rendered.map_err(ApiError::bad_request)?;
+    let ext = match format {
+        Format::Json => "json",
+        Format::Csv => "csv",
+        Format::Svg => "svg",
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header((
+            "Content-Disposition",
+            format!("inline; filename=\"report-{kind_name}-{label}.{ext}\""),
+        ))
+        .body(body))
+}
+
+#[derive(Deserialize)]
+pub struct KpiQuery {
+    /// A date (the company's midnight) or an RFC 3339 time.
+    from: Option<String>,
+    /// A date (included) or an RFC 3339 time (excluded).
+    to: Option<String>,
+    /// A technician's username: their share (a technician: only their own).
+    technician: Option<String>,
+}
+
+/// `GET /kpis?from=&to=&technician=`: the KPIs of any span.
+pub async fn kpis(
+    state: State,
+    user: AuthUser,
+    q: web::Query<KpiQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let KpiQuery {
+        from,
+        to,
+        technician,
+    } = q.into_inner();
+    let me = &user.0;
+    let technician = if reports::may_read_reports(me.role) {
+        technician
+    } else if me.role == Role::Technician && technician.as_deref().is_none_or(|t| t == me.username)
+    {
+        Some(me.username.clone())
+    } else {
+        return Err(ApiError::forbidden(format!(
+            "role `{}` may read only its own KPIs",
+            me.role
+        )));
+    };
+    let (Some(from), Some(to)) = (from, to) else {
+        return Err(ApiError::bad_request(
+            "`from` and `to` are required (dates like 2026-11-01 or RFC 3339 times)",
+        ));
+    };
+    let now = state.service_now();
+    let answer = state
+        .db
+        .run(move |c| {
+            let offset = reports::utc_offset_minutes(&policy_store::load(c)?);
+            let bounds = (
+                reports::range_bound(&from, false, offset),
+                reports::range_bound(&to, true, offset),
+            );
+            let (Some(start), Some(end)) = bounds else {
+                return Ok(Err(ApiError::bad_request(
+                    "`from` and `to` must be dates like 2026-11-01 or RFC 3339 times",
+                )));
+            };
+            if start >= end {
+                return Ok(Err(ApiError::bad_request("`to` must be after `from`")));
+            }
+            if end - start > chrono::Duration::days(3 * 366) {
+                return Ok(Err(ApiError::bad_request("at most three years at a time")));
+            }
+            let tech_id = match &technician {
+                Some(name) => match reports::user_id(c, name)? {
+                    Some(id) => Some(id),
+                    None => return Ok(Err(ApiError::not_found(format!("no user `{name}`")))),
+                },
+                None => None,
+            };
+            let range = Period { start, end };
+            let lines = reports::kpis_between(c, &range, tech_id.as_deref(), now)?;
+            let fmt = |t: chrono::DateTime<chrono::Utc>| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            };
+            Ok(Ok(serde_json::json!({
+                "from": fmt(start),
+                "to": fmt(end),
+                "technician": technician,
+                "kpis": lines,
+            })))
+        })
+        .await??;
+    Ok(HttpResponse::Ok().json(answer))
+}
