@@ -366,20 +366,26 @@ fn history(
             "B" => 6.0,
             _ => 20.0,
         };
-        let resolve_h = match prio {
-            "A" if i % 6 == 5 => 60.0,
-            "A" => 30.0,
-            "B" if i % 9 == 4 => 90.0,
-            "B" => 50.0,
-            _ => 70.0,
+        // Some jobs need a second visit (a part to order): the next day, or
+        // days later, past the resolve target.
+        let late_resolve = match prio {
+            "A" if i % 6 == 5 => Some(60.0),
+            "B" if i % 9 == 4 => Some(90.0),
+            _ => None,
         };
+        let two_visits = i % 4 == 2 || late_resolve.is_some();
         let en_route = created + mins(respond_h);
         let late_arrival = i % 5 == 2;
         let on_site = en_route + mins(if late_arrival { 3.0 } else { 1.0 });
-        let done = created + mins(resolve_h);
+        // A visit takes an hour and a half; the job is done when the last
+        // one ends.
+        let done = match (two_visits, late_resolve) {
+            (true, Some(h)) => created + mins(h),
+            (true, None) => created + mins(respond_h + 26.0),
+            (false, _) => on_site + mins(1.5),
+        };
         // Jobs of the last three days are still under way.
         let open = done > Utc::now() - Duration::days(1) || i >= HISTORY - 3;
-        let two_visits = i % 4 == 2;
 
         let mut d = AutoCommit::new();
         let mut intake = Intake {
@@ -437,7 +443,7 @@ fn history(
                 false,
             )?;
             field(&mut steps, Status::Paused, leave);
-            let back = (leave + Duration::days(1)).min(done - Duration::hours(2));
+            let back = done - mins(1.5);
             field(&mut steps, Status::OnSite, back);
             if back < now {
                 ticket::check_in(&mut d, "visit-2", tech, &fmt(back))?;
