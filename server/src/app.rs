@@ -49,6 +49,9 @@ pub struct ServiceOptions {
     pub clock_offset: chrono::Duration,
     /// Where escalations are POSTed (none: not sent anywhere).
     pub webhook: Option<crate::office::webhooks::WebhookConfig>,
+    /// The customers' address of this server, for survey links (none: the
+    /// request's scheme and host).
+    pub public_url: Option<String>,
 }
 
 impl Default for ServiceOptions {
@@ -57,6 +60,7 @@ impl Default for ServiceOptions {
             sla_interval: std::time::Duration::from_secs(30),
             clock_offset: chrono::Duration::zero(),
             webhook: None,
+            public_url: None,
         }
     }
 }
@@ -132,6 +136,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         clock_offset: opts.service.clock_offset,
         survey_key,
         webhook: opts.service.webhook.is_some(),
+        public_url: opts.service.public_url.clone(),
     });
     let no_users = db.run(accounts::count).await? == 0;
 

@@ -110,6 +110,10 @@ enum Command {
         /// Shared secret for the webhook's HMAC-SHA256 signature.
         #[arg(long, env = "FIELDSYNC_WEBHOOK_SECRET", hide_env_values = true)]
         webhook_secret: Option<String>,
+        /// Where customers reach this server (e.g. https://service.example.com),
+        /// for the survey links sent to them; default: the request's host.
+        #[arg(long, env = "FIELDSYNC_PUBLIC_URL")]
+        public_url: Option<String>,
         /// Seconds before the first retry of a failed webhook delivery
         /// (doubled per attempt, at most an hour; 10 attempts).
         #[arg(long, env = "FIELDSYNC_WEBHOOK_RETRY_SECS", default_value_t = 30.0)]
@@ -291,6 +295,7 @@ pub fn main() -> ExitCode {
             clock_offset_secs,
             webhook_url,
             webhook_secret,
+            public_url,
             webhook_retry_secs,
             commit_linger_us,
             inject_commit_faults,
@@ -348,6 +353,7 @@ pub fn main() -> ExitCode {
                 service: app::ServiceOptions {
                     sla_interval: Duration::from_secs_f64(sla_interval_secs.clamp(0.05, 86_400.0)),
                     clock_offset: chrono::Duration::seconds(clock_offset_secs),
+                    public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
                     webhook: webhook_url.map(|url| crate::office::webhooks::WebhookConfig {
                         url,
                         secret: webhook_secret.unwrap_or_default(),

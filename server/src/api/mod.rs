@@ -47,6 +47,8 @@ pub struct ApiState {
     pub survey_key: Vec<u8>,
     /// Whether escalations are also queued for the webhook.
     pub webhook: bool,
+    /// How customers reach this server (`--public-url`), for survey links.
+    pub public_url: Option<String>,
 }
 
 impl ApiState {

@@ -64,8 +64,13 @@ pub async fn create_link(
             Refusal::NoTicket => ApiError::not_found(r.to_string()),
             _ => ApiError::conflict(r.to_string()),
         })?;
-    let info = req.connection_info();
-    let url = format!("{}://{}/survey/{}", info.scheme(), info.host(), made.token);
+    // Behind a proxy the request's host may be an internal name: the
+    // configured public address wins.
+    let base = state.public_url.clone().unwrap_or_else(|| {
+        let info = req.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    });
+    let url = format!("{base}/survey/{}", made.token);
     let mut body = serde_json::to_value(&made).expect("serialises");
     body["url"] = url.into();
     Ok(HttpResponse::Created().json(body))
