@@ -75,6 +75,9 @@ fn send(server: &Server, token: &str, method: &str, path: &str, body: Value) -> 
     resp
 }
 
+/// The service clock's offset of the second half of the test (3 h 10 min).
+const OFFSET: i64 = 3 * 3600 + 600;
+
 fn server_at(db: &TestDb, offset_secs: i64) -> Server {
     Server::start(
         db,
@@ -443,7 +446,7 @@ async fn a_month_of_history_gives_the_hand_computed_report(db: TestDb) {
 
     // 3 h 10 min later: T4's 2-hour response is breached; the two other
     // callbacks are done late.
-    let server = server_at(&db, 3 * 3600 + 600);
+    let server = server_at(&db, OFFSET);
     let (dora, sue, tom) = (
         server.login("dora", "dora-password"),
         server.login("sue", "sue-password"),
@@ -608,7 +611,16 @@ async fn a_month_of_history_gives_the_hand_computed_report(db: TestDb) {
     let out = cli(
         &db.url,
         &[
-            "report", "--period", "month", "--at", &month, "--format", "json",
+            "report",
+            "--period",
+            "month",
+            "--at",
+            &month,
+            "--format",
+            "json",
+            // The server's service clock (a running month is judged as of it).
+            "--clock-offset-secs",
+            &OFFSET.to_string(),
         ],
         "",
     );
@@ -709,6 +721,34 @@ async fn a_month_of_history_gives_the_hand_computed_report(db: TestDb) {
         None,
     );
     assert_eq!(status, 400);
+    // A technician's own KPIs span at most a quarter; the office's three
+    // years (a bounded read either way).
+    let (status, body) = http(
+        server.port,
+        "GET",
+        "/api/v1/kpis?from=2026-01-01&to=2026-06-30",
+        Some(&tom),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("93 days"),
+        "{body}"
+    );
+    assert_eq!(
+        http(
+            server.port,
+            "GET",
+            "/api/v1/kpis?from=2026-01-01&to=2026-06-30",
+            Some(&sue),
+            None
+        )
+        .0,
+        200
+    );
 
     // Targets are policy: a CSAT target of 60 % is met by 66.67 %; nonsense
     // is refused with the field named.

@@ -24,6 +24,36 @@ pub struct ReportQuery {
     format: Option<String>,
 }
 
+/// Reports assembled at once, on all instances' API workers of this
+/// process: each may read up to `MAX_REPORT_TICKETS` tickets and holds a
+/// database connection meanwhile, so more wait for a retry (503) rather
+/// than for the sync path's connections.
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+fn busy() -> ApiError {
+    ApiError::retry_after(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        "reports_busy",
+        "two reports are being made already; retry in a few seconds",
+        5,
+    )
+}
+
+fn refused(e: ReportError) -> ApiError {
+    match e {
+        ReportError::TooLarge(_) => ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "report_too_large",
+            e.to_string(),
+        ),
+        ReportError::BadPeriod(m) => ApiError::bad_request(m),
+        ReportError::Db(d) => d.into(),
+    }
+}
+
+/// A technician's own KPIs span at most this (a quarter).
+const TECHNICIAN_MAX_DAYS: i64 = 93;
+
 /// `GET /reports/{period}`: the report of a week, month, quarter or year.
 pub async fn report(
     state: State,
@@ -47,6 +77,7 @@ pub async fn report(
         .ok_or_else(|| ApiError::bad_request("`format` must be json, csv or svg"))?;
     let at = q.at.clone();
     let now = state.service_now();
+    let _permit = RUNNING.try_acquire().map_err(|_| busy())?;
     let rendered = state
         .db
         .run(move |c| {
@@ -62,16 +93,19 @@ pub async fn report(
             };
             let period = match period {
                 Ok(p) => p,
-                Err(e) => return Ok(Err(e)),
+                Err(e) => return Ok(Err(ApiError::bad_request(e))),
             };
-            match reports::build(c, &period, now, &mut |_| {}) {
-                Ok(r) => Ok(reports::render(&r, format).map(|body| (period.label(), body))),
-                Err(ReportError::BadPeriod(e)) => Ok(Err(e)),
+            match reports::build(c, &period, now, reports::MAX_REPORT_TICKETS, &mut |_| {}) {
+                Ok(r) => Ok(Ok(r)),
                 Err(ReportError::Db(e)) => Err(e),
+                Err(e) => Ok(Err(refused(e))),
             }
+            .map(|r| r.map(|r| (r, period.label())))
         })
-        .await?;
-    let (label, body) = rendered.map_err(ApiError::bad_request)?;
+        .await??;
+    // Rendered after the database connection is given back.
+    let (report, label) = rendered;
+    let body = reports::render(&report, format).map_err(ApiError::internal)?;
     let ext = match format {
         Format::Json => "json",
         Format::Csv => "csv",
@@ -125,6 +159,12 @@ pub async fn kpis(
         ));
     };
     let now = state.service_now();
+    let max_days = if reports::may_read_reports(me.role) {
+        3 * 366
+    } else {
+        TECHNICIAN_MAX_DAYS
+    };
+    let _permit = RUNNING.try_acquire().map_err(|_| busy())?;
     let answer = state
         .db
         .run(move |c| {
@@ -141,8 +181,10 @@ pub async fn kpis(
             if start >= end {
                 return Ok(Err(ApiError::bad_request("`to` must be after `from`")));
             }
-            if end - start > chrono::Duration::days(3 * 366) {
-                return Ok(Err(ApiError::bad_request("at most three years at a time")));
+            if end - start > chrono::Duration::days(max_days) {
+                return Ok(Err(ApiError::bad_request(format!(
+                    "at most {max_days} days at a time"
+                ))));
             }
             let tech_id = match &technician {
                 Some(name) => match reports::user_id(c, name)? {
@@ -152,7 +194,11 @@ pub async fn kpis(
                 None => None,
             };
             let range = Period { start, end };
-            let lines = reports::kpis_between(c, &range, tech_id.as_deref(), now)?;
+            let lines = match reports::kpis_between(c, &range, tech_id.as_deref(), now) {
+                Ok(lines) => lines,
+                Err(ReportError::Db(e)) => return Err(e),
+                Err(e) => return Ok(Err(refused(e))),
+            };
             let fmt = |t: chrono::DateTime<chrono::Utc>| {
                 t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             };

@@ -27,7 +27,7 @@ use super::checks;
 use super::export::csv_field;
 use super::{policy_store, reconciliation};
 use crate::db::schema::{
-    callbacks, complaints, parts_used, status_events, ticket_sla, tickets, visits,
+    callbacks, complaints, parts_used, status_events, ticket_contacts, tickets, visits,
 };
 use crate::db::{on_conn, DbConn, DbError};
 use crate::projection::VisitRow;
@@ -35,7 +35,7 @@ use crate::service::closed_loop::Scores;
 use crate::service::kpi::{
     self, CallbackFacts, ComplaintFacts, Figure, JobFacts, Kpi, Period, SlaOutcome, Unit, VisitFact,
 };
-use crate::service::policy::Policy;
+use crate::service::policy::{Policy, RespondOn};
 use crate::service::sla::{self, Step};
 
 /// Who may read reports and anyone's KPIs: the office roles. A technician
@@ -259,22 +259,36 @@ type TicketCols = (
 
 /// Loads the facts of jobs opened or completed in `range`, callbacks due and
 /// complaints received in it. `progress` hears a line per step.
-/// A job without a `ticket_sla` row (the SLA watch has not seen it yet, or
-/// the database was filled offline) has its states computed from its status
-/// history at `now`, as the watch would.
+/// Each job's SLA states are computed from its status history (and first
+/// contact, if the policy counts it) as of the range's end, or now if that
+/// is sooner — not read from `ticket_sla`, the watch's latest view — so a
+/// report of a past period depends on the history only.
 pub fn load(
     c: &mut DbConn,
     range: &Period,
     policy: &Policy,
     now: DateTime<Utc>,
+    max_tickets: i64,
     progress: &mut dyn FnMut(&str),
-) -> Result<Loaded, DbError> {
+) -> Result<Loaded, ReportError> {
     // Text bounds a day wider than the range: the exact test is on parsed
     // times below, so a row written in another format or offset is not lost.
     let (lo, hi) = (
         bound(range.start - Duration::days(1)),
         bound(range.end + Duration::days(1)),
     );
+    let in_range: i64 = on_conn!(c, |c| tickets::table
+        .filter(tickets::created_at.lt(&hi))
+        .filter(
+            tickets::created_at
+                .ge(&lo)
+                .or(tickets::completed_at.ge(&lo))
+        )
+        .count()
+        .get_result(c))?;
+    if in_range > max_tickets {
+        return Err(ReportError::TooLarge(in_range));
+    }
     let rows: Vec<TicketCols> = on_conn!(c, |c| tickets::table
         .filter(tickets::created_at.lt(&hi))
         .filter(
@@ -317,7 +331,8 @@ pub fn load(
     let catalogue = reconciliation::catalogue(c)?;
     let mut visits_of: HashMap<String, Vec<VisitRow>> = HashMap::new();
     let mut parts_of: HashMap<String, i64> = HashMap::new();
-    let mut sla_of: HashMap<String, (String, String, String)> = HashMap::new();
+    let mut first_contact_of: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let as_of = now.min(range.end);
     let mut events_of: HashMap<String, Vec<Step>> = HashMap::new();
     for (i, chunk) in ids.chunks(CHUNK).enumerate() {
         let vs: Vec<VisitRow> = on_conn!(c, |c| visits::table
@@ -333,23 +348,29 @@ pub fn load(
             .select((parts_used::doc_id, parts_used::part_no, parts_used::qty))
             .load(c))?;
         for (doc, part_no, qty) in ps {
+            // Implausible quantities (reconciliation flags them) are left
+            // out: a negative line must not lower a technician's cost.
+            if !crate::records::is_plausible_part_qty(qty) {
+                continue;
+            }
             let cost = catalogue
                 .get(&part_no)
                 .and_then(|p| p.unit_cost_cents.checked_mul(qty))
                 .unwrap_or(0);
-            *parts_of.entry(doc).or_default() += cost;
+            let sum = parts_of.entry(doc).or_default();
+            *sum = sum.saturating_add(cost);
         }
-        let ss: Vec<(String, String, String, String)> = on_conn!(c, |c| ticket_sla::table
-            .filter(ticket_sla::doc_id.eq_any(chunk))
-            .select((
-                ticket_sla::doc_id,
-                ticket_sla::respond_state,
-                ticket_sla::resolve_state,
-                ticket_sla::resolve_met_at,
-            ))
-            .load(c))?;
-        for (doc, r, s, met) in ss {
-            sla_of.insert(doc, (r, s, met));
+        if policy.sla.respond_on == RespondOn::FirstContact {
+            let cs: Vec<(String, String)> = on_conn!(c, |c| ticket_contacts::table
+                .filter(ticket_contacts::doc_id.eq_any(chunk))
+                .select((ticket_contacts::doc_id, ticket_contacts::at))
+                .load(c))?;
+            for (doc, at) in cs {
+                if let Some(at) = parse_time(&at) {
+                    let first = first_contact_of.entry(doc).or_insert(at);
+                    *first = (*first).min(at);
+                }
+            }
         }
         let es: Vec<(String, String, String, String)> = on_conn!(c, |c| status_events::table
             .filter(status_events::doc_id.eq_any(chunk))
@@ -390,17 +411,17 @@ pub fn load(
             continue;
         };
         let events = events_of.remove(&doc_id).unwrap_or_default();
-        let (respond_state, resolve_state, met) = match sla_of.remove(&doc_id) {
-            Some(stored) => stored,
-            None => match sla::evaluate(&policy.sla, &priority, &events, now) {
+        let first_contact = first_contact_of.remove(&doc_id);
+        let (respond_state, resolve_state, met) =
+            match sla::evaluate_with_contact(&policy.sla, &priority, &events, first_contact, as_of)
+            {
                 Some(e) => (
                     e.respond.state.as_str().to_string(),
                     e.resolve.state.as_str().to_string(),
                     e.resolve.met_at.map(bound).unwrap_or_default(),
                 ),
                 None => Default::default(),
-            },
-        };
+            };
         let visit_rows = visits_of.remove(&doc_id).unwrap_or_default();
         let labour = checks::labour(&visit_rows);
         let reopened = events
@@ -426,7 +447,14 @@ pub fn load(
                     fixed: v.fixed,
                 })
                 .collect(),
-            labour_minutes: labour.total_minutes,
+            // A visit never checked out, or longer than a day (flagged by
+            // reconciliation), is left out rather than billed for days.
+            labour_minutes: labour
+                .visits
+                .iter()
+                .filter_map(|v| v.minutes)
+                .filter(|m| (0..=checks::MAX_VISIT_MINUTES).contains(m))
+                .sum(),
             parts_cost_cents: parts_of.remove(&doc_id).unwrap_or(0),
             respond: SlaOutcome::from_state(&respond_state),
             resolve: SlaOutcome::from_state(&resolve_state),
@@ -965,20 +993,35 @@ pub fn assemble(
     })
 }
 
+/// Most tickets one report or KPI request may read (each costs a few KiB
+/// while the report is assembled): bigger ranges are refused, not loaded.
+pub const MAX_REPORT_TICKETS: i64 = 200_000;
+
 /// Why a report could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("{0}")]
     BadPeriod(String),
+    #[error("{0} tickets in range, more than the {MAX_REPORT_TICKETS} one request reads: choose a shorter period, or use `fieldsync report`")]
+    TooLarge(i64),
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-/// Loads and assembles the report of `period` at `now` (the service clock).
+impl From<diesel::result::Error> for ReportError {
+    fn from(e: diesel::result::Error) -> Self {
+        ReportError::Db(e.into())
+    }
+}
+
+/// Loads and assembles the report of `period` at `now` (the service clock),
+/// refusing ranges of more than `max_tickets` (the API's bound; the CLI has
+/// none).
 pub fn build(
     c: &mut DbConn,
     period: &ReportPeriod,
     now: DateTime<Utc>,
+    max_tickets: i64,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Report, ReportError> {
     let policy = policy_store::load(c)?;
@@ -1004,7 +1047,7 @@ pub fn build(
         fmt_time(range.end),
         period.label()
     ));
-    let loaded = load(c, &range, &policy, now, progress)?;
+    let loaded = load(c, &range, &policy, now, max_tickets, progress)?;
     assemble(&loaded, period, &policy, now, progress).map_err(ReportError::BadPeriod)
 }
 
@@ -1014,9 +1057,9 @@ pub fn kpis_between(
     range: &Period,
     technician_id: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Vec<KpiLine>, DbError> {
+) -> Result<Vec<KpiLine>, ReportError> {
     let policy = policy_store::load(c)?;
-    let loaded = load(c, range, &policy, now, &mut |_| {})?;
+    let loaded = load(c, range, &policy, now, MAX_REPORT_TICKETS, &mut |_| {})?;
     let as_of = now.min(range.end);
     let scope = match technician_id {
         Some(id) => by_technician(&loaded).remove(id).unwrap_or_default(),

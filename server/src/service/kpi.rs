@@ -149,8 +149,9 @@ impl Figure {
         })
     }
     fn sum(items: impl Iterator<Item = i64>) -> Self {
+        // Saturating: sums of money or minutes from devices must not wrap.
         items.fold(Self::default(), |f, v| Self {
-            numerator: f.numerator + v,
+            numerator: f.numerator.saturating_add(v),
             denominator: f.denominator + 1,
         })
     }
@@ -299,7 +300,10 @@ pub fn complaint_handling(complaints: &[ComplaintFacts], p: &Period) -> Figure {
 
 /// Labour cost of `minutes` at `cents_per_hour`, to the nearest cent.
 pub fn labour_cost_cents(minutes: i64, cents_per_hour: i64) -> i64 {
-    (minutes * cents_per_hour + 30).div_euclid(60)
+    minutes
+        .saturating_mul(cents_per_hour)
+        .saturating_add(30)
+        .div_euclid(60)
 }
 
 /// **Service cost** per job: the sum over completed jobs of parts (quantity
@@ -700,6 +704,10 @@ mod tests {
         assert_eq!(Kpi::ServiceCost.value(&f), Some(18250.0));
         // 95 min at 61.00: 9658.33 → 9658 cents.
         assert_eq!(labour_cost_cents(95, 6100), 9658);
+        // Minutes from a device's clock may be absurd: saturate, never wrap.
+        assert_eq!(labour_cost_cents(i64::MAX / 2, 100_000_000), i64::MAX / 60);
+        let f = Figure::sum([i64::MAX, 5].into_iter());
+        assert_eq!((f.numerator, f.denominator), (i64::MAX, 2));
     }
 
     #[test]
