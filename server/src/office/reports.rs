@@ -709,6 +709,7 @@ pub struct TechnicianKpis {
 pub struct Count {
     pub key: String,
     pub count: i64,
+    /// The first 20 ticket numbers (`count` has them all).
     pub tickets: Vec<String>,
 }
 
@@ -731,8 +732,11 @@ pub struct Problems {
     pub repeat_assets: Vec<Count>,
     /// Product models (`product / model`) with two or more jobs opened.
     pub repeat_models: Vec<Count>,
-    /// Jobs opened in the period with a target met late or breached.
+    /// Jobs opened in the period with a target met late or breached (the
+    /// first 200 by ticket number) …
     pub breached: Vec<BreachedTicket>,
+    /// … and how many there are.
+    pub breached_total: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -778,6 +782,12 @@ fn normalise(s: &str) -> String {
     }
 }
 
+/// Ticket numbers listed per problem (its `count` is the whole number), and
+/// breached tickets listed (`breached_total` counts them all): a year's
+/// report stays readable and bounded.
+const MAX_LISTED: usize = 20;
+const MAX_BREACHED_LISTED: usize = 200;
+
 fn counts(items: impl Iterator<Item = (String, String)>, min: i64, top: usize) -> Vec<Count> {
     let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (key, ticket) in items {
@@ -788,7 +798,7 @@ fn counts(items: impl Iterator<Item = (String, String)>, min: i64, top: usize) -
         .map(|(key, tickets)| Count {
             key,
             count: tickets.len() as i64,
-            tickets: tickets.into_iter().collect(),
+            tickets: tickets.into_iter().take(MAX_LISTED).collect(),
         })
         .filter(|c| c.count >= min)
         .collect();
@@ -848,11 +858,14 @@ fn problems(l: &Loaded, p: &Period, names: &dyn Fn(&str) -> String) -> Problems 
         })
         .collect();
     breached.sort_by(|a, b| (&a.ticket_no, &a.doc_id).cmp(&(&b.ticket_no, &b.doc_id)));
+    let breached_total = breached.len() as i64;
+    breached.truncate(MAX_BREACHED_LISTED);
     Problems {
         top_faults,
         repeat_assets,
         repeat_models,
         breached,
+        breached_total,
     }
 }
 
@@ -932,7 +945,7 @@ pub fn assemble(
     technicians
         .sort_by(|a, b| (&a.username, &a.technician_id).cmp(&(&b.username, &b.technician_id)));
     let problems = problems(loaded, &utc, &names);
-    let overview = overview(loaded, &utc, policy, problems.breached.len() as i64);
+    let overview = overview(loaded, &utc, policy, problems.breached_total);
 
     // The trend: the previous periods, oldest first, then this one.
     let mut periods = vec![period.clone()];
