@@ -309,8 +309,8 @@ fn seed(c: &mut DbConn) -> anyhow::Result<()> {
     let fleet = [(&acme, &mixer), (&clinic, &autoclave), (&grocer, &fridge)];
     // The past jobs are Ken's and Lea's: Tom's and Tina's vans and diaries
     // stay as the three tickets above leave them.
-    let made = history(c, &fleet, (&grumpy, &mill), dora, &ids["ken"], &ids["lea"])?;
-    after_the_jobs(c, &grumpy, &clinic, &ids["bob"], dora, made)?;
+    history(c, &fleet, (&grumpy, &mill), dora, &ids["ken"], &ids["lea"])?;
+    after_the_jobs(c, &grumpy, &clinic, &ids["bob"], dora)?;
     Ok(())
 }
 
@@ -329,7 +329,7 @@ fn history(
     dora: &String,
     ken: &String,
     lea: &String,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<()> {
     use chrono::{Duration, Utc};
     let fmt = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mins = |h: f64| Duration::minutes((h * 60.0) as i64);
@@ -536,7 +536,7 @@ fn history(
         }
         store(c, d, Some((tech, dora)))?;
     }
-    Ok(HISTORY)
+    Ok(())
 }
 
 /// What the office did after those jobs: the SLA watch's first sweep
@@ -548,9 +548,8 @@ fn after_the_jobs(
     c: &mut DbConn,
     grumpy: &records::Customer,
     clinic: &records::Customer,
-    bob: &String,
-    dora: &String,
-    _jobs: usize,
+    bob: &str,
+    dora: &str,
 ) -> anyhow::Result<()> {
     use crate::office::{closed_loop, complaints, policy_store, sla_watch};
     use crate::service::complaints::Category;
