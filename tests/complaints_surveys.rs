@@ -7,40 +7,17 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{add_users, http, http_full, Server, TestDb};
+use common::{
+    add_users, escalation_tiers as escalations_of, get_json as get, http, http_full,
+    server_with_clock as server_at, wait_for, Server, TestDb,
+};
 use fieldsync_shared::client::{Device, DocStatus};
 use fieldsync_shared::status::Status;
 use fieldsync_shared::ticket;
 use fieldsync_shared::DocumentId;
 use serde_json::{json, Value};
-
-fn get(server: &Server, token: &str, path: &str) -> Value {
-    let (status, body) = http(server.port, "GET", path, Some(token), None);
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
-}
-
-fn server_at(db: &TestDb, offset_secs: i64) -> Server {
-    Server::start(
-        db,
-        &[
-            "--sla-interval-secs",
-            "0.2",
-            "--clock-offset-secs",
-            &offset_secs.to_string(),
-        ],
-    )
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn customer(server: &Server, token: &str, name: &str) -> String {
     let (status, c) = http(
@@ -454,27 +431,6 @@ async fn a_survey_link_is_answered_once(db: TestDb) {
         "{body}"
     );
     assert!(get(&server, &dora, &format!("/api/v1/tickets/{late}"))["survey_scale"].is_null());
-}
-
-fn escalations_of(server: &Server, token: &str, subject: &str) -> Vec<String> {
-    let mut got: Vec<String> = get(
-        server,
-        token,
-        &format!("/api/v1/escalations?doc_id={subject}"),
-    )
-    .as_array()
-    .unwrap()
-    .iter()
-    .map(|e| {
-        format!(
-            "{}:{}",
-            e["milestone"].as_str().unwrap(),
-            e["tier"].as_str().unwrap()
-        )
-    })
-    .collect();
-    got.sort();
-    got
 }
 
 async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {

@@ -8,7 +8,7 @@ mod common;
 
 use automerge::transaction::Transactable;
 use automerge::{ObjType, ReadDoc, ROOT};
-use common::{cli, http, http_bytes, http_full, Server, TestDb, WAIT};
+use common::{cli, get_json as get, http, http_bytes, http_full, Server, TestDb, WAIT};
 use fieldsync_shared::client::{Device, DocStatus};
 use fieldsync_shared::status::Status;
 use fieldsync_shared::ticket::{self, PartUsed};
@@ -17,12 +17,6 @@ use serde_json::{json, Value};
 use sha2::Digest;
 
 const PW: &str = "fieldsync-demo";
-
-fn get(server: &Server, token: &str, path: &str) -> Value {
-    let (status, body) = http(server.port, "GET", path, Some(token), None);
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
-}
 
 fn post(server: &Server, token: &str, path: &str, body: Value) -> (u16, Value) {
     http(server.port, "POST", path, Some(token), Some(body))

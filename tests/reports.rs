@@ -51,20 +51,15 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{add_users, cli, http, http_full, Server, TestDb, WAIT};
+use common::{
+    add_users, cli, get_json as get, http, http_full, server_with_clock as server_at, wait_for,
+    Server, TestDb, WAIT,
+};
 use fieldsync_shared::client::{Device, DocStatus};
 use fieldsync_shared::status::Status;
 use fieldsync_shared::ticket::{self, PartUsed, Survey};
 use fieldsync_shared::DocumentId;
 use serde_json::{json, Value};
-
-fn get(server: &Server, token: &str, path: &str) -> Value {
-    let (status, body) = http(server.port, "GET", path, Some(token), None);
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
-}
 
 fn send(server: &Server, token: &str, method: &str, path: &str, body: Value) -> Value {
     let (status, resp) = http(server.port, method, path, Some(token), Some(body));
@@ -77,26 +72,6 @@ fn send(server: &Server, token: &str, method: &str, path: &str, body: Value) -> 
 
 /// The service clock's offset of the second half of the test (3 h 10 min).
 const OFFSET: i64 = 3 * 3600 + 600;
-
-fn server_at(db: &TestDb, offset_secs: i64) -> Server {
-    Server::start(
-        db,
-        &[
-            "--sla-interval-secs",
-            "0.2",
-            "--clock-offset-secs",
-            &offset_secs.to_string(),
-        ],
-    )
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Runs SQL on the test database (either backend): the complaints API is
 /// built in parallel (issue 11 §3), so its rows are written directly here.

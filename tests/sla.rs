@@ -10,34 +10,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{add_users, http, Server, TestDb};
+use common::{add_users, get_json as get, http, server_with_clock as server_at, Server, TestDb};
 use serde_json::{json, Value};
-
-fn get(server: &Server, token: &str, path: &str) -> Value {
-    let (status, body) = http(server.port, "GET", path, Some(token), None);
-    assert_eq!(status, 200, "GET {path}: {body}");
-    body
-}
 
 fn user_id(server: &Server, token: &str) -> String {
     get(server, token, "/api/v1/me")["id"]
         .as_str()
         .unwrap()
         .to_string()
-}
-
-/// A server whose service clock runs `offset_secs` ahead, sweeping every
-/// 0.2 s.
-fn server_at(db: &TestDb, offset_secs: i64) -> Server {
-    Server::start(
-        db,
-        &[
-            "--sla-interval-secs",
-            "0.2",
-            "--clock-offset-secs",
-            &offset_secs.to_string(),
-        ],
-    )
 }
 
 /// Waits until the ticket's escalations (per tier) are exactly `tiers`.

@@ -564,3 +564,60 @@ pub fn install_node_packages(dir: &str) {
         assert!(npm("ci") || npm("install"), "npm could not install {dir}");
     });
 }
+
+/// GET `path` with `token`: the JSON body, asserting 200.
+pub fn get_json(server: &Server, token: &str, path: &str) -> serde_json::Value {
+    let (status, body) = http(server.port, "GET", path, Some(token), None);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+/// A server whose service rules' clock runs `offset_secs` ahead (hidden
+/// `--clock-offset-secs`), sweeping every 0.2 s.
+pub fn server_with_clock(db: &TestDb, offset_secs: i64) -> Server {
+    Server::start(
+        db,
+        &[
+            "--sla-interval-secs",
+            "0.2",
+            "--clock-offset-secs",
+            &offset_secs.to_string(),
+        ],
+    )
+}
+
+/// Polls `ok` every 100 ms for up to 15 s.
+pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The escalations filed under `subject` (a ticket's doc id, or
+/// `complaint:<id>`) as sorted `target:tier` strings.
+pub fn escalation_tiers(server: &Server, token: &str, subject: &str) -> Vec<String> {
+    let list = get_json(
+        server,
+        token,
+        &format!("/api/v1/escalations?doc_id={subject}"),
+    );
+    let mut got: Vec<String> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e["milestone"].as_str().unwrap_or(""),
+                e["tier"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
