@@ -144,6 +144,60 @@ pub struct RespondBody {
     note: String,
 }
 
+/// 400 unless `value` is some text within the limit.
+fn required_text(field: &str, value: &str, what: &str) -> Result<(), ApiError> {
+    input::text(field, value, MAX_TEXT)?;
+    if value.trim().is_empty() {
+        return Err(ApiError::bad_request(format!("`{field}` says {what}")));
+    }
+    Ok(())
+}
+
+/// Runs one step of a complaint (`office::complaints::respond`/`resolve`,
+/// the caller authorised) with the policy in force; 409 `refused` if it did
+/// not apply.
+async fn step(
+    state: State,
+    user: AuthUser,
+    id: String,
+    refused: &'static str,
+    run: impl FnOnce(
+            &mut crate::db::DbConn,
+            &crate::service::policy::Policy,
+            Step<'_>,
+        ) -> Result<Option<complaints::Complaint>, crate::db::DbError>
+        + Send
+        + 'static,
+) -> Result<HttpResponse, ApiError> {
+    let (uid, now, webhook) = (user.0.id.clone(), state.service_now(), state.webhook);
+    state
+        .db
+        .run(move |c| {
+            let policy = policy_store::load(c)?;
+            run(
+                c,
+                &policy,
+                Step {
+                    id: &id,
+                    by: &uid,
+                    now,
+                    webhook,
+                },
+            )
+        })
+        .await?
+        .map(|k| HttpResponse::Ok().json(k))
+        .ok_or_else(|| ApiError::conflict(refused))
+}
+
+/// Who takes a step on which complaint, and when.
+struct Step<'a> {
+    id: &'a str,
+    by: &'a str,
+    now: chrono::DateTime<chrono::Utc>,
+    webhook: bool,
+}
+
 /// `POST /complaints/{id}/respond`: the first response to the customer.
 pub async fn respond(
     state: State,
@@ -153,27 +207,16 @@ pub async fn respond(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let b = body.into_inner();
-    input::text("note", &b.note, MAX_TEXT)?;
-    if b.note.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "`note` says how the customer was answered",
-        ));
-    }
-    let (id, uid, now, webhook) = (
+    required_text("note", &b.note, "how the customer was answered")?;
+    let refused = "no such open complaint waiting for a first response";
+    step(
+        state,
+        user,
         path.into_inner(),
-        user.0.id.clone(),
-        state.service_now(),
-        state.webhook,
-    );
-    state
-        .db
-        .run(move |c| {
-            let policy = policy_store::load(c)?;
-            complaints::respond(c, &policy, &id, &uid, &b.note, now, webhook)
-        })
-        .await?
-        .map(|k| HttpResponse::Ok().json(k))
-        .ok_or_else(|| ApiError::conflict("no such open complaint waiting for a first response"))
+        refused,
+        move |c, policy, s| complaints::respond(c, policy, s.id, s.by, &b.note, s.now, s.webhook),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
@@ -193,34 +236,24 @@ pub async fn resolve(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let b = body.into_inner();
-    input::text("resolution", &b.resolution, MAX_TEXT)?;
-    if b.resolution.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "`resolution` says how it was resolved",
-        ));
-    }
-    let (id, uid, now, webhook) = (
+    required_text("resolution", &b.resolution, "how it was resolved")?;
+    step(
+        state,
+        user,
         path.into_inner(),
-        user.0.id.clone(),
-        state.service_now(),
-        state.webhook,
-    );
-    state
-        .db
-        .run(move |c| {
-            let policy = policy_store::load(c)?;
+        "no such open complaint",
+        move |c, policy, s| {
             complaints::resolve(
                 c,
-                &policy,
-                &id,
-                &uid,
+                policy,
+                s.id,
+                s.by,
                 b.resolution.trim(),
                 b.customer_satisfied,
-                now,
-                webhook,
+                s.now,
+                s.webhook,
             )
-        })
-        .await?
-        .map(|k| HttpResponse::Ok().json(k))
-        .ok_or_else(|| ApiError::conflict("no such open complaint"))
+        },
+    )
+    .await
 }
