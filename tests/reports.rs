@@ -759,6 +759,28 @@ async fn a_month_of_history_gives_the_hand_computed_report(db: TestDb) {
         (csat["target"].clone(), csat["met"].clone()),
         (json!(60.0), json!(true))
     );
+    // A completed job reassigned afterwards stays the technician's who did
+    // it: T1 moves to tina, tom's figures (CSAT 1 / 2, callbacks 2 / 3) and
+    // hers do not change.
+    send(
+        &server,
+        &dora,
+        "PUT",
+        &format!("/api/v1/tickets/{}/assignment", doc(0)),
+        json!({"technician": "tina"}),
+    );
+    let tom_kpis = get(&server, &tom, &format!("/api/v1/kpis?from={day}&to={day}"));
+    assert_eq!(figure(&tom_kpis["kpis"], "csat"), (1, 2, Some(50.0)));
+    assert_eq!(
+        figure(&tom_kpis["kpis"], "callback_on_time"),
+        (2, 3, Some(66.67))
+    );
+    let tina_kpis = get(
+        &server,
+        &sue,
+        &format!("/api/v1/kpis?from={day}&to={day}&technician=tina"),
+    );
+    assert_eq!(figure(&tina_kpis["kpis"], "csat"), (1, 1, Some(100.0)));
 }
 
 on_both_backends!(a_month_of_history_gives_the_hand_computed_report);

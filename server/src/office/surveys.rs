@@ -190,6 +190,9 @@ pub fn claim(
         survey_links::table
             .find(id)
             .filter(survey_links::used_at.is_null())
+            // Not ended meanwhile by a newer link (same text format: the
+            // comparison is the times').
+            .filter(survey_links::expires_at.gt(fmt(now)))
     )
     .set((
         survey_links::used_at.eq(Some(fmt(now))),

@@ -109,6 +109,7 @@ pub fn load(
     let mut visits_of: HashMap<String, Vec<VisitRow>> = HashMap::new();
     let mut parts_of: HashMap<String, i64> = HashMap::new();
     let mut first_contact_of: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let mut completed_by: HashMap<String, String> = HashMap::new();
     let as_of = now.min(range.end);
     let mut events_of: HashMap<String, Vec<Step>> = HashMap::new();
     for (i, chunk) in ids.chunks(CHUNK).enumerate() {
@@ -149,17 +150,25 @@ pub fn load(
                 }
             }
         }
-        let es: Vec<(String, String, String, String)> = on_conn!(c, |c| status_events::table
-            .filter(status_events::doc_id.eq_any(chunk))
-            .order((status_events::doc_id, status_events::seq))
-            .select((
-                status_events::doc_id,
-                status_events::to_status,
-                status_events::at,
-                status_events::device_at
-            ))
-            .load(c))?;
-        for (doc, to, at, device_at) in es {
+        let es: Vec<(String, String, String, String, String, String)> =
+            on_conn!(c, |c| status_events::table
+                .filter(status_events::doc_id.eq_any(chunk))
+                .order((status_events::doc_id, status_events::seq))
+                .select((
+                    status_events::doc_id,
+                    status_events::to_status,
+                    status_events::at,
+                    status_events::device_at,
+                    status_events::by_user,
+                    status_events::by_role,
+                ))
+                .load(c))?;
+        for (doc, to, at, device_at, by_user, by_role) in es {
+            // The job is the technician's who first completed it (a job
+            // reassigned after its completion stays theirs).
+            if to == "completed" && by_role == "technician" {
+                completed_by.entry(doc.clone()).or_insert(by_user);
+            }
             if let Some(at) = parse_time(&at) {
                 events_of.entry(doc).or_default().push(Step {
                     to,
@@ -183,6 +192,7 @@ pub fn load(
         (scale, e, a, r),
     ) in rows
     {
+        let technician_id = completed_by.remove(&doc_id).unwrap_or(technician_id);
         technician_of.insert(doc_id.clone(), technician_id.clone());
         let Some(created_at) = parse_time(&created) else {
             continue;
@@ -268,6 +278,31 @@ pub fn load(
         .order(callbacks::id)
         .select((callbacks::doc_id, callbacks::due_at, callbacks::done_at))
         .load(c))?;
+    // A complaint's second contact (`complaint:<id>`) counts for the ticket
+    // the complaint is about, if any.
+    let of_complaints: Vec<String> = cbs
+        .iter()
+        .filter_map(|r| r.0.strip_prefix("complaint:").map(str::to_string))
+        .collect();
+    let mut complaint_ticket: HashMap<String, String> = HashMap::new();
+    for chunk in of_complaints.chunks(CHUNK) {
+        let found: Vec<(String, String)> = on_conn!(c, |c| complaints::table
+            .filter(complaints::id.eq_any(chunk))
+            .select((complaints::id, complaints::doc_id))
+            .load(c))?;
+        complaint_ticket.extend(
+            found
+                .into_iter()
+                .map(|(id, doc)| (format!("complaint:{id}"), doc)),
+        );
+    }
+    let cbs: Vec<(String, String, Option<String>)> = cbs
+        .into_iter()
+        .map(|(doc, due, done)| {
+            let doc = complaint_ticket.get(&doc).cloned().unwrap_or(doc);
+            (doc, due, done)
+        })
+        .collect();
     let cps: Vec<(String, String, Option<String>)> = on_conn!(c, |c| complaints::table
         .filter(complaints::received_at.ge(&lo))
         .filter(complaints::received_at.lt(&hi))
