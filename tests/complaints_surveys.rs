@@ -501,6 +501,10 @@ async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {
                "received_at": received_s}),
     );
     assert_eq!(status, 201, "{k}");
+    assert_eq!(
+        k["repair_doc_id"], "",
+        "only product-quality complaints open a repair job"
+    );
     let id = k["id"].as_str().unwrap().to_string();
     let subject = format!("complaint:{id}");
     assert_eq!(k["respond_state"], "breached", "{k}");
@@ -626,6 +630,65 @@ async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {
             "complaint_respond:supervisor",
             "complaint_respond:technician"
         ]
+    );
+
+    // A product-quality complaint opens a repair job (priority A, the
+    // customer's asset, reported via the complaint) linked to it; with
+    // `open_repair: false` it does not.
+    let dora = server.login("dora", "dora-password");
+    let post = |token: &str, path: &str, body: Value| {
+        http(server.port, "POST", path, Some(token), Some(body))
+    };
+    let (status, asset) = post(
+        &dora,
+        &format!("/api/v1/customers/{cid}/assets"),
+        json!({"product": "Grain mill", "model": "GM-7", "serial": "SN-9012"}),
+    );
+    assert_eq!(status, 201, "{asset}");
+    let (status, k) = post(
+        &dora,
+        "/api/v1/complaints",
+        json!({"customer_id": cid, "category": "product_quality", "description": "the new mill jams again",
+               "asset_id": asset["id"]}),
+    );
+    assert_eq!(status, 201, "{k}");
+    let repair = k["repair_doc_id"].as_str().unwrap().to_string();
+    assert!(!repair.is_empty(), "{k}");
+    let t = get(&server, &dora, &format!("/api/v1/tickets/{repair}"));
+    assert_eq!(
+        (
+            t["priority"].as_str(),
+            t["reported_via"].as_str(),
+            t["customer_id"].as_str(),
+            t["serial"].as_str()
+        ),
+        (
+            Some("A"),
+            Some("complaint"),
+            Some(cid.as_str()),
+            Some("SN-9012")
+        ),
+        "{t}"
+    );
+    assert!(t["fault_description"]
+        .as_str()
+        .unwrap()
+        .contains("the new mill jams again"));
+    let stored = get(
+        &server,
+        &dora,
+        &format!("/api/v1/complaints/{}", k["id"].as_str().unwrap()),
+    );
+    assert_eq!(stored["repair_doc_id"], repair.as_str());
+    let (status, k) = post(
+        &dora,
+        "/api/v1/complaints",
+        json!({"customer_id": cid, "category": "product_quality", "description": "noise", "open_repair": false}),
+    );
+    assert_eq!(
+        (status, k["repair_doc_id"].as_str()),
+        (201, Some("")),
+        "{k}"
     );
 }
 

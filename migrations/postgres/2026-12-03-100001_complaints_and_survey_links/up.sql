@@ -24,7 +24,9 @@ CREATE TABLE complaints (
     respond_state TEXT NOT NULL,
     respond_due_at TEXT NOT NULL,
     resolve_state TEXT NOT NULL,
-    resolve_due_at TEXT NOT NULL
+    resolve_due_at TEXT NOT NULL,
+    -- The repair job a product-quality complaint opened ('' if none).
+    repair_doc_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX complaints_customer ON complaints (customer_id);
 CREATE INDEX complaints_received_at ON complaints (received_at);

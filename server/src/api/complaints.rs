@@ -7,12 +7,16 @@ use serde::Deserialize;
 
 use super::auth::AuthUser;
 use super::input::{self, MAX_ID, MAX_TEXT};
+use super::tickets;
 use super::{require_role, ApiError, State, OFFICE};
 use crate::db::on_conn;
-use crate::db::schema::{customers, tickets};
+use crate::db::schema::customers;
+use crate::db::schema::tickets as tickets_t;
 use crate::office::complaints::{self, NewComplaint};
 use crate::office::{policy_store, sla_watch::parse_time};
 use crate::service::complaints::Category;
+
+type HubData = web::Data<std::sync::Arc<crate::sync::hub::Hub>>;
 
 /// A complaint may be entered this long after the customer made it.
 const MAX_LATE_DAYS: i64 = 30;
@@ -29,11 +33,18 @@ pub struct CreateBody {
     description: String,
     /// When the customer complained (RFC 3339; default now).
     received_at: Option<String>,
+    /// Open a repair job for it (default: for product-quality complaints).
+    open_repair: Option<bool>,
+    /// The customer's asset the repair is for (default: the asset of the
+    /// ticket the complaint is about).
+    #[serde(default)]
+    asset_id: String,
 }
 
 /// `POST /complaints`.
 pub async fn create(
     state: State,
+    hub: HubData,
     user: AuthUser,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -41,6 +52,7 @@ pub async fn create(
     let b = body.into_inner();
     input::texts(&[
         ("customer_id", &b.customer_id, MAX_ID),
+        ("asset_id", &b.asset_id, MAX_ID),
         ("doc_id", &b.doc_id, MAX_ID),
         ("description", &b.description, MAX_TEXT),
     ])?;
@@ -63,18 +75,26 @@ pub async fn create(
             })?,
     };
     let (uid, webhook) = (user.0.id.clone(), state.webhook);
+    let repair = b
+        .open_repair
+        .unwrap_or(category == Category::ProductQuality);
     let made = state
         .db
         .run(move |c| {
             let mut customer_id = b.customer_id.clone();
             let mut ticket_no = String::new();
+            let mut asset_id = b.asset_id.clone();
             if !b.doc_id.is_empty() {
-                let t: Option<(String, String)> = on_conn!(c, |c| tickets::table
+                let t: Option<(String, String, String)> = on_conn!(c, |c| tickets_t::table
                     .find(&b.doc_id)
-                    .select((tickets::ticket_no, tickets::customer_id))
+                    .select((
+                        tickets_t::ticket_no,
+                        tickets_t::customer_id,
+                        tickets_t::asset_id
+                    ))
                     .first(c)
                     .optional())?;
-                let Some((no, cid)) = t else {
+                let Some((no, cid, aid)) = t else {
                     return Ok(Err(ApiError::bad_request("`doc_id`: no such ticket")));
                 };
                 if customer_id.is_empty() {
@@ -85,6 +105,9 @@ pub async fn create(
                     )));
                 }
                 ticket_no = no;
+                if asset_id.is_empty() {
+                    asset_id = aid;
+                }
             }
             let known: i64 = on_conn!(c, |c| customers::table
                 .find(&customer_id)
@@ -105,10 +128,42 @@ pub async fn create(
                 received_at,
                 created_by: &uid,
             };
-            Ok(Ok(complaints::create(c, &policy, &n, now, webhook)?))
+            Ok(Ok((
+                complaints::create(c, &policy, &n, now, webhook)?,
+                asset_id,
+            )))
         })
         .await??;
-    Ok(HttpResponse::Created().json(made))
+    let (mut made, asset_id) = made;
+    // The complaint is recorded first (it must not be lost); then the repair
+    // job a product-quality complaint calls for (seed 000 §5.3).
+    let mut repair_error = None;
+    if repair {
+        let intake = tickets::NewTicket::repair_for_complaint(
+            &made.customer_id,
+            &asset_id,
+            &made.description,
+        );
+        match tickets::open_ticket(&state, &hub, &user.0, intake).await {
+            Ok((doc, _, _)) => {
+                let (id, key) = (made.id.clone(), doc.to_string());
+                state
+                    .db
+                    .run(move |c| complaints::set_repair(c, &id, &key))
+                    .await?;
+                made.repair_doc_id = doc.to_string();
+            }
+            Err(e) => {
+                tracing::warn!(complaint = %made.id, error = %e, "the repair job of a complaint could not be opened");
+                repair_error = Some(e.message);
+            }
+        }
+    }
+    let mut body = serde_json::to_value(&made).expect("serialises");
+    if let Some(e) = repair_error {
+        body["repair_error"] = e.into();
+    }
+    Ok(HttpResponse::Created().json(body))
 }
 
 /// `GET /complaints`: `?open=true&state=at_risk|breached|…&customer_id=&doc_id=`.

@@ -325,8 +325,8 @@ api_routes! {
     get "/tickets/{doc_id}/survey-links" => surveys::list_links, "Survey links made for a ticket: when, by whom, used or not (office)";
     post "/survey-answers" => surveys::answer_json, "Record a customer's survey answer with the link's token (the public page /survey/{token} posts the same)",
         public: true, body: r#"{"token":"…","efficiency":5,"attitude":4,"reasonableness":4,"comment":"quick and tidy"}"#;
-    post "/complaints" => complaints::create, "Record a complaint: customer and/or ticket, category product_quality|service_attitude|delivery_delay|other (office)",
-        body: r#"{"customer_id":"…","doc_id":"","category":"service_attitude","description":"technician was rude","received_at":"2026-11-23T10:00:00Z"}"#;
+    post "/complaints" => complaints::create, "Record a complaint: customer and/or ticket, category product_quality|service_attitude|delivery_delay|other (office); a product-quality one opens a repair job (open_repair, asset_id)",
+        body: r#"{"customer_id":"…","doc_id":"","category":"product_quality","description":"the new mill jams again","received_at":"2026-11-23T10:00:00Z","asset_id":"…","open_repair":true}"#;
     get "/complaints" => complaints::list, "Complaints, newest first: ?open=true&state=on_time|at_risk|breached|met|met_late&customer_id=&doc_id= (office)";
     get "/complaints/{id}" => complaints::get, "One complaint with its response and resolution states and due times (office)";
     post "/complaints/{id}/respond" => complaints::respond, "Record the first response to the complainant (office)", body: r#"{"note":"called back, apologised"}"#;

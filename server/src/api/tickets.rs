@@ -223,6 +223,31 @@ pub struct NewTicket {
     technician: Option<String>,
 }
 
+impl NewTicket {
+    /// The repair job a product-quality complaint opens (seed 000 §5.3):
+    /// the complainant's, on the asset if known, priority A (product
+    /// failure), reported via the complaint.
+    pub fn repair_for_complaint(customer_id: &str, asset_id: &str, description: &str) -> Self {
+        NewTicket {
+            ticket_no: String::new(),
+            customer_id: customer_id.to_string(),
+            customer_name: String::new(),
+            customer_phone: String::new(),
+            customer_address: String::new(),
+            site: String::new(),
+            asset_id: asset_id.to_string(),
+            product: String::new(),
+            model: String::new(),
+            serial: String::new(),
+            fault_description: format!("Complaint (product quality): {description}"),
+            occurred_at: String::new(),
+            reported_via: "complaint".into(),
+            priority: "A".into(),
+            technician: None,
+        }
+    }
+}
+
 fn or(given: String, record: &str) -> String {
     if given.trim().is_empty() {
         record.to_string()
@@ -353,13 +378,32 @@ pub async fn create(
             user.0.role
         )));
     }
-    let mut b = body.into_inner();
+    let (doc_id, ticket_no, technician) =
+        open_ticket(&state, &hub, &user.0, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "document_id": doc_id.to_string(),
+        "url": doc_id.url(),
+        "ticket_no": ticket_no,
+        "technician_id": technician,
+    })))
+}
+
+/// Opens a ticket from an intake for `user` (the caller decided they may):
+/// reserves its number, writes the document through its actor (durably,
+/// with its history rows), audits it and assigns it if asked. Returns its
+/// id, number and technician.
+pub async fn open_ticket(
+    state: &State,
+    hub: &Arc<Hub>,
+    user: &User,
+    mut b: NewTicket,
+) -> Result<(DocumentId, String, Option<String>), ApiError> {
     let technician = b.technician.take();
     if let Some(t) = &technician {
         input::text("technician", t, input::MAX_ID)?;
     }
     let doc_id = DocumentId::random();
-    let intake = intake_from(&state, b, doc_id).await?;
+    let intake = intake_from(state, b, doc_id).await?;
     let ticket_no = intake.ticket_no.clone();
     let (no, key) = (ticket_no.clone(), doc_id.to_string());
     if !state
@@ -374,7 +418,7 @@ pub async fn create(
     let edit: ServerEditFn =
         Box::new(move |tx| ticket::create(tx, &intake).map_err(|e| e.to_string()));
     if let Err(e) = hub
-        .server_edit(doc_id, &user.0.id, user.0.role, true, edit)
+        .server_edit(doc_id, &user.id, user.role, true, edit)
         .await
     {
         // The ticket does not exist: give its number back (best-effort; a
@@ -387,23 +431,18 @@ pub async fn create(
         return Err(e.into());
     }
     audit_ticket(
-        &state,
+        state,
         Action::TicketCreated,
-        &user.0.id,
+        &user.id,
         doc_id,
         serde_json::json!({ "ticket_no": ticket_no }),
     )
     .await?;
     let technician = match technician {
-        Some(t) => Some(assign_to(&state, &hub, &user.0, doc_id, t).await?),
+        Some(t) => Some(assign_to(state, hub, user, doc_id, t).await?),
         None => None,
     };
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "document_id": doc_id.to_string(),
-        "url": doc_id.url(),
-        "ticket_no": ticket_no,
-        "technician_id": technician,
-    })))
+    Ok((doc_id, ticket_no, technician))
 }
 
 /// `GET /tickets?status=&priority=&technician=&customer_id=&from=&to=&q=`.

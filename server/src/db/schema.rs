@@ -444,6 +444,7 @@ diesel::table! {
         respond_due_at -> Text,
         resolve_state -> Text,
         resolve_due_at -> Text,
+        repair_doc_id -> Text,
     }
 }
 

@@ -5,7 +5,8 @@
 //! tiers as tickets (subject `complaint:<id>`, targets `complaint_respond`
 //! and `complaint_resolve`; the first tier tells whoever recorded it). A
 //! complainant still unsatisfied at resolution gets a second contact (a
-//! callback task, seed 000 §5.3).
+//! callback task, seed 000 §5.3); a product-quality complaint opens a
+//! repair job (`api::complaints`, through the ticket actor).
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -50,6 +51,8 @@ pub struct Complaint {
     pub respond_due_at: String,
     pub resolve_state: String,
     pub resolve_due_at: String,
+    /// The repair job it opened (a product-quality complaint), or ''.
+    pub repair_doc_id: String,
 }
 
 impl Complaint {
@@ -324,6 +327,14 @@ pub fn sweep(
         }
     }
     Ok((open.len(), sent))
+}
+
+/// Links the repair job a complaint opened.
+pub fn set_repair(conn: &mut DbConn, id: &str, doc_id: &str) -> Result<(), DbError> {
+    on_conn!(conn, |c| diesel::update(complaints::table.find(id))
+        .set(complaints::repair_doc_id.eq(doc_id))
+        .execute(c))?;
+    Ok(())
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
