@@ -509,6 +509,7 @@ async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {
     let subject = format!("complaint:{id}");
     assert_eq!(k["respond_state"], "breached", "{k}");
     assert_eq!(k["resolve_state"], "on_time", "{k}");
+    assert_eq!(k["start_state"], "on_time", "{k}");
     let due = chrono::DateTime::parse_from_rfc3339(k["respond_due_at"].as_str().unwrap()).unwrap();
     assert_eq!(due.timestamp(), received.timestamp() + 600);
     assert_eq!(
@@ -587,8 +588,8 @@ async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {
         .unwrap()
         .is_empty());
 
-    // A complaint nobody answers: two weeks on, the timer finds both limits
-    // breached (5 working days are at most 7 calendar days without
+    // A complaint nobody answers: two weeks on, the timer finds all three
+    // limits breached (5 working days are at most 7 calendar days without
     // holidays; another 7 days is at least 5 more working days, past half
     // the target again) and escalates the resolution to every tier too.
     let (status, k) = post(
@@ -613,8 +614,12 @@ async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {
         ),
     );
     assert_eq!(
-        (k["respond_state"].as_str(), k["resolve_state"].as_str()),
-        (Some("breached"), Some("breached")),
+        (
+            k["respond_state"].as_str(),
+            k["start_state"].as_str(),
+            k["resolve_state"].as_str()
+        ),
+        (Some("breached"), Some("breached"), Some("breached")),
         "{k}"
     );
     // Once per tier and target, however many sweeps pass.
@@ -628,7 +633,10 @@ async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {
             "complaint_resolve:technician",
             "complaint_respond:manager",
             "complaint_respond:supervisor",
-            "complaint_respond:technician"
+            "complaint_respond:technician",
+            "complaint_start:manager",
+            "complaint_start:supervisor",
+            "complaint_start:technician"
         ]
     );
 
@@ -680,6 +688,19 @@ async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {
         &format!("/api/v1/complaints/{}", k["id"].as_str().unwrap()),
     );
     assert_eq!(stored["repair_doc_id"], repair.as_str());
+    // Starting the handling (within 24 h) also answers the customer; once.
+    let start = format!("/api/v1/complaints/{}/start", k["id"].as_str().unwrap());
+    let (status, started) = post(&dora, &start, json!({}));
+    assert_eq!(status, 200, "{started}");
+    assert_eq!(
+        (
+            started["start_state"].as_str(),
+            started["respond_state"].as_str()
+        ),
+        (Some("met"), Some("met")),
+        "{started}"
+    );
+    assert_eq!(post(&dora, &start, json!({})).0, 409);
     let (status, k) = post(
         &dora,
         "/api/v1/complaints",

@@ -45,6 +45,7 @@ pub enum Action {
     /// A complaint was recorded, answered or resolved (issue 11 §3).
     ComplaintRecorded,
     ComplaintResponded,
+    ComplaintStarted,
     ComplaintResolved,
     /// A survey link was made for a customer …
     SurveyLinkCreated,
@@ -80,6 +81,7 @@ impl Action {
             Action::EscalationAcknowledged => "escalation_acknowledged",
             Action::ComplaintRecorded => "complaint_recorded",
             Action::ComplaintResponded => "complaint_responded",
+            Action::ComplaintStarted => "complaint_started",
             Action::ComplaintResolved => "complaint_resolved",
             Action::SurveyLinkCreated => "survey_link_created",
             Action::SurveyAnswered => "survey_answered",

@@ -17,6 +17,8 @@ CREATE TABLE complaints (
     responded_at TEXT,
     responded_by TEXT,
     response_note TEXT NOT NULL,
+    started_at TEXT,
+    started_by TEXT,
     resolved_at TEXT,
     resolved_by TEXT,
     resolution TEXT NOT NULL,
@@ -25,6 +27,8 @@ CREATE TABLE complaints (
     respond_due_at TEXT NOT NULL,
     resolve_state TEXT NOT NULL,
     resolve_due_at TEXT NOT NULL,
+    start_state TEXT NOT NULL,
+    start_due_at TEXT NOT NULL,
     -- The repair job a product-quality complaint opened ('' if none).
     repair_doc_id TEXT NOT NULL DEFAULT ''
 );

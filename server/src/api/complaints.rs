@@ -274,6 +274,24 @@ pub async fn respond(
     .await
 }
 
+/// `POST /complaints/{id}/start`: someone has started handling it.
+pub async fn start(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let refused = "no such open complaint that is not being handled yet";
+    step(
+        state,
+        user,
+        path.into_inner(),
+        refused,
+        move |c, policy, s| complaints::start(c, policy, s.id, s.by, s.now, s.webhook),
+    )
+    .await
+}
+
 #[derive(Deserialize)]
 pub struct ResolveBody {
     resolution: String,

@@ -327,9 +327,10 @@ api_routes! {
         public: true, body: r#"{"token":"…","efficiency":5,"attitude":4,"reasonableness":4,"comment":"quick and tidy"}"#;
     post "/complaints" => complaints::create, "Record a complaint: customer and/or ticket, category product_quality|service_attitude|delivery_delay|other (office); a product-quality one opens a repair job (open_repair, asset_id)",
         body: r#"{"customer_id":"…","doc_id":"","category":"product_quality","description":"the new mill jams again","received_at":"2026-11-23T10:00:00Z","asset_id":"…","open_repair":true}"#;
-    get "/complaints" => complaints::list, "Complaints, newest first: ?open=true&state=on_time|at_risk|breached|met|met_late&customer_id=&doc_id= (office)";
+    get "/complaints" => complaints::list, "Complaints, newest first: ?open=true&state=on_time|at_risk|breached|met|met_late (any of respond, start, resolve)&customer_id=&doc_id= (office)";
     get "/complaints/{id}" => complaints::get, "One complaint with its response and resolution states and due times (office)";
     post "/complaints/{id}/respond" => complaints::respond, "Record the first response to the complainant (office)", body: r#"{"note":"called back, apologised"}"#;
+    post "/complaints/{id}/start" => complaints::start, "Record that handling has started (office; due within complaints.start_minutes, 24 h)";
     post "/complaints/{id}/resolve" => complaints::resolve, "Resolve a complaint; customer_satisfied=false schedules a second contact (office)",
         body: r#"{"resolution":"replaced the part free of charge","customer_satisfied":true}"#;
     get "/webhook-deliveries" => sla::webhook_deliveries, "The outgoing webhook's delivery log: attempts, status, errors (admin)";

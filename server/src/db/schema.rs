@@ -436,6 +436,8 @@ diesel::table! {
         responded_at -> Nullable<Text>,
         responded_by -> Nullable<Text>,
         response_note -> Text,
+        started_at -> Nullable<Text>,
+        started_by -> Nullable<Text>,
         resolved_at -> Nullable<Text>,
         resolved_by -> Nullable<Text>,
         resolution -> Text,
@@ -444,6 +446,8 @@ diesel::table! {
         respond_due_at -> Text,
         resolve_state -> Text,
         resolve_due_at -> Text,
+        start_state -> Text,
+        start_due_at -> Text,
         repair_doc_id -> Text,
     }
 }

@@ -2,8 +2,8 @@
 //! customer and perhaps a ticket, answered and resolved within the policy's
 //! limits (`service::complaints`). States are stored on every action and by
 //! the SLA watch's timer; at risk and breached escalate through the same
-//! tiers as tickets (subject `complaint:<id>`, targets `complaint_respond`
-//! and `complaint_resolve`; the first tier tells whoever recorded it). A
+//! tiers as tickets (subject `complaint:<id>`, targets `complaint_respond`,
+//! `complaint_start` and `complaint_resolve`; the first tier tells whoever recorded it). A
 //! complainant still unsatisfied at resolution gets a second contact (a
 //! callback task, seed 000 §5.3); a product-quality complaint opens a
 //! repair job (`api::complaints`, through the ticket actor).
@@ -20,7 +20,6 @@ use crate::office::sla_watch::{parse_time, send_due};
 use crate::service::complaints::{self as rules, Category, Times};
 use crate::service::escalation;
 use crate::service::policy::Policy;
-use crate::service::sla::TicketSla;
 
 fn fmt(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -42,6 +41,9 @@ pub struct Complaint {
     pub responded_at: Option<String>,
     pub responded_by: Option<String>,
     pub response_note: String,
+    /// When someone started handling it.
+    pub started_at: Option<String>,
+    pub started_by: Option<String>,
     pub resolved_at: Option<String>,
     pub resolved_by: Option<String>,
     pub resolution: String,
@@ -51,6 +53,8 @@ pub struct Complaint {
     pub respond_due_at: String,
     pub resolve_state: String,
     pub resolve_due_at: String,
+    pub start_state: String,
+    pub start_due_at: String,
     /// The repair job it opened (a product-quality complaint), or ''.
     pub repair_doc_id: String,
 }
@@ -64,6 +68,7 @@ impl Complaint {
         Some(Times {
             received_at: parse_time(&self.received_at)?,
             responded_at: self.responded_at.as_deref().and_then(parse_time),
+            started_at: self.started_at.as_deref().and_then(parse_time),
             resolved_at: self.resolved_at.as_deref().and_then(parse_time),
         })
     }
@@ -95,33 +100,33 @@ fn evaluate_and_escalate(
     let Some(times) = k.times() else {
         return Ok(0);
     };
-    let sla: TicketSla = rules::evaluate(policy, &times, now);
-    let stored = (
-        sla.respond.state.as_str(),
-        due(&sla.respond),
-        sla.resolve.state.as_str(),
-        due(&sla.resolve),
-    );
+    let sla = rules::evaluate(policy, &times, now);
+    let stored = [
+        (sla.respond.state.as_str(), due(&sla.respond)),
+        (sla.start.state.as_str(), due(&sla.start)),
+        (sla.resolve.state.as_str(), due(&sla.resolve)),
+    ];
+    let before = [
+        (k.respond_state.as_str(), k.respond_due_at.clone()),
+        (k.start_state.as_str(), k.start_due_at.clone()),
+        (k.resolve_state.as_str(), k.resolve_due_at.clone()),
+    ];
     // Written only when something changed (the timer sees every open
     // complaint on every sweep).
-    if stored
-        != (
-            k.respond_state.as_str(),
-            k.respond_due_at.clone(),
-            k.resolve_state.as_str(),
-            k.resolve_due_at.clone(),
-        )
-    {
+    if stored != before {
+        let [(r, rd), (st, sd), (s, sdue)] = &stored;
         on_conn!(c, |c| diesel::update(complaints::table.find(&k.id))
             .set((
-                complaints::respond_state.eq(stored.0),
-                complaints::respond_due_at.eq(&stored.1),
-                complaints::resolve_state.eq(stored.2),
-                complaints::resolve_due_at.eq(&stored.3),
+                complaints::respond_state.eq(*r),
+                complaints::respond_due_at.eq(rd),
+                complaints::start_state.eq(*st),
+                complaints::start_due_at.eq(sd),
+                complaints::resolve_state.eq(*s),
+                complaints::resolve_due_at.eq(sdue),
             ))
             .execute(c))?;
     }
-    let due = escalation::due(&policy.escalation, &sla);
+    let due = escalation::due_targets(&policy.escalation, &sla.targets());
     send_due(
         c,
         &due,
@@ -189,6 +194,8 @@ pub fn create(
                 complaints::respond_due_at.eq(""),
                 complaints::resolve_state.eq(""),
                 complaints::resolve_due_at.eq(""),
+                complaints::start_state.eq(""),
+                complaints::start_due_at.eq(""),
             ))
             .execute(c))?;
         let k = get(c, &id)?.expect("just inserted");
@@ -243,6 +250,46 @@ pub fn respond(
             by,
             &k,
             serde_json::json!({ "note": note, "respond_state": k.respond_state }),
+        )?;
+        Ok(Some(k))
+    })
+}
+
+/// Records that someone started handling it (which answers the customer
+/// too, if nobody had); None if there is no such open, not yet started
+/// complaint.
+pub fn start(
+    conn: &mut DbConn,
+    policy: &Policy,
+    id: &str,
+    by: &str,
+    now: DateTime<Utc>,
+    webhook: bool,
+) -> Result<Option<Complaint>, DbError> {
+    transaction(conn, |c| {
+        let n = on_conn!(c, |c| diesel::update(
+            complaints::table
+                .find(id)
+                .filter(complaints::started_at.is_null())
+                .filter(complaints::resolved_at.is_null())
+        )
+        .set((
+            complaints::started_at.eq(Some(fmt(now))),
+            complaints::started_by.eq(Some(by)),
+        ))
+        .execute(c))?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let k = get(c, id)?.expect("updated");
+        evaluate_and_escalate(c, policy, &k, now, webhook)?;
+        let k = get(c, id)?.expect("updated");
+        audit_it(
+            c,
+            Action::ComplaintStarted,
+            by,
+            &k,
+            serde_json::json!({ "start_state": k.start_state }),
         )?;
         Ok(Some(k))
     })
@@ -341,7 +388,7 @@ pub fn set_repair(conn: &mut DbConn, id: &str, doc_id: &str) -> Result<(), DbErr
 pub struct Filter {
     /// Not yet resolved.
     pub open: Option<bool>,
-    /// Either target in this state (`at_risk`, `breached`, …).
+    /// Any target in this state (`at_risk`, `breached`, …).
     pub state: Option<String>,
     pub customer_id: Option<String>,
     pub doc_id: Option<String>,
@@ -357,6 +404,7 @@ pub fn list(conn: &mut DbConn, f: &Filter) -> Result<Vec<Complaint>, DbError> {
             q = q.filter(
                 complaints::respond_state
                     .eq(s)
+                    .or(complaints::start_state.eq(s))
                     .or(complaints::resolve_state.eq(s)),
             );
         }

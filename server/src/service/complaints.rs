@@ -1,7 +1,8 @@
 //! Complaints (seed 000 §5.3, seed 004): what a complaint is about, and its
-//! two limits: a first response within minutes, a resolution within working
-//! days. Their states (on time, at risk, breached, met, met late) are the
-//! ticket SLA's (`sla::target_state`), so the same escalation tiers apply.
+//! three limits: a first response within minutes, handling started within a
+//! day, a resolution within working days. Their states (on time, at risk,
+//! breached, met, met late) are the ticket SLA's (`sla::target_state`), so
+//! the same escalation tiers apply.
 //! Pure; `office::complaints` stores and escalates.
 
 use std::str::FromStr;
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::clock::{self, CountingClock};
 use super::policy::Policy;
-use super::sla::{target_state, Milestone, TicketSla};
+use super::sla::{target_state, Milestone, TargetState};
 
 /// Seed 000 §5.3's three categories, and anything else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,49 +61,64 @@ impl FromStr for Category {
 pub struct Times {
     pub received_at: DateTime<Utc>,
     pub responded_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
 }
 
-/// The complaint's two targets at `now`, as a `TicketSla` with priority
-/// `complaint` (escalation and lists treat it like a ticket's).
+/// A complaint's three targets.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ComplaintSla {
+    pub respond: TargetState,
+    pub start: TargetState,
+    pub resolve: TargetState,
+}
+
+impl ComplaintSla {
+    pub fn targets(&self) -> [&TargetState; 3] {
+        [&self.respond, &self.start, &self.resolve]
+    }
+}
+
+/// The complaint's three targets at `now`:
 ///
 /// - respond: `complaints.respond_minutes` counted like ticket SLAs
-///   (business hours if `sla.calendar` is set, else around the clock); a
-///   resolution also counts as the response if none was recorded;
+///   (business hours if `sla.calendar` is set, else around the clock);
+/// - start (handling started): `complaints.start_minutes`, counted the same;
 /// - resolve: `complaints.resolve_working_days` full business days of the
 ///   working-day calendar (`Policy::working_calendar`).
-pub fn evaluate(policy: &Policy, t: &Times, now: DateTime<Utc>) -> TicketSla {
+///
+/// A later step answers the earlier ones: starting the handling is also the
+/// response, a resolution is both.
+pub fn evaluate(policy: &Policy, t: &Times, now: DateTime<Utc>) -> ComplaintSla {
     let share = policy.sla.at_risk_share;
-    let sla_clock = CountingClock::new(policy.sla.calendar.as_ref(), &[]);
-    let responded = match (t.responded_at, t.resolved_at) {
+    let earliest = |a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>| match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let respond = target_state(
-        &sla_clock,
-        Milestone::Respond,
-        t.received_at,
-        policy.complaints.respond_minutes,
-        responded,
-        None,
-        now,
-        share,
-    );
+    let started = earliest(t.started_at, t.resolved_at);
+    let responded = earliest(t.responded_at, started);
+    let sla_clock = CountingClock::new(policy.sla.calendar.as_ref(), &[]);
+    let k = &policy.complaints;
+    let on_sla_clock = |m, minutes, met| {
+        target_state(&sla_clock, m, t.received_at, minutes, met, None, now, share)
+    };
+    let respond = on_sla_clock(Milestone::Respond, k.respond_minutes, responded);
+    let start = on_sla_clock(Milestone::Start, k.start_minutes, started);
     let cal = policy.working_calendar();
     let work_clock = CountingClock::new(Some(&cal), &[]);
     let resolve = target_state(
         &work_clock,
         Milestone::Resolve,
         t.received_at,
-        clock::working_days(&cal, policy.complaints.resolve_working_days).num_minutes(),
+        clock::working_days(&cal, k.resolve_working_days).num_minutes(),
         t.resolved_at,
         None,
         now,
         share,
     );
-    TicketSla {
-        priority: "complaint".into(),
+    ComplaintSla {
         respond,
+        start,
         resolve,
     }
 }
@@ -130,6 +146,7 @@ mod tests {
         let mut t = Times {
             received_at: at("2026-11-20T17:55:00+08:00"),
             responded_at: None,
+            started_at: None,
             resolved_at: None,
         };
         let s = evaluate(&p, &t, at("2026-11-20T18:00:00+08:00"));
@@ -149,10 +166,14 @@ mod tests {
         );
         assert_eq!(s.resolve.due_at, Some(at("2026-11-27T17:55:00+08:00")));
         assert_eq!(s.resolve.target_minutes, 45 * 60);
+        // Handling must start within 24 h, around the clock: Saturday 17:55.
+        assert_eq!(s.start.due_at, Some(at("2026-11-21T17:55:00+08:00")));
         // Answered at 18:04: met; the resolve target keeps running.
         t.responded_at = Some(at("2026-11-20T18:04:00+08:00"));
         let s = evaluate(&p, &t, at("2026-11-26T15:39:00+08:00"));
         assert_eq!(s.respond.state, SlaState::Met);
+        // Answered, but nobody started on it: breached since Saturday.
+        assert_eq!(s.start.state, SlaState::Breached);
         assert_eq!(s.resolve.state, SlaState::OnTime);
         assert_eq!(
             evaluate(&p, &t, at("2026-11-26T15:41:00+08:00"))
@@ -170,6 +191,8 @@ mod tests {
         t.resolved_at = Some(at("2026-11-30T10:00:00+08:00"));
         let s = evaluate(&p, &t, at("2026-12-01T00:00:00+08:00"));
         assert_eq!(s.resolve.state, SlaState::MetLate);
+        // The resolution started the handling too, late.
+        assert_eq!(s.start.state, SlaState::MetLate);
         // 45 h to the due time, 5 min to Friday's close, Monday 09:00–10:00.
         assert_eq!(s.resolve.elapsed_minutes, 46 * 60 + 5);
     }
@@ -181,12 +204,13 @@ mod tests {
         let t = Times {
             received_at: at("2026-11-23T10:00:00+08:00"),
             responded_at: None,
+            started_at: None,
             resolved_at: Some(at("2026-11-23T10:08:00+08:00")),
         };
         let s = evaluate(&p, &t, at("2026-11-24T00:00:00+08:00"));
         assert_eq!(
-            (s.respond.state, s.resolve.state),
-            (SlaState::Met, SlaState::Met)
+            (s.respond.state, s.start.state, s.resolve.state),
+            (SlaState::Met, SlaState::Met, SlaState::Met)
         );
         assert_eq!(s.respond.met_at, Some(at("2026-11-23T10:08:00+08:00")));
     }

@@ -13,8 +13,13 @@ pub struct Due {
 }
 
 pub fn due(policy: &EscalationPolicy, sla: &TicketSla) -> Vec<Due> {
+    due_targets(policy, &[&sla.respond, &sla.resolve])
+}
+
+/// The tiers due for any set of targets (a complaint has three).
+pub fn due_targets(policy: &EscalationPolicy, targets: &[&TargetState]) -> Vec<Due> {
     let mut out = Vec::new();
-    for t in [&sla.respond, &sla.resolve] {
+    for t in targets.iter().copied() {
         for tier in &policy.tiers {
             if is_due(tier.when, tier.overdue_share, t) {
                 out.push(Due {

@@ -49,6 +49,9 @@ pub struct ComplaintPolicy {
     /// First response to the customer, in minutes counted like the ticket
     /// SLA (business hours if `sla.calendar` is set, else around the clock).
     pub respond_minutes: i64,
+    /// Handling started (seed 000 §5.1: within 24 hours), counted like the
+    /// response.
+    pub start_minutes: i64,
     /// Resolution, in working days (each a full business day of the
     /// working-day calendar).
     pub resolve_working_days: i64,
@@ -58,6 +61,7 @@ impl Default for ComplaintPolicy {
     fn default() -> Self {
         Self {
             respond_minutes: 10,
+            start_minutes: 24 * 60,
             resolve_working_days: 5,
         }
     }
@@ -424,6 +428,9 @@ impl Policy {
         let k = &self.complaints;
         if !(1..=7 * 24 * 60).contains(&k.respond_minutes) {
             return Err("complaints.respond_minutes: 1 minute to 7 days".into());
+        }
+        if !(k.respond_minutes..=30 * 24 * 60).contains(&k.start_minutes) {
+            return Err("complaints.start_minutes: from respond_minutes to 30 days".into());
         }
         if !(1..=60).contains(&k.resolve_working_days) {
             return Err("complaints.resolve_working_days: 1 to 60".into());

@@ -19,6 +19,9 @@ use super::policy::{RespondOn, SlaPolicy};
 #[serde(rename_all = "snake_case")]
 pub enum Milestone {
     Respond,
+    /// A complaint's handling has started (seed 000 §5.1); tickets have no
+    /// such target.
+    Start,
     Resolve,
 }
 
@@ -26,6 +29,7 @@ impl Milestone {
     pub fn as_str(self) -> &'static str {
         match self {
             Milestone::Respond => "respond",
+            Milestone::Start => "start",
             Milestone::Resolve => "resolve",
         }
     }
