@@ -73,8 +73,9 @@ fn send(server: &Server, token: &str, method: &str, path: &str, body: Value) -> 
 /// The service clock's offset of the second half of the test (3 h 10 min).
 const OFFSET: i64 = 3 * 3600 + 600;
 
-/// Runs SQL on the test database (either backend): the complaints API is
-/// built in parallel (issue 11 §3), so its rows are written directly here.
+/// Runs SQL on the test database (either backend): the complaints are
+/// written directly, so that one is resolved at a chosen time (six hours
+/// after it was received, later than the test runs).
 fn exec_sql(db: &TestDb, sql: &str) {
     use diesel::{Connection, RunQueryDsl};
     match db.backend {
@@ -397,11 +398,13 @@ async fn a_month_of_history_gives_the_hand_computed_report(db: TestDb) {
             "INSERT INTO complaints (id, customer_id, doc_id, ticket_no, category, description,
                received_at, created_by, created_at, responded_at, responded_by, response_note,
                resolved_at, resolved_by, resolution, customer_satisfied, respond_state,
-               respond_due_at, resolve_state, resolve_due_at) VALUES
+               respond_due_at, resolve_state, resolve_due_at, start_state, start_due_at) VALUES
              ('k1', '{cid}', '{d2}', '{n2}', 'service_attitude', 'rude', '{r}', 'dora', '{r}',
-              '{r}', 'dora', 'called', '{solved}', 'dora', 'apologised', TRUE, 'met', '{r}', 'met', '{solved}'),
+              '{r}', 'dora', 'called', '{solved}', 'dora', 'apologised', TRUE, 'met', '{r}', 'met', '{solved}',
+              'met', '{solved}'),
              ('k2', '{cid}', '', '', 'delivery_delay', 'late', '{r}', 'dora', '{r}',
-              NULL, NULL, '', NULL, NULL, '', NULL, 'on_time', '{r}', 'on_time', '{solved}')",
+              NULL, NULL, '', NULL, NULL, '', NULL, 'on_time', '{r}', 'on_time', '{solved}',
+              'on_time', '{solved}')",
             d2 = doc(1),
             n2 = tickets[1].1,
         ),
