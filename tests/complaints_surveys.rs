@@ -329,9 +329,21 @@ async fn a_survey_link_is_answered_once(db: TestDb) {
 
     // Two more jobs: one whose answer meets a storage failure, one whose
     // link is opened too late. A new link ends the older unused one.
-    let flaky = completed_ticket(&server, &dora, &phone, &cid)
+    let flaky_id = completed_ticket(&server, &dora, &phone, &cid).await;
+    let flaky = flaky_id.to_string();
+    // Tom's app leaves an empty survey (no score) on it: that is no answer,
+    // so the customer can still be asked, and the answer replaces it.
+    phone
+        .change(flaky_id, |d| {
+            use automerge::transaction::Transactable;
+            d.put_object(automerge::ROOT, "survey", automerge::ObjType::Map)
+                .unwrap();
+        })
+        .unwrap();
+    phone
+        .wait_acknowledged(flaky_id, common::WAIT)
         .await
-        .to_string();
+        .unwrap();
     let late = completed_ticket(&server, &dora, &phone, &cid)
         .await
         .to_string();

@@ -346,14 +346,7 @@ pub async fn record_contact(
     let made = state
         .db
         .run(move |c| {
-            let known: i64 = {
-                use diesel::prelude::*;
-                crate::db::on_conn!(c, |c| crate::db::schema::tickets::table
-                    .find(&key)
-                    .count()
-                    .get_result(c))?
-            };
-            if known == 0 {
+            if crate::history::get_ticket(c, &key)?.is_none() {
                 return Ok(None);
             }
             let made = transaction(c, |c| {

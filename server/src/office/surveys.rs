@@ -9,7 +9,6 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use automerge::ReadDoc;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use fieldsync_shared::roles::Role;
@@ -62,24 +61,35 @@ pub fn create_link(
     by_user: &str,
     now: DateTime<Utc>,
 ) -> Result<Result<NewLink, Refusal>, DbError> {
-    let row: Option<(String, String, String, Option<i64>)> = on_conn!(conn, |c| tickets::table
+    type Row = (
+        String,
+        String,
+        String,
+        (Option<i64>, Option<i64>, Option<i64>),
+    );
+    let row: Option<Row> = on_conn!(conn, |c| tickets::table
         .find(doc_id)
         .select((
             tickets::ticket_no,
             tickets::status,
             tickets::completed_at,
-            tickets::survey_scale,
+            (
+                tickets::survey_efficiency,
+                tickets::survey_attitude,
+                tickets::survey_reasonableness,
+            ),
         ))
         .first(c)
         .optional())?;
-    let Some((ticket_no, status, completed_at, scale)) = row else {
+    let Some((ticket_no, status, completed_at, (e, a, r))) = row else {
         return Ok(Err(Refusal::NoTicket));
     };
     let completed = parse_time(&completed_at);
     let Some(completed) = completed.filter(|_| DONE.contains(&status.as_str())) else {
         return Ok(Err(Refusal::NotCompleted(status)));
     };
-    if scale.is_some() {
+    // An empty survey map (a device's, without a score) is no answer.
+    if e.or(a).or(r).is_some() {
         return Ok(Err(Refusal::AlreadyAnswered));
     }
     let expires = surveys::window_closes(policy, completed);
@@ -267,11 +277,13 @@ pub async fn apply(
     let doc = DocumentId::from_str(&link.doc_id).map_err(|_| EditError::NotFound)?;
     let answered_at = link.used_at.clone().unwrap_or_default();
     let edit: ServerEditFn = Box::new(move |tx| {
-        if tx
-            .get(automerge::ROOT, "survey")
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
+        // A survey with a score is an answer; an empty one (a device's,
+        // without scores) is replaced.
+        let answered = ticket::read(&*tx)
+            .ok()
+            .and_then(|t| t.survey)
+            .is_some_and(|s| s.efficiency.or(s.attitude).or(s.reasonableness).is_some());
+        if answered {
             return Err(ALREADY.into());
         }
         ticket::set_survey(tx, &survey).map_err(|e| e.to_string())?;
