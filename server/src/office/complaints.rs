@@ -214,6 +214,20 @@ pub fn create(
     })
 }
 
+/// After a step was written: the complaint's states at `now` stored (and
+/// escalated), and the complaint as it is now.
+fn settle(
+    c: &mut DbConn,
+    policy: &Policy,
+    id: &str,
+    now: DateTime<Utc>,
+    webhook: bool,
+) -> Result<Complaint, DbError> {
+    let k = get(c, id)?.expect("the step updated it");
+    evaluate_and_escalate(c, policy, &k, now, webhook)?;
+    Ok(get(c, id)?.expect("the step updated it"))
+}
+
 /// Records the first response; None if there is no such open complaint or
 /// it was already answered.
 pub fn respond(
@@ -241,9 +255,7 @@ pub fn respond(
         if n == 0 {
             return Ok(None);
         }
-        let k = get(c, id)?.expect("updated");
-        evaluate_and_escalate(c, policy, &k, now, webhook)?;
-        let k = get(c, id)?.expect("updated");
+        let k = settle(c, policy, id, now, webhook)?;
         audit_it(
             c,
             Action::ComplaintResponded,
@@ -281,9 +293,7 @@ pub fn start(
         if n == 0 {
             return Ok(None);
         }
-        let k = get(c, id)?.expect("updated");
-        evaluate_and_escalate(c, policy, &k, now, webhook)?;
-        let k = get(c, id)?.expect("updated");
+        let k = settle(c, policy, id, now, webhook)?;
         audit_it(
             c,
             Action::ComplaintStarted,
@@ -325,8 +335,7 @@ pub fn resolve(
         if n == 0 {
             return Ok(None);
         }
-        let k = get(c, id)?.expect("updated");
-        evaluate_and_escalate(c, policy, &k, now, webhook)?;
+        let k = settle(c, policy, id, now, webhook)?;
         let second_contact = satisfied == Some(false)
             && closed_loop::add_callback(
                 c,
@@ -347,7 +356,7 @@ pub fn resolve(
                 "second_contact": second_contact,
             }),
         )?;
-        get(c, id)
+        Ok(Some(k))
     })
 }
 
