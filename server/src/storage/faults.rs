@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultPoint {
@@ -67,13 +67,13 @@ impl FaultPlan {
 
     /// Whether (and where) the next commit fails.
     pub fn next_commit(&self) -> Option<FaultPoint> {
-        if self.remaining.load(Ordering::Relaxed) == 0 || !self.rng().gen_bool(self.rate) {
+        if self.remaining.load(Ordering::Relaxed) == 0 || !self.rng().random_bool(self.rate) {
             return None;
         }
         self.remaining
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
             .ok()?;
-        Some(match self.rng().gen_range(0..3) {
+        Some(match self.rng().random_range(0..3) {
             0 => FaultPoint::BeforeTransaction,
             1 => FaultPoint::InsideTransaction,
             _ => FaultPoint::AfterCommit,
