@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod office;
 pub mod projection;
 pub mod records;
+pub mod request_id;
 pub mod service;
 pub mod sharing;
 pub mod storage;
