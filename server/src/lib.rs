@@ -14,6 +14,7 @@ pub mod memory;
 pub mod metrics;
 pub mod office;
 pub mod projection;
+pub mod progress;
 pub mod records;
 pub mod request_id;
 pub mod service;
