@@ -31,6 +31,12 @@ struct Cli {
     )]
     database: String,
 
+    /// Export traces to this OpenTelemetry collector (OTLP over HTTP, e.g.
+    /// http://localhost:4318; `/v1/traces` is added to a bare address).
+    #[cfg(feature = "otel")]
+    #[arg(long, global = true, env = "FIELDSYNC_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -285,8 +291,19 @@ enum UserCommand {
 }
 
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    #[cfg(feature = "otel")]
+    let otlp_endpoint = cli.otlp_endpoint.clone();
+    #[cfg(not(feature = "otel"))]
+    let otlp_endpoint: Option<String> = None;
+    // Held to the end: exported spans still queued are sent on exit.
+    let _flush_on_exit = match crate::telemetry::init(otlp_endpoint.as_deref()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: --otlp-endpoint: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Serve {
             bind,
@@ -421,17 +438,6 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 fn compact(database: &str, min_changes: i64) -> anyhow::Result<()> {
