@@ -84,7 +84,25 @@ fn assert_rebuild_is_identical(db: &TestDb, server: &mut Server) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("projection rebuilt"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("projection rebuilt"));
+    // Progress goes to stderr, as plain lines when stderr is not a terminal
+    // (here a pipe): a first line, and a closing one with the count.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let n = stdout
+        .split("projection rebuilt: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    assert!(
+        stderr.contains(&format!("projection rebuild: 0/{n} documents\n")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("projection rebuild: done, {n}/{n} documents in ")),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("projection rebuild:"), "{stdout}");
     let after = conn.run_blocking(store::dump).unwrap();
     assert_eq!(before, after, "rebuild must reproduce the rows exactly");
 }

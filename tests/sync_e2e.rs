@@ -355,7 +355,135 @@ async fn offline_edits_survive_a_device_restart(db: TestDb) {
     );
 }
 
+/// `/metrics` tells an operator what happened: a synced change (ack
+/// latency, commit duration and batch size, validation and projection
+/// time), failed logins by outcome, a quarantined edit by reason,
+/// connections by state; REST answers carry an `X-Request-Id`.
+async fn metrics_describe_what_happened(db: TestDb) {
+    let server = Server::start(&db, &[]);
+    let series = |s: &str| {
+        server
+            .series(s)
+            .unwrap_or_else(|| panic!("no {s} in\n{}", server.get("/metrics")))
+    };
+    // Every series is there from the start, at zero.
+    assert_eq!(
+        series("fieldsync_edits_rejected_total{reason=\"server_record\"}"),
+        0.0
+    );
+    assert_eq!(
+        series("fieldsync_logins_total{outcome=\"bad_password\"}"),
+        0.0
+    );
+    assert_eq!(series("fieldsync_ack_latency_seconds_count"), 0.0);
+    assert_eq!(series("fieldsync_connections{state=\"open\"}"), 0.0);
+    // The harness logged in once.
+    assert_eq!(series("fieldsync_logins_total{outcome=\"ok\"}"), 1.0);
+
+    // Two failed logins, answered 401 with a request id.
+    for (user, password) in [
+        (common::HARNESS_USER, "not the password"),
+        ("nobody-here", "whatever"),
+    ] {
+        let body = serde_json::json!({"username": user, "password": password}).to_string();
+        let reply = common::http_full(
+            server.port,
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            "application/json",
+            body.as_bytes(),
+        );
+        assert_eq!(reply.status, 401, "{user}");
+        let id = reply.header("x-request-id").expect("an X-Request-Id");
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    }
+    assert_eq!(
+        series("fieldsync_logins_total{outcome=\"bad_password\"}"),
+        1.0
+    );
+    assert_eq!(
+        series("fieldsync_logins_total{outcome=\"unknown_user\"}"),
+        1.0
+    );
+    let health = common::http_full(server.port, "GET", "/health", None, "text/plain", b"");
+    assert!(
+        health.header("x-request-id").is_some(),
+        "{:?}",
+        health.headers
+    );
+
+    let a = Device::new("tech-a");
+    a.connect(&server.sync_url()).await.unwrap();
+    let id = a.create(new_ticket);
+    a.wait_acknowledged(id, WAIT).await.unwrap();
+    assert!(series("fieldsync_connections{state=\"open\"}") >= 1.0);
+    a.change(id, |d| {
+        d.put(ROOT, "work_done", "cleaned the filter").unwrap()
+    })
+    .unwrap();
+    a.wait_acknowledged(id, WAIT).await.unwrap();
+    // A field only the server writes: undone and quarantined, even for an admin.
+    a.change(id, |d| d.put(ROOT, "status_history", "forged").unwrap())
+        .unwrap();
+    a.wait_acknowledged(id, WAIT).await.unwrap();
+    common::wait_for("the quarantined edit is counted", || {
+        series("fieldsync_edits_rejected_total{reason=\"server_record\"}") >= 1.0
+    });
+    assert_eq!(
+        series("fieldsync_edits_rejected_total{reason=\"corrupt_data\"}"),
+        0.0
+    );
+
+    // Three acknowledged messages with changes at least (each committed).
+    let acks = series("fieldsync_ack_latency_seconds_count");
+    assert!(acks >= 3.0, "{acks} acknowledgements");
+    let ack_sum = series("fieldsync_ack_latency_seconds_sum");
+    assert!(
+        ack_sum > 0.0 && ack_sum / acks < WAIT.as_secs_f64(),
+        "mean ack latency {} s",
+        ack_sum / acks
+    );
+    assert_eq!(
+        series("fieldsync_ack_latency_seconds_bucket{le=\"+Inf\"}"),
+        acks
+    );
+    assert!(series("fieldsync_ack_latency_seconds_bucket{le=\"10\"}") <= acks);
+    let commits = series("fieldsync_commit_duration_seconds_count");
+    assert!(commits >= 3.0, "{commits} commits");
+    assert!(series("fieldsync_commit_duration_seconds_sum") > 0.0);
+    // One scrape: the batch-size histogram agrees with the commit counters.
+    let text = server.get("/metrics");
+    let one = |s: &str| common::metric_series(&text, s).unwrap_or_else(|| panic!("no {s}"));
+    assert_eq!(
+        one("fieldsync_commit_batch_messages_count"),
+        one("fieldsync_commit_batches_total")
+    );
+    assert_eq!(
+        one("fieldsync_commit_batch_messages_sum"),
+        one("fieldsync_commit_messages_total")
+    );
+    assert!(one("fieldsync_commit_batch_messages_bucket{le=\"1024\"}") >= 3.0);
+    for h in [
+        "fieldsync_apply_seconds",
+        "fieldsync_validation_seconds",
+        "fieldsync_projection_seconds",
+    ] {
+        assert!(series(&format!("{h}_count")) >= 3.0, "{h}");
+    }
+
+    a.disconnect().await;
+    common::wait_for("the connection is gone from every state", || {
+        ["handshaking", "open", "closing"]
+            .iter()
+            .all(|s| series(&format!("fieldsync_connections{{state=\"{s}\"}}")) == 0.0)
+    });
+    assert_eq!(server.metric("fieldsync_connections_open"), 0);
+    assert!(server.metric("fieldsync_connections_total") >= 1);
+}
+
 on_both_backends!(
+    metrics_describe_what_happened,
     offline_edits_survive_a_device_restart,
     fan_out_live,
     offline_edits_converge,

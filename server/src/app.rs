@@ -77,6 +77,7 @@ pub struct LoginLimits {
 }
 
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    crate::metrics::install();
     let url = opts.database_url.clone();
     let db = tokio::task::spawn_blocking(move || Db::open(&url, 16))
         .await?
@@ -144,8 +145,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .wrap(middleware::from_fn(crate::api::input::refuse_nul_in_url))
-            // Registered last, so outermost: sees every answer.
             .wrap(middleware::from_fn(crate::api::errors::ensure_json))
+            // Registered last, so outermost: every answer, JSON errors
+            // included, carries its `X-Request-Id`.
+            .wrap(middleware::from_fn(crate::request_id::assign))
             .app_data(web::Data::new(app_hub.clone()))
             .app_data(web::Data::new(api.clone()))
             .configure(crate::api::configure)
@@ -200,6 +203,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     tokio::spawn(close_blocked_devices(hub.clone(), db.clone()));
     tokio::spawn(prune_login_throttle(db.clone()));
     tokio::spawn(crate::memory::trim_periodically());
+    tokio::spawn(crate::metrics::upkeep_periodically());
     tokio::spawn(crate::office::sla_watch::run(
         db.clone(),
         hub.commits.subscribe(),
@@ -281,7 +285,7 @@ async fn health(hub: web::Data<Arc<Hub>>) -> HttpResponse {
 async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(METRICS.render())
+        .body(crate::metrics::render())
 }
 
 async fn index() -> HttpResponse {

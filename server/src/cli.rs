@@ -10,6 +10,7 @@ use crate::app::{self, ServeOptions};
 use crate::audit::Action;
 use crate::auth::{accounts, password, sessions};
 use crate::db::Db;
+use crate::progress::Progress;
 use crate::storage;
 use crate::sync::hub::SyncConfig;
 use fieldsync_shared::roles::Role;
@@ -29,6 +30,12 @@ struct Cli {
         default_value = "fieldsync.db"
     )]
     database: String,
+
+    /// Export traces to this OpenTelemetry collector (OTLP over HTTP, e.g.
+    /// http://localhost:4318; `/v1/traces` is added to a bare address).
+    #[cfg(feature = "otel")]
+    #[arg(long, global = true, env = "FIELDSYNC_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -284,8 +291,19 @@ enum UserCommand {
 }
 
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    #[cfg(feature = "otel")]
+    let otlp_endpoint = cli.otlp_endpoint.clone();
+    #[cfg(not(feature = "otel"))]
+    let otlp_endpoint: Option<String> = None;
+    // Held to the end: exported spans still queued are sent on exit.
+    let _flush_on_exit = match crate::telemetry::init(otlp_endpoint.as_deref()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: --otlp-endpoint: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Command::Serve {
             bind,
@@ -422,22 +440,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn compact(database: &str, min_changes: i64) -> anyhow::Result<()> {
     let db = Db::open(database, 2)?;
     let docs = db.run_blocking(|c| storage::docs_needing_compaction(c, min_changes.max(1)))?;
     let total = docs.len();
     println!("{total} document(s) to compact");
+    let mut progress = Progress::new("compact", "documents", total as u64);
     let mut removed = 0;
     for (i, doc_id) in docs.iter().enumerate() {
         let stored = db.run_blocking(|c| storage::load(c, doc_id))?;
@@ -453,6 +461,7 @@ fn compact(database: &str, min_changes: i64) -> anyhow::Result<()> {
             storage::write_snapshot(c, doc_id, &doc.save(), &doc.get_heads(), &known)
         })?;
         removed += r.changes_removed;
+        progress.inc(1);
         if (i + 1) % 100 == 0 || i + 1 == total {
             println!(
                 "  {}/{total} documents compacted, {removed} change rows folded",
@@ -555,7 +564,24 @@ fn report(
         .ok_or_else(|| anyhow::anyhow!("--format must be json, csv or svg"))?;
     let db = Db::open(database, 1)?;
     let started = std::time::Instant::now();
-    let mut progress = |line: &str| eprintln!("{line}");
+    // Step lines as they come; a bar (or plain lines) while tickets load.
+    let mut loading: Option<Progress> = None;
+    let mut progress = |step: reports::BuildStep<'_>| match step {
+        reports::BuildStep::Note(line) => match loading.as_mut() {
+            Some(p) => p.note(line),
+            None => eprintln!("{line}"),
+        },
+        reports::BuildStep::Loaded { done, total } => {
+            loading
+                .get_or_insert_with(|| Progress::new("loading", "tickets", total as u64))
+                .set(done as u64);
+            if done >= total {
+                if let Some(p) = loading.take() {
+                    p.finish();
+                }
+            }
+        }
+    };
     let report =
         db.run_blocking(
             |c| match reports::build(c, &period, now, i64::MAX, &mut progress) {
@@ -564,6 +590,7 @@ fn report(
                 Err(e) => Ok(Err(anyhow::anyhow!(e))),
             },
         )??;
+    drop(loading);
     let body = reports::render(&report, format).map_err(|e| anyhow::anyhow!(e))?;
     match output {
         Some(path) => {
@@ -589,13 +616,20 @@ fn report(
 fn rebuild_projection(database: &str) -> anyhow::Result<()> {
     let db = Db::open(database, 1)?;
     let started = std::time::Instant::now();
+    let mut progress: Option<Progress> = None;
     let report = db.run_blocking(|c| {
         crate::projection::store::rebuild(c, |done, total| {
+            progress
+                .get_or_insert_with(|| {
+                    Progress::new("projection rebuild", "documents", total as u64)
+                })
+                .set(done as u64);
             if done % 500 == 0 || done == total {
                 println!("  {done}/{total} documents");
             }
         })
     })?;
+    drop(progress);
     println!(
         "projection rebuilt: {} documents, {} tickets, {} failed, in {:.1} s",
         report.documents,

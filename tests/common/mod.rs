@@ -241,15 +241,20 @@ impl Server {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
-    /// A Prometheus counter from `/metrics`.
+    /// A Prometheus counter or gauge without labels from `/metrics`.
     pub fn metric(&self, name: &str) -> u64 {
-        self.get("/metrics")
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(&format!("{name} "))
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .unwrap_or_else(|| panic!("metric {name} missing"))
+        let v = self
+            .series(name)
+            .unwrap_or_else(|| panic!("metric {name} missing"));
+        assert!(v >= 0.0 && v.fract() == 0.0, "{name} = {v}");
+        v as u64
+    }
+
+    /// One series from `/metrics`, written as in the exposition, labels
+    /// included (`fieldsync_logins_total{outcome="ok"}`,
+    /// `fieldsync_ack_latency_seconds_count`); None if absent.
+    pub fn series(&self, series: &str) -> Option<f64> {
+        metric_series(&self.get("/metrics"), series)
     }
 }
 
@@ -324,6 +329,17 @@ pub fn cli(database_url: &str, args: &[&str], stdin: &str) -> std::process::Outp
         .write_all(stdin.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// `series` (name and labels, as written) in a Prometheus text exposition.
+pub fn metric_series(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| match v.trim() {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|e| panic!("{series} = {v}: {e}")),
+        })
 }
 
 pub fn http_get(port: u16, path: &str) -> String {

@@ -19,6 +19,7 @@ use super::throttle;
 use crate::audit::{self, Action, Entry};
 use crate::db::schema::refresh_tokens as rt;
 use crate::db::{now_millis, on_conn, transaction, Db, DbConn, DbError};
+use crate::metrics::LoginOutcome;
 
 /// Refresh tokens live 30 days (a technician may be offline for a while).
 pub const REFRESH_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
@@ -101,6 +102,8 @@ pub struct LoginGuards<'a> {
 /// 3. check the password (or a dummy hash for an unknown user);
 /// 4. record the outcome: tokens, or a failure (and maybe a lockout) in the
 ///    audit log. Not one transaction: a failure must stay recorded.
+///
+/// Every outcome is counted in `fieldsync_logins_total{outcome}`.
 pub async fn login(
     db: &Db,
     guards: LoginGuards<'_>,
@@ -108,15 +111,40 @@ pub async fn login(
     password_attempt: String,
     client: ClientAddr,
 ) -> Result<TokenPair, SessionError> {
+    let mut outcome = LoginOutcome::Error;
+    let result = attempt_login(db, guards, username, password_attempt, client, &mut outcome).await;
+    if result.is_ok() {
+        outcome = LoginOutcome::Ok;
+    }
+    crate::metrics::login(outcome);
+    result
+}
+
+async fn attempt_login(
+    db: &Db,
+    guards: LoginGuards<'_>,
+    username: String,
+    password_attempt: String,
+    client: ClientAddr,
+    outcome: &mut LoginOutcome,
+) -> Result<TokenPair, SessionError> {
+    *outcome = LoginOutcome::RateLimited;
     guards
         .per_address
         .take(&client)
         .map_err(|retry_after_secs| SessionError::TooManyRequests { retry_after_secs })?;
     // No account can have these; answer without using the pool or database.
-    if !accounts::valid_username(&username) || password_attempt.len() > 4 * MAX_PASSWORD_LEN {
+    if !accounts::valid_username(&username) {
+        *outcome = LoginOutcome::UnknownUser;
         return Err(SessionError::InvalidCredentials);
     }
+    if password_attempt.len() > 4 * MAX_PASSWORD_LEN {
+        *outcome = LoginOutcome::Invalid;
+        return Err(SessionError::InvalidCredentials);
+    }
+    *outcome = LoginOutcome::Busy;
     let place = guards.passwords.reserve()?;
+    *outcome = LoginOutcome::Error;
     let (name, addr) = (username.clone(), client.as_str().to_string());
     let (nth, found) = db
         .run(move |c| {
@@ -127,12 +155,21 @@ pub async fn login(
             Ok(Ok((nth, accounts::find_for_login(c, &name)?)))
         })
         .await?
-        .map_err(|retry_after_secs| SessionError::TooManyAttempts { retry_after_secs })?;
+        .map_err(|retry_after_secs| {
+            *outcome = LoginOutcome::Locked;
+            SessionError::TooManyAttempts { retry_after_secs }
+        })?;
     let stored = found.as_ref().map(|(_, hash)| hash.clone());
     let matches = place.verify(password_attempt, stored).await;
+    let failure = match &found {
+        None => Some(LoginOutcome::UnknownUser),
+        Some(_) if !matches => Some(LoginOutcome::BadPassword),
+        Some((u, _)) if u.disabled => Some(LoginOutcome::Disabled),
+        Some(_) => None,
+    };
     let user = found.map(|(u, _)| u).filter(|u| matches && !u.disabled);
     let keys = guards.keys.clone();
-    db.run(move |c| {
+    let result = db.run(move |c| {
         let ip = Some(client.as_str());
         let Some(user) = user else {
             if let Some(ms) = throttle::failed(c, &username, client.as_str(), nth)? {
@@ -177,7 +214,11 @@ pub async fn login(
         })?;
         Ok(Ok(pair(&keys, user, refresh)))
     })
-    .await?
+    .await?;
+    if let (Err(SessionError::InvalidCredentials), Some(f)) = (&result, failure) {
+        *outcome = f;
+    }
+    result
 }
 
 /// Sets a new password hash and revokes everything issued under the old

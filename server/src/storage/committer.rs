@@ -51,6 +51,9 @@ impl CommitError {
 struct Request {
     write: DocWrite,
     done: oneshot::Sender<Result<(), CommitError>>,
+    /// The waiter's span (doc actor → connection): the batch's span follows
+    /// from each, so a trace leads from a device's message to its commit.
+    span: tracing::Span,
 }
 
 #[derive(Clone)]
@@ -99,7 +102,11 @@ impl Committer {
     pub async fn commit(&self, write: DocWrite) -> Result<(), CommitError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Request { write, done })
+            .send(Request {
+                write,
+                done,
+                span: tracing::Span::current(),
+            })
             .map_err(|_| CommitError::stopped("committer stopped"))?;
         wait.await
             .map_err(|_| CommitError::stopped("committer dropped the request"))?
@@ -149,6 +156,11 @@ fn drain(rx: &std_mpsc::Receiver<Request>, batch: &mut Vec<Request>) {
 
 impl Writer {
     fn commit_batch(&self, batch: Vec<Request>) {
+        let span = tracing::info_span!("commit_batch", messages = batch.len());
+        for r in &batch {
+            span.follows_from(&r.span);
+        }
+        let _entered = span.enter();
         let (writes, dones): (Vec<DocWrite>, Vec<_>) =
             batch.into_iter().map(|r| (r.write, r.done)).unzip();
         match self.write(&writes) {
@@ -185,14 +197,15 @@ impl Writer {
                 .db
                 .run_blocking(|c| append_changes_then(c, writes, || Ok(()))),
         };
+        let took = started.elapsed();
+        METRICS.commit_duration.observe(took);
         match result {
             Ok(inserted) => {
+                METRICS.commit_batch_size.record(writes.len() as f64);
                 METRICS.commit_batches.inc();
                 METRICS.commit_messages.add(writes.len() as u64);
                 METRICS.changes_committed.add(inserted as u64);
-                METRICS
-                    .commit_micros
-                    .add(started.elapsed().as_micros() as u64);
+                METRICS.commit_micros.add(took.as_micros() as u64);
                 self.health.commit_ok();
                 Ok(())
             }

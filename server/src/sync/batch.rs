@@ -118,6 +118,7 @@ pub async fn batch_endpoint(
         }
         body.extend_from_slice(&chunk);
     }
+    let received = std::time::Instant::now();
     let batch: BatchRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid batch body: {e}")))?;
     drop(body);
@@ -157,7 +158,7 @@ pub async fn batch_endpoint(
     // Every document at once: their commits share group-commit transactions.
     let done = futures_util::future::join_all(accepted.into_iter().map(|(i, doc, msg)| {
         let (hub, who) = (hub.get_ref().clone(), identity.clone());
-        async move { (i, one(hub, who, doc, msg).await) }
+        async move { (i, one(hub, who, doc, msg, received).await) }
     }))
     .await;
     for (i, reply) in done {
@@ -204,7 +205,13 @@ fn admit(
     Ok((doc, msg))
 }
 
-async fn one(hub: Arc<Hub>, who: Arc<Identity>, doc: DocumentId, msg: sync::Message) -> BatchReply {
+async fn one(
+    hub: Arc<Hub>,
+    who: Arc<Identity>,
+    doc: DocumentId,
+    msg: sync::Message,
+    received: std::time::Instant,
+) -> BatchReply {
     let (out, mut inbox) = outbox(OutboxLimits {
         max_bytes: usize::MAX,
         max_messages: 8,
@@ -226,6 +233,8 @@ async fn one(hub: Arc<Hub>, who: Arc<Identity>, doc: DocumentId, msg: sync::Mess
             peer,
             msg,
             request: false,
+            received,
+            span: tracing::Span::current(),
         },
     )
     .await;

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use fieldsync_shared::protocol::{EphemeralFrame, Message};
 use fieldsync_shared::DocumentId;
@@ -18,7 +19,8 @@ use tokio::sync::mpsc;
 use super::doc_state::{ConnId, DocState};
 use super::hub::{DocCommand, EditError, Hub, PeerHandle, ServerEditFn};
 use super::session::close_code;
-use crate::metrics::METRICS;
+use crate::metrics::{EditRejection, METRICS};
+use tracing::Instrument;
 
 use crate::projection::{self, TicketRows};
 use crate::sharing::{self, Assignment, DocAccess};
@@ -54,6 +56,18 @@ struct DocActor {
 }
 
 pub(crate) async fn run(
+    hub: Arc<Hub>,
+    doc_id: DocumentId,
+    generation: u64,
+    rx: mpsc::Receiver<DocCommand>,
+) {
+    let span = tracing::info_span!(parent: None, "doc_actor", doc = %doc_id);
+    run_actor(hub, doc_id, generation, rx)
+        .instrument(span)
+        .await
+}
+
+async fn run_actor(
     hub: Arc<Hub>,
     doc_id: DocumentId,
     generation: u64,
@@ -163,7 +177,20 @@ impl DocActor {
 
     async fn handle(&mut self, cmd: DocCommand) {
         match cmd {
-            DocCommand::Sync { peer, msg, request } => self.on_sync(peer, msg, request).await,
+            DocCommand::Sync {
+                peer,
+                msg,
+                request,
+                received,
+                span,
+            } => {
+                // Inside the sender's span (its connection or HTTP request),
+                // so every line about this message names the connection.
+                let span = tracing::info_span!(parent: &span, "sync_msg", doc = %self.doc_id);
+                self.on_sync(peer, msg, request, received)
+                    .instrument(span)
+                    .await
+            }
             DocCommand::Ephemeral { from, frame } => self.on_ephemeral(from, frame),
             DocCommand::PeerLeft { conn } => {
                 self.state.remove_peer(conn);
@@ -251,7 +278,13 @@ impl DocActor {
         }
     }
 
-    async fn on_sync(&mut self, peer: PeerHandle, msg: automerge::sync::Message, request: bool) {
+    async fn on_sync(
+        &mut self,
+        peer: PeerHandle,
+        msg: automerge::sync::Message,
+        request: bool,
+        received_at: Instant,
+    ) {
         METRICS.sync_messages.inc();
         let conn = peer.conn;
         let peer_has_doc = !msg.heads.is_empty();
@@ -268,7 +301,9 @@ impl DocActor {
         }
         self.waiting.remove(&conn);
         self.handles.insert(conn, peer.clone());
+        let applying = Instant::now();
         let received = self.state.receive(conn, &peer.peer_id, msg);
+        METRICS.apply_time.observe(applying.elapsed());
         let write_only = matches!(access, DocAccess::WriteOnly | DocAccess::Locked);
         self.state.set_write_only(conn, write_only);
         let received = match received {
@@ -276,6 +311,7 @@ impl DocActor {
             Err(e) => {
                 tracing::warn!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "rejected sync message");
                 METRICS.protocol_errors.inc();
+                crate::metrics::edit_rejected(EditRejection::CorruptData);
                 self.drop_peer(conn);
                 peer.fail(
                     &self.hub.server_peer_id,
@@ -294,6 +330,7 @@ impl DocActor {
         let mut touch = None;
         if received.heads_changed {
             let at = crate::db::now_rfc3339();
+            let judging = Instant::now();
             let follow = self.state.follow_up(
                 &received.applied,
                 &received.heads_before,
@@ -302,8 +339,13 @@ impl DocActor {
                 &peer.user_id,
                 &at,
             );
+            METRICS.validation_time.observe(judging.elapsed());
             for (v, compensation) in follow.violations {
                 tracing::info!(doc = %self.doc_id, user = %peer.user_id, device = %peer.device_id, path = %v.path, "quarantined a forbidden edit");
+                crate::metrics::edit_rejected(quarantine_reason(
+                    access == DocAccess::Locked || follow.locked,
+                    &v.path,
+                ));
                 quarantined.push(Quarantined {
                     user_id: peer.user_id.clone(),
                     device_id: peer.device_id.clone(),
@@ -316,8 +358,10 @@ impl DocActor {
             changes.extend(follow.changes);
             touch = Some(follow.touched);
         }
+        let acknowledges = !changes.is_empty();
         if let Err(e) = self.commit(changes, quarantined, touch.as_ref()).await {
             tracing::warn!(doc = %self.doc_id, peer = %peer.peer_id, error = %e, "changes not stored; the device keeps them and retries");
+            crate::metrics::edit_rejected(EditRejection::StorageUnavailable);
             self.drop_peer(conn);
             peer.fail(
                 &self.hub.server_peer_id,
@@ -348,6 +392,7 @@ impl DocActor {
             // Reloading from storage is the only way to drop Automerge's
             // queue of changes whose dependencies never arrived.
             METRICS.limit_violations.inc();
+            crate::metrics::edit_rejected(EditRejection::MissingDependencies);
             tracing::warn!(doc = %self.doc_id, peer = %peer.peer_id, user = %peer.user_id, bytes, "dropping changes whose dependencies never arrived");
             self.drop_peer(conn);
             peer.fail(
@@ -377,6 +422,10 @@ impl DocActor {
                 self.close_write_only(&peer).await;
             }
             self.answer_write_only(&peer, carried_changes || !peer_has_doc);
+        }
+        if acknowledges {
+            // Committed, and the reply that acknowledges it is queued.
+            METRICS.ack_latency.observe(received_at.elapsed());
         }
 
         if self.loose_changes >= self.hub.config.compact_after {
@@ -413,6 +462,7 @@ impl DocActor {
         }
         // The rows are brought up to date in memory now; if the commit
         // fails they are forgotten (and rewritten whole next time).
+        let projecting = Instant::now();
         let projection = match (self.last_projection.as_mut(), touch) {
             (Some(rows), Some(t)) => {
                 let delta = projection::update(rows, &self.doc_key, self.state.doc(), t);
@@ -427,6 +477,7 @@ impl DocActor {
                 Some(projection::RowsDelta::All(rows.map(Box::new)))
             }
         };
+        METRICS.projection_time.observe(projecting.elapsed());
         let n = changes.len();
         let write = DocWrite {
             doc_id: self.doc_key.clone(),
@@ -434,7 +485,8 @@ impl DocActor {
             quarantined,
             projection,
         };
-        match self.hub.committer.commit(write).await {
+        let span = tracing::info_span!("commit", changes = n);
+        match self.hub.committer.commit(write).instrument(span).await {
             Ok(()) => {
                 self.loose_changes += n;
                 // Whoever follows the history (SLA watch) hears of it; no
@@ -599,5 +651,19 @@ impl DocActor {
                 tracing::warn!(doc = %self.doc_id, error = %e, "compaction failed; will retry")
             }
         }
+    }
+}
+
+/// Why a quarantined edit was undone, for `fieldsync_edits_rejected_total`.
+fn quarantine_reason(locked: bool, path: &str) -> EditRejection {
+    use fieldsync_shared::permissions::{group_of, FieldGroup};
+    if locked {
+        EditRejection::Locked
+    } else if group_of(path) == FieldGroup::ServerRecord {
+        EditRejection::ServerRecord
+    } else if path == "status" {
+        EditRejection::StatusTransition
+    } else {
+        EditRejection::ForbiddenField
     }
 }

@@ -70,6 +70,9 @@ pub struct FollowUp {
     pub violations: Vec<(integrity::Violation, ChangeHash)>,
     /// What the peer's ops touched (for the incremental projection).
     pub touched: integrity::Touch,
+    /// Every op was judged as from a locked author (the ticket is closed to
+    /// the peer), whatever its role.
+    pub locked: bool,
 }
 
 pub struct DocState {
@@ -310,6 +313,7 @@ impl DocState {
         let enforced = integrity::enforce(&mut self.doc, &mut self.fields, applied, author);
         let mut out = FollowUp {
             touched: enforced.touched,
+            locked,
             ..FollowUp::default()
         };
         if let Some((change, violations)) = enforced.compensation {

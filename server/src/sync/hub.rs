@@ -191,6 +191,12 @@ pub enum DocCommand {
         peer: PeerHandle,
         msg: sync::Message,
         request: bool,
+        /// When its frame (or HTTP batch) arrived: the start of
+        /// `fieldsync_ack_latency_seconds`.
+        received: std::time::Instant,
+        /// The sender's span (its connection or request): the doc actor
+        /// handles the message inside a child of it.
+        span: tracing::Span,
     },
     /// A presence message to relay: encoded once, for every reader.
     Ephemeral {

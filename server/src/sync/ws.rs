@@ -24,7 +24,8 @@ use crate::auth::accounts::{self, User};
 use crate::auth::devices::{self, Device, DeviceError};
 use crate::auth::jwt::TokenError;
 use crate::db::transaction;
-use crate::metrics::METRICS;
+use crate::metrics::{ConnGauge, ConnState, METRICS};
+use tracing::Instrument;
 
 /// Who is on the other end, checked before the upgrade: no document data
 /// flows for an unauthenticated connection.
@@ -168,7 +169,16 @@ pub async fn sync_endpoint(
         .max_continuation_size(limit);
     let peer_addr = req.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let (conn, out_rx) = Connection::new(hub.get_ref().clone(), session, peer_addr, identity);
-    actix_web::rt::spawn(conn.run(stream, out_rx));
+    // A root span (the upgrade request ends now); the request id links them.
+    let span = tracing::info_span!(
+        parent: None,
+        "sync_conn",
+        conn = conn.conn,
+        request_id = crate::request_id::of(&req).unwrap_or_default(),
+        user = %conn.identity.user.username,
+        device = %conn.identity.device.id,
+    );
+    actix_web::rt::spawn(conn.run(stream, out_rx).instrument(span));
     Ok(response)
 }
 
@@ -190,6 +200,10 @@ struct Connection {
     budget: Arc<std::sync::Mutex<Budget>>,
     /// Size of the frame being handled (already charged to the budget).
     frame_len: usize,
+    /// When the frame being handled arrived.
+    frame_at: Instant,
+    /// This connection in `fieldsync_connections{state}`.
+    state: ConnGauge,
 }
 
 impl Connection {
@@ -222,6 +236,8 @@ impl Connection {
             identity,
             budget,
             frame_len: 0,
+            frame_at: Instant::now(),
+            state: ConnGauge::new(),
         };
         (me, out_rx)
     }
@@ -234,6 +250,7 @@ impl Connection {
         METRICS.connections_total.inc();
         tracing::debug!(conn = c.conn, addr = %c.peer_addr, "sync connection opened");
         let reason = c.event_loop(stream, out_rx).await;
+        c.state.set(ConnState::Closing);
         c.cleanup().await;
         METRICS.connections_open.dec();
         tracing::debug!(conn = c.conn, peer = ?c.proto.peer_id(), ?reason, "sync connection closed");
@@ -272,6 +289,7 @@ impl Connection {
                         Some(Ok(AggregatedMessage::Binary(bytes))) => {
                             METRICS.frames_received.inc();
                             self.frame_len = bytes.len();
+                            self.frame_at = Instant::now();
                             match self.charge(|b| b.message(bytes.len())) {
                                 Ok(()) => self.proto.on_frame(&bytes),
                                 Err(e) => self.proto.fail(close_code::POLICY, &e.to_string()),
@@ -364,6 +382,7 @@ impl Connection {
                             out: self.out_tx.clone(),
                             kill: self.kill.clone(),
                         });
+                        self.state.set(ConnState::Open);
                     }
                 }
                 Action::Sync {
@@ -389,7 +408,16 @@ impl Connection {
                     }
                     self.docs.insert(doc);
                     self.hub
-                        .dispatch(doc, DocCommand::Sync { peer, msg, request })
+                        .dispatch(
+                            doc,
+                            DocCommand::Sync {
+                                peer,
+                                msg,
+                                request,
+                                received: self.frame_at,
+                                span: tracing::Span::current(),
+                            },
+                        )
                         .await;
                 }
                 Action::Ephemeral(msg) => {

@@ -367,7 +367,7 @@ pub fn assemble(
     period: &ReportPeriod,
     policy: &Policy,
     now: DateTime<Utc>,
-    progress: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(super::BuildStep<'_>),
 ) -> Result<Report, String> {
     let offset = utc_offset_minutes(policy);
     let utc = period
@@ -422,12 +422,12 @@ pub fn assemble(
             rp.label(),
             kpi_lines(company.facts(), &u, now.min(u.end), policy),
         ));
-        progress(&format!(
+        progress(super::BuildStep::Note(&format!(
             "  period {} computed ({}/{})",
             rp.label(),
             i + 1,
             periods.len()
-        ));
+        )));
     }
     let trends = Kpi::ALL
         .into_iter()

@@ -46,7 +46,7 @@ pub fn load(
     policy: &Policy,
     now: DateTime<Utc>,
     max_tickets: i64,
-    progress: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(super::BuildStep<'_>),
 ) -> Result<Loaded, ReportError> {
     // Text bounds a day wider than the range: the exact test is on parsed
     // times below, so a row written in another format or offset is not lost.
@@ -103,7 +103,14 @@ pub fn load(
             ),
         ))
         .load(c))?;
-    progress(&format!("{} ticket(s) in range", rows.len()));
+    progress(super::BuildStep::Note(&format!(
+        "{} ticket(s) in range",
+        rows.len()
+    )));
+    progress(super::BuildStep::Loaded {
+        done: 0,
+        total: rows.len(),
+    });
     let ids: Vec<String> = rows.iter().map(|r| r.0 .0.clone()).collect();
     let catalogue = reconciliation::catalogue(c)?;
     let mut visits_of: HashMap<String, Vec<VisitRow>> = HashMap::new();
@@ -177,11 +184,10 @@ pub fn load(
                 });
             }
         }
-        progress(&format!(
-            "  {}/{} ticket(s) loaded",
-            (i * CHUNK + chunk.len()),
-            ids.len()
-        ));
+        progress(super::BuildStep::Loaded {
+            done: i * CHUNK + chunk.len(),
+            total: ids.len(),
+        });
     }
     let mut technician_of: HashMap<String, String> = HashMap::new();
     let mut jobs = Vec::with_capacity(rows.len());

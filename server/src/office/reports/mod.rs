@@ -86,6 +86,16 @@ impl From<diesel::result::Error> for ReportError {
     }
 }
 
+/// What a report tells its caller while it is made (the CLI shows it on
+/// stderr; the API ignores it).
+#[derive(Debug, Clone, Copy)]
+pub enum BuildStep<'a> {
+    /// A step of its own ("12 ticket(s) in range", "period … computed").
+    Note(&'a str),
+    /// Tickets whose history is loaded so far, of those in range.
+    Loaded { done: usize, total: usize },
+}
+
 /// Loads and assembles the report of `period` at `now` (the service clock),
 /// refusing ranges of more than `max_tickets` (the API's bound; the CLI has
 /// none).
@@ -94,7 +104,7 @@ pub fn build(
     period: &ReportPeriod,
     now: DateTime<Utc>,
     max_tickets: i64,
-    progress: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(BuildStep<'_>),
 ) -> Result<Report, ReportError> {
     let policy = policy_store::load(c)?;
     let offset = utc_offset_minutes(&policy);
@@ -113,12 +123,12 @@ pub fn build(
         start: from.start,
         end: to.end,
     };
-    progress(&format!(
+    progress(BuildStep::Note(&format!(
         "loading {} to {} ({} and the {TREND_PERIODS} before it)",
         fmt_time(range.start),
         fmt_time(range.end),
         period.label()
-    ));
+    )));
     let loaded = load(c, &range, &policy, now, max_tickets, progress)?;
     assemble(&loaded, period, &policy, now, progress).map_err(ReportError::BadPeriod)
 }
