@@ -18,9 +18,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
-use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
-use std::pin::Pin;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +26,7 @@ use std::time::Duration;
 use automerge::sync::SyncDoc;
 use automerge::ReadDoc;
 use ciborium::Value as Cbor;
+use common::samod::WsDialer;
 use common::{cli, http, Server, TestDb, WAIT};
 use fieldsync_shared::protocol::{self, Message};
 use fieldsync_shared::DocumentId;
@@ -273,57 +272,6 @@ impl Drop for JsPeer {
 
 // ------------------------------------------------------------ samod peer ---
 
-/// samod's `Dialer` over tokio-tungstenite (samod's own `tungstenite` feature
-/// would pull in native-tls): one WebSocket binary frame per protocol message.
-struct WsDialer {
-    url: String,
-}
-
-impl samod::Dialer for WsDialer {
-    type Error = Infallible;
-
-    fn url(&self) -> samod::Url {
-        // For samod's logs only: leave the access token out.
-        let mut url = samod::Url::parse(&self.url).unwrap();
-        url.set_query(None);
-        url
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn connect(
-        &self,
-    ) -> Pin<
-        Box<
-            dyn Future<Output = Result<samod::Transport, samod::DialError<Self::Error>>>
-                + Send
-                + 'static,
-        >,
-    > {
-        let url = self.url.clone();
-        Box::pin(async move {
-            let (ws, _) = tokio_tungstenite::connect_async(url)
-                .await
-                .map_err(samod::DialError::transient)?;
-            let (sink, stream) = ws.split();
-            let stream = Box::pin(stream.filter_map(|frame| async move {
-                match frame {
-                    Ok(Ws::Binary(bytes)) => Some(Ok(bytes)),
-                    // Pings are answered by tungstenite; a close ends the
-                    // stream right after.
-                    Ok(_) => None,
-                    Err(e) => Some(Err(e)),
-                }
-            }));
-            let sink = sink.with(|bytes: Vec<u8>| {
-                futures_util::future::ready(Ok::<_, tokio_tungstenite::tungstenite::Error>(
-                    Ws::Binary(bytes),
-                ))
-            });
-            Ok(samod::Transport::new(stream, sink))
-        })
-    }
-}
-
 /// A `samod` repo with one dialer to the server and the ticket open.
 struct SamodPeer {
     peer_id: String,
@@ -340,21 +288,9 @@ struct SamodPeer {
 
 impl SamodPeer {
     async fn open(sync_url: &str, peer_id: &str, ticket_url: &str) -> Self {
-        let repo = samod::Repo::build_tokio()
-            .with_peer_id(samod::PeerId::from(peer_id))
-            .load()
-            .await;
+        let repo = common::samod::repo(peer_id).await;
         let dialer = repo
-            .dial(
-                samod::BackoffConfig {
-                    initial_delay: Duration::from_millis(100),
-                    max_delay: Duration::from_secs(1),
-                    max_retries: None,
-                },
-                Arc::new(WsDialer {
-                    url: sync_url.to_string(),
-                }),
-            )
+            .dial(common::samod::backoff(), Arc::new(WsDialer::new(sync_url)))
             .unwrap();
         tokio::time::timeout(WAIT, dialer.established())
             .await
@@ -376,9 +312,7 @@ impl SamodPeer {
         ready.await.unwrap();
 
         // samod finds the ticket through the server (it asks with `request`).
-        let doc_id: samod::DocumentId =
-            ticket_url.trim_start_matches("automerge:").parse().unwrap();
-        let doc = tokio::time::timeout(WAIT, repo.find(doc_id))
+        let doc = tokio::time::timeout(WAIT, repo.find(common::samod::doc_id(ticket_url)))
             .await
             .expect("samod finds the ticket in time")
             .unwrap()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use diesel::{Connection, RunQueryDsl};
 
 pub mod raw;
+pub mod samod;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
