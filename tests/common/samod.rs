@@ -27,6 +27,10 @@ pub struct Frame {
     pub kind: String,
     /// The document it is about (bs58check id), if any.
     pub document_id: Option<String>,
+    /// In a `sync` or `request`: how many heads and changes of the
+    /// document the Automerge sync message carries.
+    pub heads: usize,
+    pub changes: usize,
 }
 
 pub type Frames = Arc<Mutex<Vec<Frame>>>;
@@ -43,16 +47,29 @@ fn record(frames: &Option<Frames>, incoming: bool, bytes: &[u8]) {
                 | Message::RemoteHeadsChanged { document_id, .. } => Some(document_id.to_string()),
                 _ => None,
             };
+            let (heads, changes) = match &m {
+                Message::Sync { data, .. } | Message::Request { data, .. } => {
+                    match automerge::sync::Message::decode(data) {
+                        Ok(s) => (s.heads.len(), s.changes.len()),
+                        Err(_) => (usize::MAX, usize::MAX),
+                    }
+                }
+                _ => (0, 0),
+            };
             Frame {
                 incoming,
                 kind: m.type_name().to_string(),
                 document_id,
+                heads,
+                changes,
             }
         }
         Err(_) => Frame {
             incoming,
             kind: "undecodable".into(),
             document_id: None,
+            heads: 0,
+            changes: 0,
         },
     };
     frames.lock().unwrap().push(frame);
@@ -292,13 +309,21 @@ impl SamodDevice {
     }
 
     fn kinds(&self, doc: &samod::DocumentId, incoming: bool) -> Vec<String> {
+        self.frames_about(doc, incoming)
+            .into_iter()
+            .map(|f| f.kind)
+            .collect()
+    }
+
+    /// The messages about `doc` received (`incoming`) or sent, in order.
+    pub fn frames_about(&self, doc: &samod::DocumentId, incoming: bool) -> Vec<Frame> {
         let id = doc.to_string();
         self.frames
             .lock()
             .unwrap()
             .iter()
             .filter(|f| f.incoming == incoming && f.document_id.as_deref() == Some(&id))
-            .map(|f| f.kind.clone())
+            .cloned()
             .collect()
     }
 
