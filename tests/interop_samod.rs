@@ -13,10 +13,13 @@
 //!   visit, notes / priority, appointment, notes), reconnect and end with
 //!   identical heads holding both sides' edits; the server's stored
 //!   document, its timeline and its quarantine agree.
-//! - `samod_unassigned_technician_gets_nothing`: another technician's samod
+//! - `samod_technicians_get_only_their_tickets`: another technician's samod
 //!   `find` resolves to unavailable and receives nothing of the ticket while
 //!   it is edited; once the ticket is reassigned to them their repo gets it
-//!   without asking again, and the previous assignee's stops receiving it.
+//!   without asking again, the previous assignee's live repo stops receiving
+//!   it, and a visit the previous assignee recorded offline before the
+//!   reassignment is still taken in (write-only) without anything being sent
+//!   back.
 //! - `samod_and_js_devices_share_a_ticket`: a samod device and the stock JS
 //!   client (scripts/interop/device.mjs) see each other's edits through
 //!   fieldsync and converge on the same heads, also after concurrent typing.
@@ -473,8 +476,8 @@ async fn samod_offline_concurrent_edits_converge(db: TestDb) {
 
 /// The share policy seen from samod: a technician the ticket is not
 /// assigned to cannot find it and is sent nothing of it, until it is
-/// assigned to them.
-async fn samod_unassigned_technician_gets_nothing(db: TestDb) {
+/// assigned to them; then the previous assignee only uploads.
+async fn samod_technicians_get_only_their_tickets(db: TestDb) {
     add_users(
         &db,
         &[
@@ -530,6 +533,15 @@ async fn samod_unassigned_technician_gets_nothing(db: TestDb) {
         !matches!(state, samod::SearchState::Found(_)),
         "Ken's repo has no copy"
     );
+
+    // Tim's tablet has the ticket too, and goes offline to record a visit.
+    let mut tim_tablet = samod_device(&server, &tim, "tim-tablet").await;
+    let tablets = tim_tablet.find(&url).await.expect("the assignee finds it");
+    tim_tablet.disconnect().await;
+    change(&tablets, |tx| {
+        ticket::check_in(tx, "v-tim", &tim.id, "2026-11-24T09:10:00Z")?;
+        ticket::append_note(tx, "[tim] belt replaced offline.")
+    });
 
     // Reassigned to Ken: his repo, which asked before, is sent the ticket
     // without asking again; Tim's repo gets nothing after that.
@@ -590,9 +602,53 @@ async fn samod_unassigned_technician_gets_nothing(db: TestDb) {
             .all(|f| matches!(f.kind.as_str(), "sync" | "doc-unavailable") && f.changes == 0),
         "the previous assignee is sent nothing of the ticket: {tim_after:?}"
     );
+
+    // The tablet comes back: its offline visit is taken in (the previous
+    // assignee's write-only window) and reaches Ken; the tablet is sent
+    // nothing of the ticket.
+    let tablet_before = tim_tablet.frames_about(&id, true).len();
+    tim_tablet.connect().await;
+    eventually(
+        || format!("Ken gets Tim's offline visit: {:?}", read(&kens).visits),
+        || read(&kens).visits.iter().any(|v| v.id == "v-tim"),
+    )
+    .await;
+    eventually(
+        || "the server ends the tablet's write-only exchange".into(),
+        || {
+            tim_tablet.received(&id).len() > tablet_before
+                && tim_tablet.received(&id).last().map(String::as_str) == Some("doc-unavailable")
+        },
+    )
+    .await;
+    let tablet_after = tim_tablet.frames_about(&id, true)[tablet_before..].to_vec();
+    assert!(
+        tablet_after
+            .iter()
+            .all(|f| matches!(f.kind.as_str(), "sync" | "doc-unavailable") && f.changes == 0),
+        "the tablet is sent nothing of the ticket: {tablet_after:?}"
+    );
+    let t = read(&tablets);
+    assert_eq!(t.appointment_start, "2026-11-24T09:00:00Z");
+    assert_eq!(t.technician_id, tim.id, "not even the reassignment");
+    assert!(read(&kens).notes.contains("[tim] belt replaced offline."));
+    let tl = timeline(&server, &dora.token, &url);
+    let visit = tl["visits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["visit_id"] == "v-tim")
+        .unwrap_or_else(|| panic!("the server recorded Tim's visit: {tl}"));
+    assert_eq!(visit["technician_id"], tim.id.as_str(), "{tl}");
+    let quarantined = get_json(
+        &server,
+        &dora.token,
+        &format!("/api/v1/quarantined-edits?doc_id={id}"),
+    );
+    assert_eq!(quarantined, json!([]), "nothing undone: {quarantined}");
     assert_clean(&server);
 
-    for device in [ken_phone, tim_phone] {
+    for device in [ken_phone, tim_phone, tim_tablet] {
         device.stop().await;
     }
 }
@@ -802,6 +858,6 @@ async fn samod_and_js_devices_share_a_ticket(db: TestDb) {
 on_both_backends!(
     samod_creates_and_finds_tickets,
     samod_offline_concurrent_edits_converge,
-    samod_unassigned_technician_gets_nothing,
+    samod_technicians_get_only_their_tickets,
     samod_and_js_devices_share_a_ticket,
 );
