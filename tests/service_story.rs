@@ -139,7 +139,7 @@ async fn the_whole_story(db: TestDb) {
         Some(&dora),
         Some(json!({"start": "2026-11-24T11:00:00Z", "end": "2026-11-24T09:00:00Z"})),
     );
-    assert_eq!(status, 400, "an appointment must end after it starts");
+    assert_eq!(status, 422, "an appointment must end after it starts");
 
     // The dispatcher's list: filters and search.
     let found = get(
@@ -615,7 +615,7 @@ async fn openapi_describes_every_route(db: TestDb) {
     let server = Server::start(&db, &["--demo"]);
     let (status, doc) = http(server.port, "GET", "/api/v1/openapi.json", None, None);
     assert_eq!(status, 200);
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     let documented: std::collections::BTreeSet<(String, String)> = paths
         .iter()
@@ -744,7 +744,7 @@ async fn van_stock_cannot_be_forged(db: TestDb) {
         Some(&bob),
         Some(json!({"technician": "tom", "part_no": "MTR-40", "qty_delta": i64::MAX})),
     );
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 422, "{body}");
 }
 
 on_both_backends!(

@@ -446,7 +446,7 @@ async fn attachments_follow_the_share_policy(db: TestDb) {
         200,
         "re-upload after a dropped connection is harmless"
     );
-    assert_eq!(put(&tim, &sha, &photo[..1000]), 400, "hash mismatch");
+    assert_eq!(put(&tim, &sha, &photo[..1000]), 422, "hash mismatch");
     let big = vec![1u8; 200_000];
     assert_eq!(
         put(&tim, &fieldsync_server::blobs::sha256_hex(&big), &big),

@@ -247,7 +247,7 @@ async fn the_policy_is_configurable_and_checked(db: TestDb) {
         &server.token,
         json!({"sla": {"A": {"respond_minutes": 0, "resolve_minutes": 10}}}),
     );
-    assert_eq!(status, 400);
+    assert_eq!(status, 422, "the shape is right, the rule is broken");
     assert!(body.to_string().contains("sla.A"), "{body}");
     let (status, body) = put(&server.token, json!({"sla": {"typo": true}}));
     assert_eq!(status, 400, "{body}");

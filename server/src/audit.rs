@@ -119,9 +119,12 @@ pub fn record(conn: &mut DbConn, e: Entry<'_>) -> Result<(), DbError> {
     })
 }
 
-#[derive(Debug, Serialize, Queryable)]
+#[derive(Debug, Serialize, Queryable, utoipa::ToSchema)]
+#[schema(as = AuditEntry)]
 pub struct Row {
     pub id: i64,
+    #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     pub actor_user_id: Option<String>,
     pub action: String,

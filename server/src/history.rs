@@ -98,7 +98,7 @@ pub fn list_tickets(conn: &mut DbConn, f: &TicketFilter) -> Result<Vec<TicketRow
 
 /// A part used, with its catalogue entry (None: not in the catalogue —
 /// recorded offline against an unknown part number; the back office checks).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PartUsedView {
     #[serde(flatten)]
     pub part: PartRow,
@@ -106,7 +106,7 @@ pub struct PartUsedView {
     pub unit_cost_cents: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Timeline {
     pub ticket: TicketRow,
     pub status_events: Vec<StatusEventRow>,
@@ -172,7 +172,7 @@ pub fn timeline(conn: &mut DbConn, doc_id: &str) -> Result<Option<Timeline>, DbE
 
 /// One line of a service history: what happened on one ticket (seed 000:
 /// time, technician, problem, result, customer feedback).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceRecord {
     pub doc_id: String,
     pub ticket_no: String,

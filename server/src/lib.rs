@@ -22,3 +22,4 @@ pub mod sharing;
 pub mod storage;
 pub mod sync;
 pub mod telemetry;
+pub mod timestamps;

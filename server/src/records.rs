@@ -10,7 +10,7 @@ use crate::db::schema::{assets, customers, parts, sites, stock_movements};
 use crate::db::{now_millis, on_conn, DbConn, DbError};
 use crate::projection::MovementRow;
 
-#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable, utoipa::ToSchema)]
 #[diesel(table_name = customers)]
 pub struct Customer {
     pub id: String,
@@ -20,40 +20,51 @@ pub struct Customer {
     pub address: String,
     pub notes: String,
     pub archived: bool,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
     pub created_at: i64,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct NewCustomer {
+    #[schema(pattern = r"\S", max_length = 200)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub phone: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub email: String,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub address: String,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub notes: String,
 }
 
-#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable, utoipa::ToSchema)]
 #[diesel(table_name = sites)]
 pub struct Site {
     pub id: String,
     pub customer_id: String,
     pub name: String,
     pub address: String,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
     pub created_at: i64,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct NewSite {
+    #[schema(pattern = r"\S", max_length = 200)]
     pub name: String,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub address: String,
 }
 
-#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable, utoipa::ToSchema)]
 #[diesel(table_name = assets)]
 pub struct Asset {
     pub id: String,
@@ -64,24 +75,32 @@ pub struct Asset {
     pub serial: String,
     pub purchased_at: String,
     pub warranty_until: String,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
     pub created_at: i64,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct NewAsset {
+    #[schema(pattern = r"\S", max_length = 200)]
     pub product: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub model: String,
     #[serde(default)]
+    #[schema(max_length = 128)]
     pub serial: String,
+    #[schema(max_length = 128)]
     pub site_id: Option<String>,
     #[serde(default)]
+    #[schema(pattern = r"^(\d{4}-\d{2}-\d{2})?$")]
     pub purchased_at: String,
     #[serde(default)]
+    #[schema(pattern = r"^(\d{4}-\d{2}-\d{2})?$")]
     pub warranty_until: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, Serialize, Deserialize, Queryable, Selectable, Insertable, utoipa::ToSchema)]
 #[diesel(table_name = parts)]
 pub struct Part {
     pub part_no: String,
@@ -91,6 +110,8 @@ pub struct Part {
     #[serde(default = "yes")]
     pub active: bool,
     #[serde(default)]
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
     pub created_at: i64,
 }
 
@@ -347,7 +368,7 @@ pub fn record_movement(
     Ok(m)
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct StockLevel {
     pub part_no: String,
     pub quantity: i64,
@@ -381,7 +402,7 @@ pub fn van_stock(
 }
 
 /// A van part on a ticket that did not move stock, for the back office.
-#[derive(Debug, Serialize, PartialEq, Eq, Queryable)]
+#[derive(Debug, Serialize, PartialEq, Eq, Queryable, utoipa::ToSchema)]
 pub struct StockAnomaly {
     pub doc_id: String,
     pub part_entry_id: String,

@@ -16,6 +16,7 @@ pub const SCHEMA_VERSION: i64 = 1;
 
 /// What a dispatcher records at intake (seed 000/003).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Intake {
     pub ticket_no: String,
     /// Customer archive record this ticket belongs to (empty: none).
@@ -41,6 +42,7 @@ pub struct Intake {
 
 /// One visit: check-in/out and what was done (technicians write these offline).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Visit {
     pub id: String,
     pub technician_id: String,
@@ -54,6 +56,7 @@ pub struct Visit {
 
 /// One part used, against the parts catalogue.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PartUsed {
     pub id: String,
     pub part_no: String,
@@ -69,6 +72,7 @@ pub struct PartUsed {
 
 /// The customer's confirmation, bound to the document heads at signing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Signoff {
     pub signer_name: String,
     pub signed_at: String,
@@ -81,6 +85,7 @@ pub struct Signoff {
 /// One status change, appended by the server (never by devices) when it
 /// accepts a change of `status`: who, in which role, when.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusEvent {
     pub from: String,
     pub to: String,
@@ -94,6 +99,7 @@ pub struct StatusEvent {
 
 /// Customer feedback (seed 001): three dimensions on a 5- or 7-point scale.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Survey {
     pub scale: i64,
     pub efficiency: Option<i64>,

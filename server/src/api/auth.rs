@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::{ApiError, State};
@@ -17,7 +17,7 @@ fn client_ip(req: &HttpRequest) -> Option<String> {
     req.peer_addr().map(|a| a.ip().to_string())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginBody {
     username: String,
     password: String,
@@ -28,7 +28,7 @@ pub struct LoginBody {
 pub async fn login(
     state: State,
     req: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: super::input::Json<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
     let client = ClientAddr::of(req.peer_addr().map(|a| a.ip()));
     let LoginBody { username, password } = body.into_inner();
@@ -41,7 +41,7 @@ pub async fn login(
     Ok(HttpResponse::Ok().json(pair))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RefreshBody {
     refresh_token: String,
 }
@@ -49,7 +49,7 @@ pub struct RefreshBody {
 pub async fn refresh(
     state: State,
     req: HttpRequest,
-    body: web::Json<RefreshBody>,
+    body: super::input::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = client_ip(&req);
     let keys = state.keys.clone();
@@ -66,7 +66,7 @@ pub async fn refresh(
 pub async fn logout(
     state: State,
     req: HttpRequest,
-    body: web::Json<RefreshBody>,
+    body: super::input::Json<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
     let ip = client_ip(&req);
     let token = body.into_inner().refresh_token;

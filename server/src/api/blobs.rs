@@ -22,9 +22,9 @@ const UPLOADERS: &[Role] = &[Role::Technician, Role::Dispatcher, Role::Admin];
 impl From<BlobError> for ApiError {
     fn from(e: BlobError) -> Self {
         match e {
-            BlobError::BadName | BlobError::HashMismatch { .. } => {
-                ApiError::bad_request(e.to_string())
-            }
+            BlobError::BadName => ApiError::bad_request(e.to_string()),
+            // The bytes are well formed; they are just not the named blob.
+            BlobError::HashMismatch { .. } => ApiError::unprocessable(e.to_string()),
             BlobError::Io(io) => ApiError::internal(format!("blob storage failed: {io}")),
         }
     }
@@ -94,10 +94,10 @@ pub async fn put(
     .finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct GetQuery {
     /// The ticket (document id or automerge URL) that references the blob.
-    doc: Option<String>,
+    doc: String,
 }
 
 pub async fn get(
@@ -107,11 +107,10 @@ pub async fn get(
     q: web::Query<GetQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let name = path.into_inner();
-    let doc = q.into_inner().doc.ok_or_else(|| {
-        ApiError::bad_request("pass ?doc=<ticket document id> that references this blob")
-    })?;
+    let doc = q.into_inner().doc;
+    // Not a ticket id: no ticket references the blob (as for an unknown one).
     let doc = DocumentId::parse_url_or_id(&doc)
-        .map_err(|e| ApiError::bad_request(format!("bad document id: {e}")))?;
+        .map_err(|e| ApiError::not_found(format!("no such ticket (bad document id: {e})")))?;
     let (key, blob) = (doc.to_string(), name.clone());
     let (stored, assignment, linked) = state
         .db

@@ -21,24 +21,42 @@ type HubData = web::Data<std::sync::Arc<crate::sync::hub::Hub>>;
 /// A complaint may be entered this long after the customer made it.
 const MAX_LATE_DAYS: i64 = 30;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = NewComplaintBody)]
 pub struct CreateBody {
     /// Optional when `doc_id` names a ticket (its customer is taken).
     #[serde(default)]
+    #[schema(max_length = 128)]
     customer_id: String,
     /// The ticket it is about, if any.
     #[serde(default)]
+    #[schema(max_length = 128)]
     doc_id: String,
+    #[schema(value_type = crate::service::complaints::Category)]
     category: String,
+    #[schema(pattern = r"\S", max_length = 4000)]
     description: String,
-    /// When the customer complained (RFC 3339; default now).
+    /// When the customer complained (RFC 3339, not in the future, at most
+    /// 30 days ago; default now).
+    #[schema(format = DateTime)]
     received_at: Option<String>,
     /// Open a repair job for it (default: for product-quality complaints).
     open_repair: Option<bool>,
     /// The customer's asset the repair is for (default: the asset of the
     /// ticket the complaint is about).
     #[serde(default)]
+    #[schema(max_length = 128)]
     asset_id: String,
+}
+
+/// A complaint just recorded; `repair_error` says why its repair job could
+/// not be opened (the complaint is kept).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ComplaintMade {
+    #[serde(flatten)]
+    pub complaint: complaints::Complaint,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair_error: Option<String>,
 }
 
 /// `POST /complaints`.
@@ -46,7 +64,7 @@ pub async fn create(
     state: State,
     hub: HubData,
     user: AuthUser,
-    body: web::Json<CreateBody>,
+    body: super::input::Json<CreateBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let b = body.into_inner();
@@ -69,7 +87,7 @@ pub async fn create(
             .filter(|t| *t <= now + chrono::Duration::minutes(5))
             .filter(|t| (now - *t).num_days() < MAX_LATE_DAYS)
             .ok_or_else(|| {
-                ApiError::bad_request(format!(
+                ApiError::unprocessable(format!(
                     "`received_at` must be an RFC 3339 time, not in the future, at most {MAX_LATE_DAYS} days ago"
                 ))
             })?,
@@ -95,7 +113,7 @@ pub async fn create(
                     .first(c)
                     .optional())?;
                 let Some((no, cid, aid)) = t else {
-                    return Ok(Err(ApiError::bad_request("`doc_id`: no such ticket")));
+                    return Ok(Err(ApiError::unprocessable("`doc_id`: no such ticket")));
                 };
                 if customer_id.is_empty() {
                     customer_id = cid.clone();
@@ -114,7 +132,7 @@ pub async fn create(
                 .count()
                 .get_result(c))?;
             if known == 0 {
-                return Ok(Err(ApiError::bad_request(
+                return Ok(Err(ApiError::unprocessable(
                     "`customer_id`: no such customer (give it, or a ticket of a known customer)",
                 )));
             }
@@ -159,11 +177,10 @@ pub async fn create(
             }
         }
     }
-    let mut body = serde_json::to_value(&made).expect("serialises");
-    if let Some(e) = repair_error {
-        body["repair_error"] = e.into();
-    }
-    Ok(HttpResponse::Created().json(body))
+    Ok(HttpResponse::Created().json(ComplaintMade {
+        complaint: made,
+        repair_error,
+    }))
 }
 
 /// `GET /complaints`: `?open=true&state=at_risk|breached|…&customer_id=&doc_id=`.
@@ -194,8 +211,9 @@ pub async fn get(
         .ok_or_else(|| ApiError::not_found("no such complaint"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RespondBody {
+    #[schema(pattern = r"\S", max_length = 4000)]
     note: String,
 }
 
@@ -258,7 +276,7 @@ pub async fn respond(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<RespondBody>,
+    body: super::input::Json<RespondBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let b = body.into_inner();
@@ -292,8 +310,9 @@ pub async fn start(
     .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResolveBody {
+    #[schema(pattern = r"\S", max_length = 4000)]
     resolution: String,
     /// Whether the customer is satisfied with the outcome (false: a second
     /// contact is scheduled).
@@ -305,7 +324,7 @@ pub async fn resolve(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<ResolveBody>,
+    body: super::input::Json<ResolveBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let b = body.into_inner();

@@ -13,20 +13,23 @@ use crate::db::transaction;
 /// Who may see every device and revoke any.
 const DEVICE_ADMINS: &[Role] = &[Role::Admin, Role::Dispatcher];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewDevice {
     /// A stable id the app generates once (e.g. a UUID); the server makes one if absent.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     id: Option<String>,
     #[serde(default)]
+    #[schema(max_length = 200)]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     platform: String,
 }
 
 pub async fn register(
     state: State,
     user: AuthUser,
-    body: web::Json<NewDevice>,
+    body: super::input::Json<NewDevice>,
 ) -> Result<HttpResponse, ApiError> {
     let NewDevice { id, name, platform } = body.into_inner();
     let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());

@@ -4,6 +4,8 @@
 
 use actix_web::{web, HttpResponse};
 use fieldsync_shared::roles::Role;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::auth::AuthUser;
 use super::records::query;
@@ -12,6 +14,39 @@ use super::{require_role, ApiError, State, OFFICE};
 use crate::auth::accounts;
 use crate::history;
 use crate::records;
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomerHistory {
+    pub customer: records::Customer,
+    pub history: Vec<history::ServiceRecord>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AssetHistory {
+    pub asset: records::Asset,
+    pub history: Vec<history::ServiceRecord>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TechnicianRef {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TechnicianHistory {
+    pub technician: TechnicianRef,
+    pub history: Vec<history::ServiceRecord>,
+}
+
+/// The timeline with the ticket's SLA state now (None: no target applies).
+#[derive(Serialize, ToSchema)]
+pub struct TicketTimeline {
+    #[serde(flatten)]
+    pub timeline: history::Timeline,
+    pub sla: Option<crate::service::sla::TicketSla>,
+}
 
 pub async fn customer(
     state: State,
@@ -23,7 +58,10 @@ pub async fn customer(
     let out = query(&state, move |c| {
         let customer = records::get_customer(c, &id)?;
         let h = history::for_customer(c, &id)?;
-        Ok(serde_json::json!({ "customer": customer, "history": h }))
+        Ok(CustomerHistory {
+            customer,
+            history: h,
+        })
     })
     .await?;
     Ok(HttpResponse::Ok().json(out))
@@ -39,7 +77,7 @@ pub async fn asset(
     let out = query(&state, move |c| {
         let asset = records::get_asset(c, &id)?;
         let h = history::for_asset(c, &id, &asset.serial)?;
-        Ok(serde_json::json!({ "asset": asset, "history": h }))
+        Ok(AssetHistory { asset, history: h })
     })
     .await?;
     Ok(HttpResponse::Ok().json(out))
@@ -62,10 +100,14 @@ pub async fn technician(
                 return Ok(None);
             };
             let h = history::for_technician(c, &tech.id)?;
-            Ok(Some(serde_json::json!({
-                "technician": { "id": tech.id, "username": tech.username, "display_name": tech.display_name },
-                "history": h,
-            })))
+            Ok(Some(TechnicianHistory {
+                technician: TechnicianRef {
+                    id: tech.id,
+                    username: tech.username,
+                    display_name: tech.display_name,
+                },
+                history: h,
+            }))
         })
         .await?
         .ok_or_else(|| ApiError::not_found("no such user"))?;
@@ -94,8 +136,5 @@ pub async fn timeline(
         })
         .await?
         .ok_or_else(|| ApiError::not_found("no such ticket"))?;
-    // The timeline with the ticket's SLA state now.
-    let mut out = serde_json::to_value(t).unwrap_or_default();
-    out["sla"] = serde_json::to_value(sla).unwrap_or_default();
-    Ok(HttpResponse::Ok().json(out))
+    Ok(HttpResponse::Ok().json(TicketTimeline { timeline: t, sla }))
 }

@@ -38,12 +38,21 @@ pub fn texts(fields: &[(&str, &str, usize)]) -> Result<(), ApiError> {
     fields.iter().try_for_each(|(f, v, max)| text(f, v, *max))
 }
 
-/// 400 unless `value` is empty or a real calendar date `YYYY-MM-DD`.
+/// `value` is empty or a real calendar date `YYYY-MM-DD`: 400 for another
+/// shape, 422 for one that has the shape but is no date (2026-02-30).
 pub fn date(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty()
         || (value.len() == 10 && chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok())
     {
         return Ok(());
+    }
+    let shaped = value.len() == 10
+        && value
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    if shaped {
+        return Err(ApiError::unprocessable(format!("`{field}` is not a calendar date")));
     }
     Err(ApiError::bad_request(format!(
         "`{field}` must be a date like 2026-03-01 (got `{}`)",
@@ -106,5 +115,98 @@ mod tests {
         assert!(text("f", &"é".repeat(10), 10).is_ok());
         assert!(text("f", &"é".repeat(11), 10).is_err());
         assert!(text("f", "a\0b", 10).is_err());
+    }
+}
+
+/// A JSON request body as `T`. Read like `web::Json` (same size limit and
+/// error answers), then whole-valued floats are taken as integers before `T`
+/// is read: JSON (and the OpenAPI schema) says `2.0` is the integer 2, while
+/// serde refuses it for an `i64` field.
+pub struct Json<T>(pub T);
+
+impl<T> Json<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Json<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &actix_web::HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let value = actix_web::web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let mut v = value.await?.into_inner();
+            integral_floats_to_integers(&mut v);
+            serde_json::from_value(v)
+                .map(Json)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")).into())
+        })
+    }
+}
+
+/// An optional JSON body: none (empty) gives `T::default()`; one that is
+/// sent must be valid — a malformed body is refused, not taken as absent.
+pub fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    integral_floats_to_integers(&mut v);
+    serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn integral_floats_to_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    *v = serde_json::Value::from(f as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(integral_floats_to_integers),
+        serde_json::Value::Object(o) => o.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Default, Debug, PartialEq)]
+    struct Body {
+        #[serde(default)]
+        n: i64,
+        #[serde(default)]
+        share: f64,
+    }
+
+    #[test]
+    fn whole_floats_are_integers_and_fractions_stay() {
+        let b: Body = optional_json(br#"{"n": 2.0, "share": 1.0}"#).unwrap();
+        assert_eq!(b, Body { n: 2, share: 1.0 });
+        assert!(optional_json::<Body>(br#"{"n": 2.5}"#).is_err());
+    }
+
+    #[test]
+    fn an_optional_body_is_empty_or_valid() {
+        assert_eq!(optional_json::<Body>(b"").unwrap(), Body::default());
+        assert!(optional_json::<Body>(b"\n").is_err());
+        let e = optional_json::<Body>(b"\x00").unwrap_err();
+        assert_eq!(e.status, actix_web::http::StatusCode::BAD_REQUEST);
+        assert!(optional_json::<Body>(br#""text""#).is_err());
     }
 }

@@ -110,6 +110,13 @@ impl ApiError {
             "internal error; see the server log",
         )
     }
+    /// 422: the request has the documented shape but breaks a rule the
+    /// schema cannot state (an end before its start, a time outside the
+    /// allowed window, a field required only when another is missing).
+    /// 400 is kept for requests that do not match the schema.
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+    }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -238,12 +245,22 @@ pub fn require_role(user: &User, roles: &[Role]) -> Result<(), ApiError> {
     }
 }
 
-/// The REST API, one line per route: the router and the OpenAPI document
+/// The REST API, one entry per route: the router and the OpenAPI document
 /// (`openapi.rs`) are both generated from this table, so they cannot drift.
-/// `public` routes need no access token; `body` is an example request body.
+/// `public`: no access token; `query`: the query-string type; `body` (or
+/// `optional_body`): the JSON request body's type; `raw_body`: a non-JSON
+/// body's media type; `example`: an example body; `ok`: the success statuses
+/// and the JSON answer, `(T)` one value or `[T]` a list, then `also` other
+/// media types the answer can take.
 macro_rules! api_routes {
     ($( $method:ident $path:literal => $handler:path, $summary:literal
-        $(, public: $public:literal)? $(, body: $body:literal)? ; )*) => {
+        $(, public: $public:literal)?
+        $(, query: $query:ty)?
+        $(, body: $body:ty)?
+        $(, optional_body: $obody:ty)?
+        $(, raw_body: $raw:literal)?
+        $(, example: $example:literal)?
+        , ok: $($status:literal)|+ $(($one:ty))? $([$many:ty])? $(, also: $($also:literal)|+)? ; )*) => {
         fn register(scope: actix_web::Scope) -> actix_web::Scope {
             scope $( .route($path, web::$method().to($handler)) )*
         }
@@ -254,106 +271,162 @@ macro_rules! api_routes {
             operation: stringify!($handler),
             summary: $summary,
             public: api_routes!(@or $($public)? false),
-            body: api_routes!(@opt $($body)?),
+            query: api_routes!(@opt $(openapi::query_params::<$query> as fn() -> _)?),
+            request: api_routes!(@opt
+                $((openapi::named::<$body> as fn(&mut openapi::Schemas) -> _, false))?
+                $((openapi::named::<$obody> as fn(&mut openapi::Schemas) -> _, true))?),
+            raw_request: api_routes!(@opt $($raw)?),
+            example: api_routes!(@opt $($example)?),
+            ok: &[$($status),+],
+            response: api_routes!(@opt
+                $(openapi::named::<$one> as fn(&mut openapi::Schemas) -> _)?
+                $(openapi::list_of::<$many> as fn(&mut openapi::Schemas) -> _)?),
+            also: &[$($($also),+)?],
         }),*];
     };
     (@or $v:literal $d:literal) => { $v };
     (@or $d:literal) => { $d };
-    (@opt $v:literal) => { Some($v) };
+    (@opt $v:expr) => { Some($v) };
     (@opt) => { None };
 }
 
 api_routes! {
     post "/auth/login" => auth::login, "Log in: access token (15 min) and rotating refresh token",
-        public: true, body: r#"{"username":"dora","password":"fieldsync-demo"}"#;
+        public: true, body: auth::LoginBody, example: r#"{"username":"dora","password":"fieldsync-demo"}"#,
+        ok: 200 (crate::auth::sessions::TokenPair);
     post "/auth/refresh" => auth::refresh, "Exchange a refresh token for new tokens (reuse revokes the family)",
-        public: true, body: r#"{"refresh_token":"…"}"#;
-    post "/auth/logout" => auth::logout, "Revoke a refresh token", public: true, body: r#"{"refresh_token":"…"}"#;
-    get "/me" => auth::me, "The signed-in user";
-    get "/users" => users::list, "List accounts (admin)";
-    post "/users" => users::create, "Create an account (admin)",
-        body: r#"{"username":"tom","display_name":"Tom","role":"technician","password":"…"}"#;
-    post "/users/{username}/disable" => users::disable, "Disable an account (admin); its sessions close";
-    put "/users/{username}/password" => users::set_password, "Set a password (admin)", body: r#"{"password":"…"}"#;
-    put "/users/{username}/role" => users::set_role, "Change a role (admin)", body: r#"{"role":"dispatcher"}"#;
-    get "/audit" => users::audit, "The audit log (admin)";
-    get "/devices" => devices::list, "Devices (own; all for admins and dispatchers)";
-    post "/devices" => devices::register, "Register a device", body: r#"{"id":"tom-phone","name":"Tom's phone","platform":"android"}"#;
-    post "/devices/{id}/revoke" => devices::revoke, "Revoke a device; its live sync sessions close";
-    post "/tickets" => tickets::create, "Create a ticket from an intake (dispatcher); returns its automerge URL",
-        body: r#"{"customer_id":"…","asset_id":"…","fault_description":"Motor stops under load","occurred_at":"2026-11-22T08:30:00Z","reported_via":"phone","priority":"A","technician":"tom"}"#;
-    get "/tickets" => tickets::list, "List tickets: ?status=&priority=&technician=&technician_id=&customer_id=&asset_id=&serial=&from=&to=&q=&sla=on_time|at_risk|breached|settled&limit=&offset=";
-    get "/tickets/{doc_id}" => tickets::get, "One ticket's service-history row";
-    get "/tickets/{doc_id}/timeline" => history::timeline, "A ticket's timeline: status events (who/when), visits, parts, signoff, SLA state now";
-    put "/tickets/{doc_id}/assignment" => tickets::assign, "Assign or reassign a technician (dispatcher)", body: r#"{"technician":"tom"}"#;
-    put "/tickets/{doc_id}/appointment" => tickets::set_appointment, "Set the appointment window (dispatcher)",
-        body: r#"{"start":"2026-11-24T09:00:00Z","end":"2026-11-24T11:00:00Z"}"#;
-    post "/tickets/{doc_id}/cancel" => tickets::cancel, "Cancel (dispatcher; status machine applies)", body: r#"{"reason":"customer fixed it"}"#;
-    post "/tickets/{doc_id}/reopen" => tickets::reopen, "Reopen (dispatcher; status machine applies)", body: r#"{"reason":"fault returned"}"#;
-    post "/customers" => records::create_customer, "Create a customer (dispatcher)",
-        body: r#"{"name":"Acme Bakery","phone":"+86 10 5555 0100","email":"","address":"1 Oven Road"}"#;
-    get "/customers" => records::search_customers, "Search customers: ?q=&include_archived=&limit=";
-    get "/customers/{id}" => records::get_customer, "A customer with sites and assets";
-    put "/customers/{id}/archived" => records::archive_customer, "Archive or restore a customer (records are never deleted)", body: r#"{"archived":true}"#;
-    post "/customers/{id}/sites" => records::create_site, "Add a site", body: r#"{"name":"Main bakery","address":"1 Oven Road"}"#;
-    post "/customers/{id}/assets" => records::create_asset, "Add a purchased asset",
-        body: r#"{"product":"Dough mixer","model":"DM-40","serial":"SN-778","purchased_at":"2024-03-01","warranty_until":"2027-03-01"}"#;
-    get "/customers/{id}/history" => history::customer, "Service history of a customer";
-    get "/assets/{id}/history" => history::asset, "Service history of an asset (by record or serial)";
-    get "/technicians/{username}/history" => history::technician, "Service history of a technician";
-    get "/technicians/{username}/van-stock" => records::van_stock, "Van stock levels and movements";
-    get "/parts" => records::list_parts, "The parts catalogue";
-    put "/parts/{part_no}" => records::put_part, "Add or update a catalogue part (back office)",
-        body: r#"{"name":"Mixer motor 400 W","unit_cost_cents":32000,"active":true}"#;
-    post "/stock-movements" => records::record_movement, "Restock or correct a van (back office)",
-        body: r#"{"technician":"tom","part_no":"MTR-40","qty_delta":2,"reason":"restock"}"#;
-    get "/stock/anomalies" => records::stock_anomalies, "Van parts on tickets that did not move stock (unknown part, implausible quantity)";
-    put "/blobs/{sha256}" => blobs::put, "Upload an attachment (content-addressed, idempotent; raw bytes)";
-    get "/blobs/{sha256}" => blobs::get, "Download an attachment: ?doc=<ticket referencing it>";
-    get "/quarantined-edits" => quarantine::list, "Edits undone by write validation";
-    get "/tickets/{doc_id}/sla" => sla::ticket_sla, "A ticket's SLA state per target (respond, resolve), now or ?at=<RFC 3339>";
+        public: true, body: auth::RefreshBody, ok: 200 (crate::auth::sessions::TokenPair);
+    post "/auth/logout" => auth::logout, "Revoke a refresh token", public: true, body: auth::RefreshBody, ok: 204;
+    get "/me" => auth::me, "The signed-in user", ok: 200 (User);
+    get "/users" => users::list, "List accounts (admin)", ok: 200 [User];
+    post "/users" => users::create, "Create an account (admin)", body: users::NewUser,
+        example: r#"{"username":"tom","display_name":"Tom","role":"technician","password":"…"}"#, ok: 201 (User);
+    post "/users/{username}/disable" => users::disable, "Disable an account (admin); its sessions close", ok: 200 (User);
+    put "/users/{username}/password" => users::set_password, "Set a password (admin, or your own)", body: users::NewPassword, ok: 204;
+    put "/users/{username}/role" => users::set_role, "Change a role (admin)", body: users::NewRole,
+        example: r#"{"role":"dispatcher"}"#, ok: 200 (User);
+    get "/audit" => users::audit, "The audit log (admin)", query: users::AuditQuery, ok: 200 [crate::audit::Row];
+    get "/devices" => devices::list, "Devices (own; all for admins and dispatchers)", ok: 200 [crate::auth::devices::Device];
+    post "/devices" => devices::register, "Register a device (201), or touch one already registered (200)", body: devices::NewDevice,
+        example: r#"{"id":"tom-phone","name":"Tom's phone","platform":"android"}"#, ok: 201 | 200 (crate::auth::devices::Device);
+    post "/devices/{id}/revoke" => devices::revoke, "Revoke a device; its live sync sessions close", ok: 200 (crate::auth::devices::Device);
+    post "/tickets" => tickets::create, "Create a ticket from an intake (dispatcher); returns its automerge URL", body: tickets::NewTicket,
+        example: r#"{"customer_id":"…","asset_id":"…","fault_description":"Motor stops under load","occurred_at":"2026-11-22T08:30:00Z","reported_via":"phone","priority":"A","technician":"tom"}"#,
+        ok: 201 (tickets::Opened);
+    get "/tickets" => tickets::list, "List tickets (technicians: their own)", query: tickets::ListQuery, ok: 200 [crate::projection::TicketRow];
+    get "/tickets/{doc_id}" => tickets::get, "One ticket's service-history row", ok: 200 (crate::projection::TicketRow);
+    get "/tickets/{doc_id}/timeline" => history::timeline, "A ticket's timeline: status events (who/when), visits, parts, signoff, SLA state now",
+        ok: 200 (history::TicketTimeline);
+    put "/tickets/{doc_id}/assignment" => tickets::assign, "Assign or reassign a technician (dispatcher)", body: tickets::AssignBody,
+        example: r#"{"technician":"tom"}"#, ok: 200 (tickets::Assigned);
+    put "/tickets/{doc_id}/appointment" => tickets::set_appointment, "Set the appointment window (dispatcher)", body: tickets::AppointmentBody,
+        example: r#"{"start":"2026-11-24T09:00:00Z","end":"2026-11-24T11:00:00Z"}"#, ok: 200 (tickets::Appointment);
+    post "/tickets/{doc_id}/cancel" => tickets::cancel, "Cancel (dispatcher; status machine applies)", optional_body: tickets::ReasonBody,
+        example: r#"{"reason":"customer fixed it"}"#, ok: 200 (tickets::StatusChanged);
+    post "/tickets/{doc_id}/reopen" => tickets::reopen, "Reopen (dispatcher; status machine applies)", optional_body: tickets::ReasonBody,
+        example: r#"{"reason":"fault returned"}"#, ok: 200 (tickets::StatusChanged);
+    post "/customers" => records::create_customer, "Create a customer (dispatcher)", body: crate::records::NewCustomer,
+        example: r#"{"name":"Acme Bakery","phone":"+86 10 5555 0100","email":"","address":"1 Oven Road"}"#, ok: 201 (crate::records::Customer);
+    get "/customers" => records::search_customers, "Search customers", query: records::SearchQuery, ok: 200 [crate::records::Customer];
+    get "/customers/{id}" => records::get_customer, "A customer with sites and assets", ok: 200 (records::CustomerCard);
+    put "/customers/{id}/archived" => records::archive_customer, "Archive or restore a customer (records are never deleted)",
+        body: records::ArchiveBody, example: r#"{"archived":true}"#, ok: 200 (crate::records::Customer);
+    post "/customers/{id}/sites" => records::create_site, "Add a site", body: crate::records::NewSite,
+        example: r#"{"name":"Main bakery","address":"1 Oven Road"}"#, ok: 201 (crate::records::Site);
+    post "/customers/{id}/assets" => records::create_asset, "Add a purchased asset", body: crate::records::NewAsset,
+        example: r#"{"product":"Dough mixer","model":"DM-40","serial":"SN-778","purchased_at":"2024-03-01","warranty_until":"2027-03-01"}"#,
+        ok: 201 (crate::records::Asset);
+    get "/customers/{id}/history" => history::customer, "Service history of a customer", ok: 200 (history::CustomerHistory);
+    get "/assets/{id}/history" => history::asset, "Service history of an asset (by record or serial)", ok: 200 (history::AssetHistory);
+    get "/technicians/{username}/history" => history::technician, "Service history of a technician", ok: 200 (history::TechnicianHistory);
+    get "/technicians/{username}/van-stock" => records::van_stock, "Van stock levels and movements", ok: 200 (records::VanStock);
+    get "/parts" => records::list_parts, "The parts catalogue", ok: 200 [crate::records::Part];
+    put "/parts/{part_no}" => records::put_part, "Add or update a catalogue part (back office)", body: records::PartBody,
+        example: r#"{"name":"Mixer motor 400 W","unit_cost_cents":32000,"active":true}"#, ok: 200 (crate::records::Part);
+    post "/stock-movements" => records::record_movement, "Restock or correct a van (back office)", body: records::MovementBody,
+        example: r#"{"technician":"tom","part_no":"MTR-40","qty_delta":2,"reason":"restock"}"#, ok: 201 (crate::projection::MovementRow);
+    get "/stock/anomalies" => records::stock_anomalies, "Van parts on tickets that did not move stock (unknown part, implausible quantity)",
+        ok: 200 (records::StockAnomalies);
+    put "/blobs/{sha256}" => blobs::put, "Upload an attachment (content-addressed, idempotent; raw bytes): 201 stored, 200 already there",
+        raw_body: "application/octet-stream", ok: 201 | 200;
+    get "/blobs/{sha256}" => blobs::get, "Download an attachment through a ticket referencing it", query: blobs::GetQuery,
+        ok: 200, also: "application/octet-stream";
+    get "/quarantined-edits" => quarantine::list, "Edits undone by write validation", query: quarantine::QuarantineQuery,
+        ok: 200 [crate::storage::QuarantineRow];
+    get "/tickets/{doc_id}/sla" => sla::ticket_sla, "A ticket's SLA state per target (respond, resolve), now or at a time",
+        query: sla::AtQuery, ok: 200 (sla::SlaAnswer);
     post "/tickets/{doc_id}/contacts" => sla::record_contact, "Record a contact with the customer now (office, assigned technician): the response when sla.respond_on is first_contact",
-        body: r#"{"channel":"phone","note":"told her we come tomorrow 9-11"}"#;
-    get "/tickets/{doc_id}/contacts" => sla::list_contacts, "Contacts with the customer about a ticket, oldest first";
-    get "/escalations" => sla::list_escalations, "Escalations, newest first: ?open=true&tier=&doc_id=&mine=true (technicians: their own)";
-    post "/escalations/{id}/acknowledge" => sla::acknowledge, "Acknowledge an escalation (its recipients, supervisors, managers)";
-    get "/callbacks" => sla::list_callbacks, "Callback tasks (48 h after completion; after a low survey score): ?open=true&overdue=true&customer_id=";
-    post "/callbacks/{id}/outcome" => sla::callback_outcome, "Record a callback's outcome (office)", body: r#"{"reached":true,"solved":true,"note":"works again"}"#;
-    get "/customer-flags" => sla::list_flags, "Customers flagged after unsatisfied services in a row: ?open=true";
-    post "/customer-flags/{id}/clear" => sla::clear_flag, "Clear a customer flag (supervisor, manager)", body: r#"{"note":"called, agreed a maintenance plan"}"#;
-    post "/tickets/{doc_id}/survey-link" => surveys::create_link, "A single-use survey link for the customer of a completed job, valid until the survey window closes (office)";
-    get "/tickets/{doc_id}/survey-links" => surveys::list_links, "Survey links made for a ticket: when, by whom, used or not (office)";
+        body: sla::ContactBody, example: r#"{"channel":"phone","note":"told her we come tomorrow 9-11"}"#, ok: 201 (crate::office::contacts::Contact);
+    get "/tickets/{doc_id}/contacts" => sla::list_contacts, "Contacts with the customer about a ticket, oldest first",
+        ok: 200 [crate::office::contacts::Contact];
+    get "/escalations" => sla::list_escalations, "Escalations, newest first (technicians: their own)", query: sla::EscalationQuery,
+        ok: 200 [crate::office::escalations::Escalation];
+    post "/escalations/{id}/acknowledge" => sla::acknowledge, "Acknowledge an escalation (its recipients, supervisors, managers)",
+        ok: 200 (crate::office::escalations::Escalation);
+    get "/callbacks" => sla::list_callbacks, "Callback tasks (48 h after completion; after a low survey score)",
+        query: crate::office::closed_loop::CallbackFilter, ok: 200 [crate::office::closed_loop::Callback];
+    post "/callbacks/{id}/outcome" => sla::callback_outcome, "Record a callback's outcome (office)", body: sla::Outcome,
+        example: r#"{"reached":true,"solved":true,"note":"works again"}"#, ok: 200 (crate::office::closed_loop::Callback);
+    get "/customer-flags" => sla::list_flags, "Customers flagged after unsatisfied services in a row", query: sla::FlagQuery,
+        ok: 200 [crate::office::closed_loop::CustomerFlag];
+    post "/customer-flags/{id}/clear" => sla::clear_flag, "Clear a customer flag (supervisor, manager)", body: sla::ClearBody,
+        example: r#"{"note":"called, agreed a maintenance plan"}"#, ok: 204;
+    post "/tickets/{doc_id}/survey-link" => surveys::create_link, "A single-use survey link for the customer of a completed job, valid until the survey window closes (office)",
+        ok: 201 (surveys::LinkMade);
+    get "/tickets/{doc_id}/survey-links" => surveys::list_links, "Survey links made for a ticket: when, by whom, used or not (office)",
+        ok: 200 [crate::office::surveys::Link];
     post "/survey-answers" => surveys::answer_json, "Record a customer's survey answer with the link's token (the public page /survey/{token} posts the same)",
-        public: true, body: r#"{"token":"…","efficiency":5,"attitude":4,"reasonableness":4,"comment":"quick and tidy"}"#;
-    post "/complaints" => complaints::create, "Record a complaint: customer and/or ticket, category product_quality|service_attitude|delivery_delay|other (office); a product-quality one opens a repair job (open_repair, asset_id)",
-        body: r#"{"customer_id":"…","doc_id":"","category":"product_quality","description":"the new mill jams again","received_at":"2026-11-23T10:00:00Z","asset_id":"…","open_repair":true}"#;
-    get "/complaints" => complaints::list, "Complaints, newest first: ?open=true&state=on_time|at_risk|breached|met|met_late (any of respond, start, resolve)&customer_id=&doc_id= (office)";
-    get "/complaints/{id}" => complaints::get, "One complaint with its response and resolution states and due times (office)";
-    post "/complaints/{id}/respond" => complaints::respond, "Record the first response to the complainant (office)", body: r#"{"note":"called back, apologised"}"#;
-    post "/complaints/{id}/start" => complaints::start, "Record that handling has started (office; due within complaints.start_minutes, 24 h)";
+        public: true, body: surveys::JsonAnswer, example: r#"{"token":"…","efficiency":5,"attitude":4,"reasonableness":4,"comment":"quick and tidy"}"#,
+        ok: 200 (surveys::Recorded);
+    post "/complaints" => complaints::create, "Record a complaint about a customer and/or ticket (office); a product-quality one opens a repair job",
+        body: complaints::CreateBody,
+        example: r#"{"customer_id":"…","doc_id":"","category":"product_quality","description":"the new mill jams again","received_at":"2026-11-23T10:00:00Z","asset_id":"…","open_repair":true}"#,
+        ok: 201 (complaints::ComplaintMade);
+    get "/complaints" => complaints::list, "Complaints, newest first (office)", query: crate::office::complaints::Filter,
+        ok: 200 [crate::office::complaints::Complaint];
+    get "/complaints/{id}" => complaints::get, "One complaint with its response and resolution states and due times (office)",
+        ok: 200 (crate::office::complaints::Complaint);
+    post "/complaints/{id}/respond" => complaints::respond, "Record the first response to the complainant (office)", body: complaints::RespondBody,
+        example: r#"{"note":"called back, apologised"}"#, ok: 200 (crate::office::complaints::Complaint);
+    post "/complaints/{id}/start" => complaints::start, "Record that handling has started (office; due within complaints.start_minutes, 24 h)",
+        ok: 200 (crate::office::complaints::Complaint);
     post "/complaints/{id}/resolve" => complaints::resolve, "Resolve a complaint; customer_satisfied=false schedules a second contact (office)",
-        body: r#"{"resolution":"replaced the part free of charge","customer_satisfied":true}"#;
-    get "/webhook-deliveries" => sla::webhook_deliveries, "The outgoing webhook's delivery log: attempts, status, errors (admin)";
-    get "/policy" => sla::get_policy, "The service policy: SLA targets, calendar, escalation tiers (office roles)";
+        body: complaints::ResolveBody, example: r#"{"resolution":"replaced the part free of charge","customer_satisfied":true}"#,
+        ok: 200 (crate::office::complaints::Complaint);
+    get "/webhook-deliveries" => sla::webhook_deliveries, "The outgoing webhook's delivery log: attempts, status, errors (admin)",
+        ok: 200 [crate::office::webhooks::Delivery];
+    get "/policy" => sla::get_policy, "The service policy: SLA targets, calendar, escalation tiers (office roles)",
+        ok: 200 (crate::service::policy::Policy);
     put "/policy" => sla::put_policy, "Replace the service policy (admin; omitted fields take the seed defaults)",
-        body: r#"{"sla":{"A":{"respond_minutes":120,"resolve_minutes":2880},"at_risk_share":0.25,"calendar":{"utc_offset_minutes":480,"working_days":[1,2,3,4,5],"open":"09:00","close":"18:00","holidays":["2026-10-01"]}}}"#;
-    get "/reconciliation/queue" => reconciliation::queue, "Signed-off tickets waiting for reconciliation, with automatic checks: ?status=signed_off|disputed&limit= (back office, admin; supervisors and managers read)";
-    get "/tickets/{doc_id}/reconciliation" => reconciliation::ticket_state, "A ticket's reconciliation: latest decision (as in the document), every decision with its checks, the checks now, quarantined edits";
+        body: crate::service::policy::Policy,
+        example: r#"{"sla":{"A":{"respond_minutes":120,"resolve_minutes":2880},"at_risk_share":0.25,"calendar":{"utc_offset_minutes":480,"working_days":[1,2,3,4,5],"open":"09:00","close":"18:00","holidays":["2026-10-01"]}}}"#,
+        ok: 200 (crate::service::policy::Policy);
+    get "/reconciliation/queue" => reconciliation::queue, "Signed-off tickets waiting for reconciliation, with automatic checks (back office, admin; supervisors and managers read)",
+        query: reconciliation::QueueQuery, ok: 200 (reconciliation::Queue);
+    get "/tickets/{doc_id}/reconciliation" => reconciliation::ticket_state, "A ticket's reconciliation: latest decision (as in the document), every decision with its checks, the checks now, quarantined edits",
+        ok: 200 (reconciliation::TicketReconciliation);
     post "/tickets/{doc_id}/reconcile" => reconciliation::reconcile, "Approve → reconciled, then locked (back office); refused while a check is a problem unless override with a note",
-        body: r#"{"override":false,"note":""}"#;
+        optional_body: reconciliation::ApproveBody, example: r#"{"override":false,"note":""}"#, ok: 200 (reconciliation::Decided);
     post "/tickets/{doc_id}/dispute" => reconciliation::dispute, "Dispute → disputed, back to the dispatcher with the reason in the ticket (back office)",
-        body: r#"{"reason":"two motors billed, one fitted"}"#;
-    get "/reconciliation/export" => reconciliation::create_export, "Export reconciled jobs (one line per labour/part billing line): ?from=&to=&format=csv|jsonl; recorded, X-Export-Id names it";
-    get "/reconciliation/exports" => reconciliation::list_exports, "Exports made, newest first: ?limit=";
-    get "/reconciliation/exports/{id}" => reconciliation::get_export, "One export: period, who, when, its jobs, content hash";
-    get "/reconciliation/exports/{id}/content" => reconciliation::export_content, "One export's content again, byte for byte";
+        body: reconciliation::DisputeBody, example: r#"{"reason":"two motors billed, one fitted"}"#, ok: 200 (reconciliation::Decided);
+    get "/reconciliation/export" => reconciliation::create_export, "Export reconciled jobs (one line per labour/part billing line); recorded, X-Export-Id names it",
+        query: reconciliation::ExportQuery, ok: 200, also: "text/csv" | "application/x-ndjson";
+    get "/reconciliation/exports" => reconciliation::list_exports, "Exports made, newest first", query: reconciliation::ExportsQuery,
+        ok: 200 [reconciliation::ExportInfo];
+    get "/reconciliation/exports/{id}" => reconciliation::get_export, "One export: period, who, when, its jobs, content hash",
+        ok: 200 (reconciliation::ExportInfo);
+    get "/reconciliation/exports/{id}/content" => reconciliation::export_content, "One export's content again, byte for byte",
+        ok: 200, also: "text/csv" | "application/x-ndjson";
     put "/parts/{part_no}/serial-required" => reconciliation::set_serial_required, "Whether fitting a catalogue part must record its serial (back office)",
-        body: r#"{"serial_required":true}"#;
-    get "/reports/{period}" => reports::report, "A periodic report (office roles): period week|month|quarter|year, ?at=2026-W47|2026-11|2026-Q4|2026 (default: now), &format=json|csv|svg; overview, KPIs against targets per company and technician, problems, trend over the 3 periods before";
-    get "/kpis" => reports::kpis, "KPIs of any span: ?from=&to= (dates, `to` included, or RFC 3339) &technician=<username> (technicians: their own only)";
+        body: reconciliation::SerialRequiredBody, example: r#"{"serial_required":true}"#, ok: 200 (reconciliation::SerialRequired);
+    get "/reports/{period}" => reports::report, "A periodic report (office roles): period week|month|quarter|year; overview, KPIs against targets per company and technician, problems, trend over the 3 periods before",
+        query: reports::ReportQuery, ok: 200 (crate::office::reports::Report), also: "text/csv" | "image/svg+xml";
+    get "/kpis" => reports::kpis, "KPIs of any span (technicians: their own only)", query: reports::KpiQuery, ok: 200 (reports::KpiAnswer);
     post "/sync/batch" => crate::sync::batch::batch_endpoint, "HTTP batch sync: sync messages for many documents in one request",
-        body: r#"{"device":"tom-phone","messages":[{"document_id":"…","data":"<base64 Automerge sync message>"}]}"#;
-    get "/openapi.json" => openapi::serve, "This document", public: true;
+        body: crate::sync::batch::BatchRequest,
+        example: r#"{"device":"tom-phone","messages":[{"document_id":"…","data":"<base64 Automerge sync message>"}]}"#,
+        ok: 200 (crate::sync::batch::BatchReplies);
+    get "/openapi.json" => openapi::serve, "This document", public: true, ok: 200;
 }
 
 /// The API under `/api/v1`. Extractor errors (query string, path, JSON

@@ -8,16 +8,18 @@ use super::auth::AuthUser;
 use super::{require_role, ApiError, State};
 use crate::storage;
 
-#[derive(Deserialize)]
-pub struct Query {
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct QuarantineQuery {
+    /// Only this ticket's.
     doc_id: Option<String>,
+    /// At most this many, newest first (default 100; 1 to 1000).
     limit: Option<i64>,
 }
 
 pub async fn list(
     state: State,
     user: AuthUser,
-    q: web::Query<Query>,
+    q: web::Query<QuarantineQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(
         &user.0,
@@ -28,7 +30,7 @@ pub async fn list(
             Role::Admin,
         ],
     )?;
-    let Query { doc_id, limit } = q.into_inner();
+    let QuarantineQuery { doc_id, limit } = q.into_inner();
     let limit = limit.unwrap_or(100).clamp(1, 1000);
     let mut rows = state
         .db

@@ -44,11 +44,101 @@ fn require(user: &User, act: Act) -> Result<(), ApiError> {
     )))
 }
 
-#[derive(Deserialize)]
+/// The reconciliation queue: how many tickets, how many a check blocks.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Queue {
+    pub count: usize,
+    pub blocking: usize,
+    pub tickets: Vec<Review>,
+}
+
+/// One decision with the checks it was made on.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Decision {
+    pub id: String,
+    /// `reconciled` or `disputed`.
+    pub decision: String,
+    pub reason: String,
+    /// Approved although a check was a problem.
+    #[serde(rename = "override")]
+    pub override_problems: bool,
+    /// The deciding user's id.
+    pub by: String,
+    pub at: String,
+    /// The checks as they were then.
+    #[schema(value_type = Vec<Check>)]
+    pub checks: serde_json::Value,
+}
+
+/// A ticket's reconciliation now.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TicketReconciliation {
+    pub document_id: String,
+    pub status: String,
+    /// The latest decision as the ticket document carries it (`state`,
+    /// `reason`, `by`, `by_username`, `at`, `override`); null before any.
+    #[schema(value_type = Option<Object>)]
+    pub reconciliation: Option<serde_json::Value>,
+    pub decisions: Vec<Decision>,
+    pub review: Review,
+    pub quarantined_edits: Vec<storage::QuarantineRow>,
+}
+
+/// A decision just made.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Decided {
+    pub document_id: String,
+    pub status: String,
+    pub decision: Decision,
+}
+
+/// What an export contains (not its bytes: see `content`).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ExportInfo {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    pub format: String,
+    pub created_by: String,
+    pub created_at: String,
+    pub job_count: i64,
+    pub line_count: i64,
+    pub content_sha256: String,
+    pub jobs: Vec<export::Job>,
+    /// Where its bytes are.
+    pub content: String,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SerialRequired {
+    pub part_no: String,
+    pub serial_required: bool,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct QueueQuery {
     /// `signed_off` (default: waiting for reconciliation) or `disputed`.
+    #[param(inline, value_type = Option<QueueStatus>)]
     status: Option<String>,
+    /// At most this many (default 100, at most 500).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum QueueStatus {
+    SignedOff,
+    Disputed,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
 }
 
 /// `GET /reconciliation/queue`: signed-off tickets with their checks.
@@ -75,11 +165,11 @@ pub async fn queue(
         .run(move |c| recon::queue(c, &store, &status, limit))
         .await?;
     let blocking = items.iter().filter(|i| i.blocking).count();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "count": items.len(),
-        "blocking": blocking,
-        "tickets": items,
-    })))
+    Ok(HttpResponse::Ok().json(Queue {
+        count: items.len(),
+        blocking,
+        tickets: items,
+    }))
 }
 
 /// The checks of one ticket now.
@@ -127,42 +217,41 @@ pub async fn ticket_state(
             r.device_id = client.to_string();
         }
     }
-    let decisions: Vec<serde_json::Value> = decisions.iter().map(decision_json).collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "document_id": doc.to_string(),
-        "status": review.status,
-        "reconciliation": current,
-        "decisions": decisions,
-        "review": review,
-        "quarantined_edits": quarantined,
-    })))
+    Ok(HttpResponse::Ok().json(TicketReconciliation {
+        document_id: doc.to_string(),
+        status: review.status.clone(),
+        reconciliation: current,
+        decisions: decisions.iter().map(decision).collect(),
+        review,
+        quarantined_edits: quarantined,
+    }))
 }
 
-fn decision_json(d: &DecisionRow) -> serde_json::Value {
-    let checks: serde_json::Value = serde_json::from_str(&d.checks).unwrap_or_default();
-    serde_json::json!({
-        "id": d.id,
-        "decision": d.decision,
-        "reason": d.reason,
-        "override": d.override_problems,
-        "by": d.by_user,
-        "at": d.at,
-        "checks": checks,
-    })
+fn decision(d: &DecisionRow) -> Decision {
+    Decision {
+        id: d.id.clone(),
+        decision: d.decision.clone(),
+        reason: d.reason.clone(),
+        override_problems: d.override_problems,
+        by: d.by_user.clone(),
+        at: d.at.clone(),
+        checks: serde_json::from_str(&d.checks).unwrap_or_default(),
+    }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct ApproveBody {
     /// Approve although a check is a problem (needs `note`).
     #[serde(default, rename = "override")]
     override_problems: bool,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     note: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct DisputeBody {
-    #[serde(default)]
+    #[schema(pattern = r"\S", max_length = 4000)]
     reason: String,
 }
 
@@ -287,18 +376,18 @@ pub async fn reconcile(
     hub: HubData,
     user: AuthUser,
     path: web::Path<String>,
-    body: Option<web::Json<ApproveBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     require(&user.0, Act::Decide)?;
     let doc = parse_doc(&path.into_inner())?;
     let ApproveBody {
         override_problems,
         note,
-    } = body.map(|b| b.into_inner()).unwrap_or_default();
+    } = input::optional_json(&body)?;
     input::text("note", &note, input::MAX_TEXT)?;
     let note = note.trim().to_string();
     if override_problems && note.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::unprocessable(
             "`override` needs a `note` saying why the problems are accepted",
         ));
     }
@@ -326,11 +415,11 @@ pub async fn reconcile(
         overridden,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "document_id": doc.to_string(),
-        "status": "reconciled",
-        "decision": decision_json(&row),
-    })))
+    Ok(HttpResponse::Ok().json(Decided {
+        document_id: doc.to_string(),
+        status: "reconciled".into(),
+        decision: decision(&row),
+    }))
 }
 
 /// `POST /tickets/{doc_id}/dispute`: back to the dispatcher with a reason
@@ -340,11 +429,11 @@ pub async fn dispute(
     hub: HubData,
     user: AuthUser,
     path: web::Path<String>,
-    body: Option<web::Json<DisputeBody>>,
+    body: super::input::Json<DisputeBody>,
 ) -> Result<HttpResponse, ApiError> {
     require(&user.0, Act::Decide)?;
     let doc = parse_doc(&path.into_inner())?;
-    let reason = body.map(|b| b.into_inner().reason).unwrap_or_default();
+    let reason = body.into_inner().reason;
     input::text("reason", &reason, input::MAX_TEXT)?;
     let reason = reason.trim().to_string();
     if reason.is_empty() {
@@ -362,17 +451,23 @@ pub async fn dispute(
         false,
     )
     .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "document_id": doc.to_string(),
-        "status": "disputed",
-        "decision": decision_json(&row),
-    })))
+    Ok(HttpResponse::Ok().json(Decided {
+        document_id: doc.to_string(),
+        status: "disputed".into(),
+        decision: decision(&row),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct ExportQuery {
-    from: Option<String>,
-    to: Option<String>,
+    /// A date (2026-11-01) or an RFC 3339 time.
+    #[param(format = Date)]
+    from: String,
+    /// A date (included) or an RFC 3339 time, after `from`.
+    #[param(format = Date)]
+    to: String,
+    /// Default `csv`.
+    #[param(inline, value_type = Option<ExportFormat>)]
     format: Option<String>,
 }
 
@@ -417,11 +512,6 @@ pub async fn create_export(
 ) -> Result<HttpResponse, ApiError> {
     require(&user.0, Act::Export)?;
     let ExportQuery { from, to, format } = q.into_inner();
-    let (Some(from), Some(to)) = (from, to) else {
-        return Err(ApiError::bad_request(
-            "`from` and `to` are required (dates like 2026-11-01 or RFC 3339 times)",
-        ));
-    };
     let parse = |v: &str, name: &str, end: bool| {
         export::bound(v, end).ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -431,7 +521,7 @@ pub async fn create_export(
     };
     let (from, to) = (parse(&from, "from", false)?, parse(&to, "to", true)?);
     if from >= to {
-        return Err(ApiError::bad_request("`to` must be after `from`"));
+        return Err(ApiError::unprocessable("`to` must be after `from`"));
     }
     let format = Format::parse(format.as_deref().unwrap_or("csv"))
         .ok_or_else(|| ApiError::bad_request("`format` must be csv or jsonl"))?;
@@ -444,24 +534,25 @@ pub async fn create_export(
     Ok(content_response(&row))
 }
 
-fn export_json(row: &ExportRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": row.id,
-        "from": row.period_from,
-        "to": row.period_to,
-        "format": row.format,
-        "created_by": row.created_by,
-        "created_at": row.created_at,
-        "job_count": row.job_count,
-        "line_count": row.line_count,
-        "content_sha256": row.content_sha256,
-        "jobs": row.jobs(),
-        "content": format!("/api/v1/reconciliation/exports/{}/content", row.id),
-    })
+fn export_json(row: &ExportRow) -> ExportInfo {
+    ExportInfo {
+        id: row.id.clone(),
+        from: row.period_from.clone(),
+        to: row.period_to.clone(),
+        format: row.format.clone(),
+        created_by: row.created_by.clone(),
+        created_at: row.created_at.clone(),
+        job_count: row.job_count,
+        line_count: row.line_count,
+        content_sha256: row.content_sha256.clone(),
+        jobs: row.jobs(),
+        content: format!("/api/v1/reconciliation/exports/{}/content", row.id),
+    }
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ExportsQuery {
+    /// At most this many, newest first (default 100; 1 to 1000).
     limit: Option<i64>,
 }
 
@@ -469,12 +560,12 @@ pub struct ListQuery {
 pub async fn list_exports(
     state: State,
     user: AuthUser,
-    q: web::Query<ListQuery>,
+    q: web::Query<ExportsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require(&user.0, Act::Read)?;
     let limit = q.into_inner().limit.unwrap_or(100).clamp(1, 1000);
     let rows = state.db.run(move |c| export::list(c, limit)).await?;
-    let out: Vec<serde_json::Value> = rows.iter().map(export_json).collect();
+    let out: Vec<ExportInfo> = rows.iter().map(export_json).collect();
     Ok(HttpResponse::Ok().json(out))
 }
 
@@ -524,7 +615,7 @@ pub async fn export_content(
     Ok(content_response(&row))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SerialRequiredBody {
     serial_required: bool,
 }
@@ -535,7 +626,7 @@ pub async fn set_serial_required(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<SerialRequiredBody>,
+    body: super::input::Json<SerialRequiredBody>,
 ) -> Result<HttpResponse, ApiError> {
     require(&user.0, Act::Catalogue)?;
     let part_no = path.into_inner();
@@ -568,8 +659,8 @@ pub async fn set_serial_required(
             "no part `{part_no}` in the catalogue"
         )));
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "part_no": part_no,
-        "serial_required": required,
-    })))
+    Ok(HttpResponse::Ok().json(SerialRequired {
+        part_no,
+        serial_required: required,
+    }))
 }

@@ -53,7 +53,7 @@ async fn audited<T: Send + 'static>(
 pub async fn create_customer(
     state: State,
     user: AuthUser,
-    body: web::Json<NewCustomer>,
+    body: super::input::Json<NewCustomer>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let new = body.into_inner();
@@ -73,9 +73,11 @@ pub async fn create_customer(
     Ok(HttpResponse::Created().json(c))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct SearchQuery {
+    /// Part of a name, phone or e-mail (case-insensitive).
     #[serde(default)]
+    #[param(max_length = 200)]
     q: String,
     #[serde(default)]
     include_archived: bool,
@@ -98,6 +100,14 @@ pub async fn search_customers(
     Ok(HttpResponse::Ok().json(rows))
 }
 
+/// The customer archive card.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct CustomerCard {
+    pub customer: records::Customer,
+    pub sites: Vec<records::Site>,
+    pub assets: Vec<records::Asset>,
+}
+
 /// A customer with their sites and assets (the customer archive card).
 pub async fn get_customer(
     state: State,
@@ -110,13 +120,17 @@ pub async fn get_customer(
         let customer = records::get_customer(c, &id)?;
         let sites = records::sites_of(c, &id)?;
         let assets = records::assets_of(c, &id)?;
-        Ok(serde_json::json!({ "customer": customer, "sites": sites, "assets": assets }))
+        Ok(CustomerCard {
+            customer,
+            sites,
+            assets,
+        })
     })
     .await?;
     Ok(HttpResponse::Ok().json(card))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ArchiveBody {
     archived: bool,
 }
@@ -125,7 +139,7 @@ pub async fn archive_customer(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<ArchiveBody>,
+    body: super::input::Json<ArchiveBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let (id, archived) = (path.into_inner(), body.archived);
@@ -141,7 +155,7 @@ pub async fn create_site(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<NewSite>,
+    body: super::input::Json<NewSite>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let (id, new) = (path.into_inner(), body.into_inner());
@@ -161,7 +175,7 @@ pub async fn create_asset(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<NewAsset>,
+    body: super::input::Json<NewAsset>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let (id, new) = (path.into_inner(), body.into_inner());
@@ -195,7 +209,7 @@ pub async fn put_part(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<PartBody>,
+    body: super::input::Json<PartBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, CATALOGUE)?;
     let b = body.into_inner();
@@ -220,10 +234,12 @@ pub async fn put_part(
     Ok(HttpResponse::Ok().json(p))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PartBody {
+    #[schema(pattern = r"\S", max_length = 200)]
     name: String,
     #[serde(default)]
+    #[schema(minimum = 0)]
     unit_cost_cents: i64,
     active: Option<bool>,
 }
@@ -240,6 +256,19 @@ async fn technician_id(state: &State, username: String) -> Result<String, ApiErr
     }
 }
 
+/// A van's stock levels per part and its movements, newest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct VanStock {
+    pub levels: Vec<records::StockLevel>,
+    pub movements: Vec<crate::projection::MovementRow>,
+}
+
+/// Van parts on tickets that did not move stock.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StockAnomalies {
+    pub anomalies: Vec<records::StockAnomaly>,
+}
+
 /// A van's stock (technicians see their own; office roles everyone's).
 pub async fn van_stock(
     state: State,
@@ -252,15 +281,22 @@ pub async fn van_stock(
     }
     let id = technician_id(&state, username).await?;
     let (levels, movements) = query(&state, move |c| records::van_stock(c, &id)).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "levels": levels, "movements": movements })))
+    Ok(HttpResponse::Ok().json(VanStock { levels, movements }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct MovementBody {
+    /// The technician's username.
+    #[schema(max_length = 128)]
     technician: String,
+    #[schema(max_length = 128)]
     part_no: String,
+    /// Positive: restock; negative: correction (not zero).
+    #[schema(minimum = -1000000, maximum = 1000000)]
     qty_delta: i64,
+    /// Default `restock`.
     #[serde(default)]
+    #[schema(max_length = 4000)]
     reason: String,
 }
 
@@ -268,7 +304,7 @@ pub struct MovementBody {
 pub async fn record_movement(
     state: State,
     user: AuthUser,
-    body: web::Json<MovementBody>,
+    body: super::input::Json<MovementBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, CATALOGUE)?;
     let b = body.into_inner();
@@ -293,5 +329,5 @@ pub async fn record_movement(
 pub async fn stock_anomalies(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let rows = query(&state, records::stock_anomalies).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "anomalies": rows })))
+    Ok(HttpResponse::Ok().json(StockAnomalies { anomalies: rows }))
 }

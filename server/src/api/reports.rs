@@ -15,13 +15,34 @@ use crate::office::policy_store;
 use crate::office::reports::{self, Format, PeriodKind, ReportError, ReportPeriod};
 use crate::service::kpi::Period;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct ReportQuery {
     /// `2026-W47`, `2026-11`, `2026-Q4`, `2026` or a date in the period;
     /// default: the period running now.
+    #[param(pattern = r"^\d{4}(-W\d{2}|-Q[1-4]|-\d{2}(-\d{2})?)?$")]
     at: Option<String>,
     /// json (default), csv or svg.
+    #[param(inline, value_type = Option<ReportFormat>)]
     format: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ReportFormat {
+    Json,
+    Csv,
+    Svg,
+}
+
+/// The KPIs of a span.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct KpiAnswer {
+    pub from: String,
+    pub to: String,
+    /// The technician the figures are for (null: the company).
+    pub technician: Option<String>,
+    pub kpis: Vec<reports::KpiLine>,
 }
 
 /// Reports assembled at once, on all instances' API workers of this
@@ -46,7 +67,7 @@ fn refused(e: ReportError) -> ApiError {
             "report_too_large",
             e.to_string(),
         ),
-        ReportError::BadPeriod(m) => ApiError::bad_request(m),
+        ReportError::BadPeriod(m) => ApiError::unprocessable(m),
         ReportError::Db(d) => d.into(),
     }
 }
@@ -69,7 +90,7 @@ pub async fn report(
     }
     let kind_name = path.into_inner();
     let kind = PeriodKind::parse(&kind_name).ok_or_else(|| {
-        ApiError::bad_request(format!(
+        ApiError::not_found(format!(
             "unknown period `{kind_name}`: week, month, quarter or year"
         ))
     })?;
@@ -93,7 +114,7 @@ pub async fn report(
             };
             let period = match period {
                 Ok(p) => p,
-                Err(e) => return Ok(Err(ApiError::bad_request(e))),
+                Err(e) => return Ok(Err(ApiError::unprocessable(e))),
             };
             match reports::build(c, &period, now, reports::MAX_REPORT_TICKETS, &mut |_| {}) {
                 Ok(r) => Ok(Ok(r)),
@@ -120,12 +141,15 @@ pub async fn report(
         .body(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct KpiQuery {
     /// A date (the company's midnight) or an RFC 3339 time.
-    from: Option<String>,
-    /// A date (included) or an RFC 3339 time (excluded).
-    to: Option<String>,
+    #[param(format = Date)]
+    from: String,
+    /// A date (included) or an RFC 3339 time (excluded), after `from`; at
+    /// most 3 years after it (technicians: 93 days).
+    #[param(format = Date)]
+    to: String,
     /// A technician's username: their share (a technician: only their own).
     technician: Option<String>,
 }
@@ -153,11 +177,6 @@ pub async fn kpis(
             me.role
         )));
     };
-    let (Some(from), Some(to)) = (from, to) else {
-        return Err(ApiError::bad_request(
-            "`from` and `to` are required (dates like 2026-11-01 or RFC 3339 times)",
-        ));
-    };
     let now = state.service_now();
     let max_days = if reports::may_read_reports(me.role) {
         3 * 366
@@ -179,10 +198,10 @@ pub async fn kpis(
                 )));
             };
             if start >= end {
-                return Ok(Err(ApiError::bad_request("`to` must be after `from`")));
+                return Ok(Err(ApiError::unprocessable("`to` must be after `from`")));
             }
             if end - start > chrono::Duration::days(max_days) {
-                return Ok(Err(ApiError::bad_request(format!(
+                return Ok(Err(ApiError::unprocessable(format!(
                     "at most {max_days} days at a time"
                 ))));
             }
@@ -202,12 +221,12 @@ pub async fn kpis(
             let fmt = |t: chrono::DateTime<chrono::Utc>| {
                 t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             };
-            Ok(Ok(serde_json::json!({
-                "from": fmt(start),
-                "to": fmt(end),
-                "technician": technician,
-                "kpis": lines,
-            })))
+            Ok(Ok(KpiAnswer {
+                from: fmt(start),
+                to: fmt(end),
+                technician,
+                kpis: lines,
+            }))
         })
         .await??;
     Ok(HttpResponse::Ok().json(answer))

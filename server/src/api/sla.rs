@@ -14,10 +14,25 @@ use crate::office::sla_watch::{self, parse_time};
 use crate::office::{closed_loop, contacts, escalations, policy_store};
 use crate::service::policy::Policy;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct AtQuery {
-    /// RFC 3339; default now.
+    /// RFC 3339, within ten years of now; default now.
+    #[param(format = DateTime)]
     at: Option<String>,
+}
+
+/// One ticket's SLA state at a time.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SlaAnswer {
+    pub doc_id: String,
+    pub ticket_no: String,
+    /// The time it was evaluated at (RFC 3339).
+    pub at: String,
+    /// The worst state of its targets: `on_time`, `at_risk`, `breached`,
+    /// `settled` or `none`.
+    pub summary: String,
+    /// None: no SLA target applies (no priority).
+    pub sla: Option<crate::service::sla::TicketSla>,
 }
 
 /// One ticket's SLA state, computed from its history now (or `at`).
@@ -31,9 +46,11 @@ pub async fn ticket_sla(
     check_can_read(&state, &user.0, doc).await?;
     let now = match &q.at {
         Some(s) => parse_time(s)
-            .filter(|t| (*t - state.service_now()).num_days().abs() <= 3660)
-            .ok_or_else(|| {
-                ApiError::bad_request("`at` must be an RFC 3339 time within ten years of now")
+            .ok_or_else(|| ApiError::bad_request("`at` must be an RFC 3339 time"))
+            .and_then(|t| {
+                ((t - state.service_now()).num_days().abs() <= 3660)
+                    .then_some(t)
+                    .ok_or_else(|| ApiError::unprocessable("`at` must be within ten years of now"))
             })?,
         None => state.service_now(),
     };
@@ -46,16 +63,16 @@ pub async fn ticket_sla(
         })
         .await?
         .ok_or_else(|| ApiError::not_found("no such ticket"))?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "doc_id": e.doc_id,
-        "ticket_no": e.ticket_no,
-        "at": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "summary": sla_watch::summary(&e.sla),
-        "sla": e.sla,
-    })))
+    Ok(HttpResponse::Ok().json(SlaAnswer {
+        summary: sla_watch::summary(&e.sla).to_string(),
+        doc_id: e.doc_id,
+        ticket_no: e.ticket_no,
+        at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        sla: e.sla,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct EscalationQuery {
     open: Option<bool>,
     tier: Option<String>,
@@ -147,13 +164,15 @@ pub async fn list_callbacks(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = CallbackOutcome)]
 pub struct Outcome {
     /// Whether the customer was reached.
     reached: bool,
     /// Whether the problem is solved (if asked).
     solved: Option<bool>,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     note: String,
 }
 
@@ -161,7 +180,7 @@ pub async fn callback_outcome(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<Outcome>,
+    body: super::input::Json<Outcome>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, CALLERS)?;
     let b = body.into_inner();
@@ -192,7 +211,7 @@ pub async fn callback_outcome(
     Ok(HttpResponse::Ok().json(done))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct FlagQuery {
     open: Option<bool>,
 }
@@ -212,8 +231,9 @@ pub async fn list_flags(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ClearBody {
+    #[schema(pattern = r"\S")]
     note: String,
 }
 
@@ -223,7 +243,7 @@ pub async fn clear_flag(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<ClearBody>,
+    body: super::input::Json<ClearBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Supervisor, Role::Manager, Role::Admin])?;
     let note = body.into_inner().note;
@@ -279,14 +299,14 @@ pub async fn get_policy(state: State, user: AuthUser) -> Result<HttpResponse, Ap
 pub async fn put_policy(
     state: State,
     user: AuthUser,
-    body: web::Json<serde_json::Value>,
+    body: super::input::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Admin])?;
     let policy: Policy = serde_json::from_value(body.into_inner())
         .map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
     policy
         .validate()
-        .map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
+        .map_err(|e| ApiError::unprocessable(format!("invalid policy: {e}")))?;
     let (p, uid) = (policy.clone(), user.0.id.clone());
     state
         .db
@@ -309,12 +329,25 @@ pub async fn put_policy(
     Ok(HttpResponse::Ok().json(policy))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ContactBody {
-    /// `phone`, `sms`, `email`, `visit` or `other`.
+    #[schema(value_type = ContactChannel)]
     channel: String,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     note: String,
+}
+
+/// How the customer was contacted (`contacts::CHANNELS`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ContactChannel {
+    Phone,
+    Sms,
+    Email,
+    Visit,
+    Other,
 }
 
 /// `POST /tickets/{doc_id}/contacts`: the customer was contacted now (the
@@ -324,7 +357,7 @@ pub async fn record_contact(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<ContactBody>,
+    body: super::input::Json<ContactBody>,
 ) -> Result<HttpResponse, ApiError> {
     let doc = parse_doc(&path.into_inner())?;
     // Office roles and the assigned technician: whoever may read it fully.

@@ -71,9 +71,7 @@ pub async fn create_link(
         format!("{}://{}", info.scheme(), info.host())
     });
     let url = format!("{base}/survey/{}", made.token);
-    let mut body = serde_json::to_value(&made).expect("serialises");
-    body["url"] = url.into();
-    Ok(HttpResponse::Created().json(body))
+    Ok(HttpResponse::Created().json(LinkMade { link: made, url }))
 }
 
 /// `GET /tickets/{doc_id}/survey-links`: links made for a ticket, used or
@@ -91,16 +89,23 @@ pub async fn list_links(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-#[derive(Deserialize)]
+/// Scores from 1 to the survey's scale (5 or 7, `surveys.scale`).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = SurveyScores)]
 pub struct Answer {
+    #[schema(minimum = 1, maximum = 7)]
     efficiency: i64,
+    #[schema(minimum = 1, maximum = 7)]
     attitude: i64,
+    #[schema(minimum = 1, maximum = 7)]
     reasonableness: i64,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     comment: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = SurveyAnswer)]
 pub struct JsonAnswer {
     token: String,
     #[serde(flatten)]
@@ -250,17 +255,32 @@ async fn record(
     }
 }
 
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Recorded {
+    pub recorded: bool,
+    pub ticket_no: String,
+}
+
+/// A new survey link and the address to give the customer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct LinkMade {
+    #[serde(flatten)]
+    pub link: links::NewLink,
+    pub url: String,
+}
+
 /// `POST /api/v1/survey-answers` (public: the token is the credential).
 pub async fn answer_json(
     state: State,
     hub: HubData,
-    body: web::Json<JsonAnswer>,
+    body: super::input::Json<JsonAnswer>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     match record(&state, &hub, &b.token, &b.answer).await {
-        Ok(ticket_no) => Ok(HttpResponse::Ok().json(serde_json::json!({
-            "recorded": true, "ticket_no": ticket_no,
-        }))),
+        Ok(ticket_no) => Ok(HttpResponse::Ok().json(Recorded {
+            recorded: true,
+            ticket_no,
+        })),
         Err(e) => Err(e.api_error()),
     }
 }

@@ -25,9 +25,11 @@ use crate::sync::hub::{DocCommand, EditError, Hub, ServerEditFn};
 
 type HubData = web::Data<Arc<Hub>>;
 
+/// A ticket id from the path. One that cannot be a document id names no
+/// ticket: 404, as for an unknown one.
 pub fn parse_doc(raw: &str) -> Result<DocumentId, ApiError> {
     DocumentId::parse_url_or_id(raw)
-        .map_err(|e| ApiError::bad_request(format!("bad document id: {e}")))
+        .map_err(|e| ApiError::not_found(format!("no such ticket (bad document id: {e})")))
 }
 
 impl From<EditError> for ApiError {
@@ -107,10 +109,85 @@ pub(super) async fn audit_one(
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AssignBody {
     /// Username of the technician.
+    #[schema(max_length = 128)]
     technician: String,
+}
+
+/// A ticket and who it is assigned to now.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Assigned {
+    pub document_id: String,
+    /// The `automerge:` URL devices sync.
+    pub url: String,
+    pub technician_id: String,
+}
+
+/// A ticket just opened from an intake.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Opened {
+    pub document_id: String,
+    /// The `automerge:` URL devices sync.
+    pub url: String,
+    pub ticket_no: String,
+    /// Set when the intake named a technician.
+    pub technician_id: Option<String>,
+}
+
+/// The appointment window as stored (RFC 3339, UTC).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Appointment {
+    pub start: String,
+    pub end: String,
+}
+
+/// A ticket's status after a dispatcher's decision.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StatusChanged {
+    pub document_id: String,
+    #[schema(value_type = TicketStatus)]
+    pub status: String,
+}
+
+/// The statuses of the ticket status machine (DESIGN.md).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum TicketStatus {
+    New,
+    Assigned,
+    EnRoute,
+    OnSite,
+    Paused,
+    Completed,
+    SignedOff,
+    Disputed,
+    Reconciled,
+    Cancelled,
+    Reopened,
+}
+
+/// `GET /tickets?sla=`: the SLA state a ticket is in now.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum SlaFilter {
+    OnTime,
+    AtRisk,
+    Breached,
+    Settled,
+    None,
+}
+
+/// Ticket priorities (the A/B/C matrix of seed 000).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub enum Priority {
+    A,
+    B,
+    C,
 }
 
 /// Assigns `doc` to the technician `username`: the share-policy table, the
@@ -174,52 +251,67 @@ pub async fn assign(
     hub: HubData,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<AssignBody>,
+    body: super::input::Json<AssignBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let doc = parse_doc(&path.into_inner())?;
     let technician = body.into_inner().technician;
     input::text("technician", &technician, input::MAX_ID)?;
     let tech = assign_to(&state, &hub, &user.0, doc, technician).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "document_id": doc.to_string(),
-        "url": doc.url(),
-        "technician_id": tech,
-    })))
+    Ok(HttpResponse::Ok().json(Assigned {
+        document_id: doc.to_string(),
+        url: doc.url(),
+        technician_id: tech,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewTicket {
     #[serde(default)]
+    #[schema(max_length = 128)]
     ticket_no: String,
     /// A customer archive record: fills name, phone and address when they
     /// are not given.
     #[serde(default)]
+    #[schema(max_length = 128)]
     customer_id: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     customer_name: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     customer_phone: String,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     customer_address: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     site: String,
     /// An asset record of that customer: fills product, model and serial.
     #[serde(default)]
+    #[schema(max_length = 128)]
     asset_id: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     product: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     model: String,
     #[serde(default)]
+    #[schema(max_length = 128)]
     serial: String,
+    #[schema(min_length = 1, max_length = 4000)]
     fault_description: String,
     #[serde(default)]
+    #[schema(format = DateTime)]
     occurred_at: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     reported_via: String,
+    #[schema(value_type = Priority)]
     priority: String,
     /// Assign at once to this technician (username).
+    #[schema(max_length = 128)]
     technician: Option<String>,
 }
 
@@ -295,13 +387,13 @@ async fn intake_from(state: &State, b: NewTicket, doc_id: DocumentId) -> Result<
     let asset = asset.transpose()?;
     if let (Some(a), Some(c)) = (&asset, &customer) {
         if a.customer_id != c.id {
-            return Err(ApiError::bad_request(
+            return Err(ApiError::unprocessable(
                 "the asset belongs to another customer",
             ));
         }
     }
     if asset.is_some() && customer.is_none() {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::unprocessable(
             "`asset_id` needs the asset's `customer_id`",
         ));
     }
@@ -342,7 +434,9 @@ async fn intake_from(state: &State, b: NewTicket, doc_id: DocumentId) -> Result<
         ("fault_description", &intake.fault_description),
     ] {
         if v.trim().is_empty() {
-            return Err(ApiError::bad_request(format!("`{name}` is required")));
+            return Err(ApiError::unprocessable(format!(
+                "`{name}` is required (or give the customer/asset record it comes from)"
+            )));
         }
     }
     Ok(intake)
@@ -355,7 +449,9 @@ fn occurred_invalid(v: &str) -> bool {
 impl From<records::RecordError> for ApiError {
     fn from(e: records::RecordError) -> Self {
         match e {
-            records::RecordError::Invalid(m) => ApiError::bad_request(m),
+            // Well-formed input that breaks a record rule (a site of another
+            // customer, a zero stock movement): 422, see `ApiError::unprocessable`.
+            records::RecordError::Invalid(m) => ApiError::unprocessable(m),
             records::RecordError::NotFound(m) => ApiError::not_found(m),
             records::RecordError::Db(d) => d.into(),
         }
@@ -369,7 +465,7 @@ pub async fn create(
     state: State,
     hub: HubData,
     user: AuthUser,
-    body: web::Json<NewTicket>,
+    body: super::input::Json<NewTicket>,
 ) -> Result<HttpResponse, ApiError> {
     // One rule for who creates tickets, over REST and through sync.
     if !fieldsync_shared::permissions::may_create_tickets(user.0.role) {
@@ -380,12 +476,12 @@ pub async fn create(
     }
     let (doc_id, ticket_no, technician) =
         open_ticket(&state, &hub, &user.0, body.into_inner()).await?;
-    Ok(HttpResponse::Created().json(serde_json::json!({
-        "document_id": doc_id.to_string(),
-        "url": doc_id.url(),
-        "ticket_no": ticket_no,
-        "technician_id": technician,
-    })))
+    Ok(HttpResponse::Created().json(Opened {
+        document_id: doc_id.to_string(),
+        url: doc_id.url(),
+        ticket_no,
+        technician_id: technician,
+    }))
 }
 
 /// Opens a ticket from an intake for `user` (the caller decided they may):
@@ -474,21 +570,36 @@ pub async fn list(
 /// The query of `GET /tickets`. Every field is spelled out (no
 /// `#[serde(flatten)]`: with it, serde_urlencoded hands numbers over as
 /// strings and `limit=10` failed to parse).
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
     /// Technician username (or use `technician_id`).
+    #[param(max_length = 200)]
     technician: Option<String>,
+    #[param(max_length = 200)]
     status: Option<String>,
+    #[param(max_length = 200)]
     priority: Option<String>,
+    #[param(max_length = 200)]
     technician_id: Option<String>,
+    #[param(max_length = 200)]
     customer_id: Option<String>,
+    #[param(max_length = 200)]
     asset_id: Option<String>,
+    #[param(max_length = 200)]
     serial: Option<String>,
+    /// Created at or after: a date (2026-11-01) or an RFC 3339 time.
+    #[param(format = Date)]
     from: Option<String>,
+    /// Created before the end of: a date (included) or an RFC 3339 time.
+    #[param(format = Date)]
     to: Option<String>,
+    #[param(max_length = 200)]
     q: Option<String>,
+    #[param(inline, value_type = Option<SlaFilter>)]
     sla: Option<String>,
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
@@ -574,9 +685,13 @@ pub async fn check_can_read(state: &State, user: &User, doc: DocumentId) -> Resu
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AppointmentBody {
+    /// RFC 3339.
+    #[schema(format = DateTime)]
     start: String,
+    /// RFC 3339, after `start`.
+    #[schema(format = DateTime)]
     end: String,
 }
 
@@ -585,7 +700,7 @@ pub async fn set_appointment(
     hub: HubData,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<AppointmentBody>,
+    body: super::input::Json<AppointmentBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let doc = parse_doc(&path.into_inner())?;
@@ -597,7 +712,7 @@ pub async fn set_appointment(
     };
     let (s, e) = (parse(&start, "start")?, parse(&end, "end")?);
     if e <= s {
-        return Err(ApiError::bad_request("`end` must be after `start`"));
+        return Err(ApiError::unprocessable("`end` must be after `start`"));
     }
     let fmt =
         |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -618,12 +733,13 @@ pub async fn set_appointment(
         serde_json::json!({ "appointment": { "start": start, "end": end } }),
     )
     .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "start": start, "end": end })))
+    Ok(HttpResponse::Ok().json(Appointment { start, end }))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 pub struct ReasonBody {
     #[serde(default)]
+    #[schema(max_length = 4000)]
     reason: String,
 }
 
@@ -634,12 +750,12 @@ async fn decide(
     hub: HubData,
     user: AuthUser,
     path: web::Path<String>,
-    body: Option<web::Json<ReasonBody>>,
+    body: web::Bytes,
     to: Status,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let doc = parse_doc(&path.into_inner())?;
-    let reason = body.map(|b| b.into_inner().reason).unwrap_or_default();
+    let reason = input::optional_json::<ReasonBody>(&body)?.reason;
     input::text("reason", &reason, input::MAX_TEXT)?;
     let role = user.0.role;
     let (who, r) = (user.0.username.clone(), reason.clone());
@@ -660,8 +776,10 @@ async fn decide(
         serde_json::json!({ "status": to.as_str(), "reason": reason }),
     )
     .await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "document_id": doc.to_string(), "status": to.as_str() })))
+    Ok(HttpResponse::Ok().json(StatusChanged {
+        document_id: doc.to_string(),
+        status: to.as_str().to_string(),
+    }))
 }
 
 pub async fn cancel(
@@ -669,7 +787,7 @@ pub async fn cancel(
     hub: HubData,
     user: AuthUser,
     path: web::Path<String>,
-    body: Option<web::Json<ReasonBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     decide(state, hub, user, path, body, Status::Cancelled).await
 }
@@ -679,7 +797,7 @@ pub async fn reopen(
     hub: HubData,
     user: AuthUser,
     path: web::Path<String>,
-    body: Option<web::Json<ReasonBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     decide(state, hub, user, path, body, Status::Reopened).await
 }

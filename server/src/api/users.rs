@@ -16,19 +16,23 @@ pub async fn list(state: State, user: AuthUser) -> Result<HttpResponse, ApiError
     Ok(HttpResponse::Ok().json(users))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewUser {
+    #[schema(pattern = r"^[A-Za-z0-9._@-]{1,64}$")]
     username: String,
     #[serde(default)]
+    #[schema(max_length = 200)]
     display_name: String,
+    #[schema(value_type = Role)]
     role: String,
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
 }
 
 pub async fn create(
     state: State,
     user: AuthUser,
-    body: web::Json<NewUser>,
+    body: super::input::Json<NewUser>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Admin])?;
     let NewUser {
@@ -103,8 +107,9 @@ pub async fn disable(
     Ok(HttpResponse::Ok().json(updated))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewPassword {
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
 }
 
@@ -115,7 +120,7 @@ pub async fn set_password(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<NewPassword>,
+    body: super::input::Json<NewPassword>,
 ) -> Result<HttpResponse, ApiError> {
     let username = path.into_inner();
     if user.0.username != username {
@@ -144,9 +149,11 @@ pub async fn set_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct AuditQuery {
+    /// Only this action (e.g. `login_failed`, `user_created`).
     action: Option<String>,
+    /// At most this many, newest first (default 100; 1 to 1000).
     limit: Option<i64>,
 }
 
@@ -165,8 +172,9 @@ pub async fn audit(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewRole {
+    #[schema(value_type = Role)]
     role: String,
 }
 
@@ -177,7 +185,7 @@ pub async fn set_role(
     hub: web::Data<std::sync::Arc<crate::sync::hub::Hub>>,
     user: AuthUser,
     path: web::Path<String>,
-    body: web::Json<NewRole>,
+    body: super::input::Json<NewRole>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Admin])?;
     let username = path.into_inner();

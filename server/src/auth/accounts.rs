@@ -9,13 +9,15 @@ use crate::audit::{self, Action, Entry};
 use crate::db::schema::users;
 use crate::db::{now_millis, on_conn, transaction, DbConn, DbError};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct User {
     pub id: String,
     pub username: String,
     pub display_name: String,
     pub role: Role,
     pub disabled: bool,
+    #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
     /// Bumped when the password changes; access tokens carry the generation
     /// they were issued under and stop working when it moves on.

@@ -14,15 +14,21 @@ use super::accounts::User;
 use crate::db::schema::{devices, users};
 use crate::db::{now_millis, on_conn, DbConn, DbError};
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Queryable)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Queryable, utoipa::ToSchema)]
 pub struct Device {
     /// `<user id>:<client id>`, unique.
     pub id: String,
     pub user_id: String,
     pub name: String,
     pub platform: String,
+    #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
+    #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen_at: i64,
+    #[serde(serialize_with = "crate::timestamps::opt_ms_as_rfc3339")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<i64>,
     /// The id the app chose.
     pub client_id: String,

@@ -24,9 +24,11 @@ use crate::metrics::LoginOutcome;
 /// Refresh tokens live 30 days (a technician may be offline for a while).
 pub const REFRESH_TTL_MS: i64 = 30 * 24 * 3600 * 1000;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenPair {
     pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(value_type = String)]
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,

@@ -29,7 +29,7 @@ pub const LONG_VISIT_MINUTES: i64 = 10 * 60;
 /// A visit longer than this is a forgotten check-out, not labour.
 pub const MAX_VISIT_MINUTES: i64 = 24 * 60;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     Ok,
@@ -37,7 +37,7 @@ pub enum Level {
     Problem,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Check {
     pub name: &'static str,
     pub level: Level,
@@ -74,7 +74,7 @@ pub struct CataloguePart {
 }
 
 /// A file the ticket references, and whether blob storage has it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BlobFact {
     pub sha256: String,
     /// `attachment` or `signature`.
@@ -247,7 +247,7 @@ pub fn van_stock(
 }
 
 /// Labour of one visit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VisitLabour {
     pub visit_id: String,
     pub technician_id: String,
@@ -262,7 +262,7 @@ pub struct VisitLabour {
 
 /// A ticket's labour: per visit and in total (only visits with a valid
 /// check-in and check-out count).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Labour {
     pub visits: Vec<VisitLabour>,
     pub total_minutes: i64,

@@ -203,7 +203,7 @@ pub fn apply(
     Ok(created)
 }
 
-#[derive(Clone, Debug, Queryable, Selectable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = callbacks)]
 pub struct Callback {
     pub id: String,
@@ -222,7 +222,7 @@ pub struct Callback {
     pub done_at: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct CallbackFilter {
     pub open: Option<bool>,
     /// Open and past due (at `now`).
@@ -286,7 +286,7 @@ pub fn record_outcome(
         .optional())?)
 }
 
-#[derive(Clone, Debug, Queryable, Selectable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = customer_flags)]
 pub struct CustomerFlag {
     pub id: String,

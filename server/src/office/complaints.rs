@@ -25,7 +25,7 @@ fn fmt(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-#[derive(Clone, Debug, Queryable, Selectable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = complaints)]
 pub struct Complaint {
     pub id: String,
@@ -393,7 +393,7 @@ pub fn set_repair(conn: &mut DbConn, id: &str, doc_id: &str) -> Result<(), DbErr
     Ok(())
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams)]
 pub struct Filter {
     /// Not yet resolved.
     pub open: Option<bool>,

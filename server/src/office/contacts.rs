@@ -14,7 +14,7 @@ use crate::office::sla_watch::parse_time;
 /// How the customer was reached.
 pub const CHANNELS: &[&str] = &["phone", "sms", "email", "visit", "other"];
 
-#[derive(Clone, Debug, Queryable, Selectable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = ticket_contacts)]
 pub struct Contact {
     pub id: String,

@@ -18,7 +18,7 @@ pub struct NewEscalation<'a> {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Clone, Debug, Queryable, Selectable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = escalations)]
 pub struct Escalation {
     pub id: String,
@@ -32,6 +32,7 @@ pub struct Escalation {
     pub sla_state: String,
     /// JSON array of the user ids told.
     #[serde(serialize_with = "as_json")]
+    #[schema(value_type = Vec<String>)]
     pub notified: String,
     pub created_at: String,
     pub acknowledged_by: Option<String>,

@@ -53,7 +53,7 @@ impl Format {
 }
 
 /// One billing line. Field order is the CSV column order.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Line {
     pub ticket_no: String,
     pub doc_id: String,
@@ -104,7 +104,7 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 /// A job in an export.
-#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Job {
     pub doc_id: String,
     pub ticket_no: String,
@@ -314,7 +314,7 @@ pub fn job_lines(
 }
 
 /// An export as recorded.
-#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable, utoipa::ToSchema)]
 #[diesel(table_name = rx)]
 pub struct ExportRow {
     pub id: String,

@@ -68,7 +68,7 @@ pub fn set_serial_required(c: &mut DbConn, part_no: &str, required: bool) -> Res
 }
 
 /// One part line with its catalogue price.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct PricedPart {
     pub part_entry_id: String,
     pub part_no: String,
@@ -271,7 +271,7 @@ impl TicketFacts {
 }
 
 /// One ticket as the back office reviews it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Review {
     pub doc_id: String,
     pub ticket_no: String,
@@ -411,7 +411,7 @@ pub fn queue(
 }
 
 /// A decision as stored.
-#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable)]
+#[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable, utoipa::ToSchema)]
 #[diesel(table_name = rd)]
 pub struct DecisionRow {
     pub id: String,

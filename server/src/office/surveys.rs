@@ -30,7 +30,7 @@ fn fmt(t: DateTime<Utc>) -> String {
 /// Statuses of a job whose work is done (the survey is about it).
 const DONE: &[&str] = &["completed", "signed_off", "disputed", "reconciled"];
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct NewLink {
     pub link_id: String,
     pub doc_id: String,
@@ -120,7 +120,7 @@ pub fn create_link(
     }))
 }
 
-#[derive(Clone, Debug, Queryable, Selectable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = survey_links)]
 pub struct Link {
     pub id: String,

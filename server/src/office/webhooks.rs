@@ -30,7 +30,7 @@ pub struct WebhookConfig {
     pub retry_base: Duration,
 }
 
-#[derive(Clone, Debug, Queryable, Selectable, Serialize)]
+#[derive(Clone, Debug, Queryable, Selectable, Serialize, utoipa::ToSchema)]
 #[diesel(table_name = webhook_deliveries)]
 pub struct Delivery {
     pub id: String,

@@ -15,7 +15,7 @@ use super::policy::Policy;
 use super::sla::{target_state, Milestone, TargetState};
 
 /// Seed 000 §5.3's three categories, and anything else.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     ProductQuality,
@@ -66,7 +66,7 @@ pub struct Times {
 }
 
 /// A complaint's three targets.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ComplaintSla {
     pub respond: TargetState,
     pub start: TargetState,

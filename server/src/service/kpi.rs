@@ -42,7 +42,7 @@ impl Period {
 }
 
 /// A target's outcome as `ticket_sla` keeps it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SlaOutcome {
     /// Reached within the target.
@@ -135,7 +135,7 @@ pub struct ComplaintFacts {
 }
 
 /// numerator / denominator; `denominator == 0` is "n/a".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Figure {
     pub numerator: i64,
     pub denominator: i64,
@@ -317,7 +317,7 @@ pub fn service_cost(jobs: &[JobFacts], p: &Period, labour_cents_per_hour: i64) -
     )
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     /// numerator / denominator × 100.
@@ -329,7 +329,7 @@ pub enum Unit {
 }
 
 /// The KPIs, in the order reports show them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Kpi {
     Csat,

@@ -7,7 +7,7 @@
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     pub sla: SlaPolicy,
@@ -20,7 +20,7 @@ pub struct Policy {
 
 /// The satisfaction survey (seed 001): within 3 working days of completion,
 /// three dimensions on a 5- or 7-point scale.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SurveyPolicy {
     /// Scale of the customer's survey page: 5 or 7.
@@ -43,7 +43,7 @@ impl Default for SurveyPolicy {
 /// Complaints (seed 000 §5.3: product quality, service attitude, delivery
 /// delay; seed 004: acknowledged within 5–10 minutes, resolved within 3–5
 /// working days).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ComplaintPolicy {
     /// First response to the customer, in minutes counted like the ticket
@@ -69,7 +69,7 @@ impl Default for ComplaintPolicy {
 
 /// After completion (seed 001): callback, survey thresholds, the
 /// unsatisfied streak.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClosedLoopPolicy {
     /// The office calls the customer back this long after completion (48 h).
@@ -102,7 +102,7 @@ impl Default for ClosedLoopPolicy {
 /// target is from the seeds (000/002/004: at least 85 %); the others are
 /// sane starting points for the office to tune with `PUT /api/v1/policy`.
 /// Shares are percentages (0–100); `*_max_*` are ceilings, the rest floors.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KpiPolicy {
     /// Surveys at or above "satisfied" (seeds: ≥ 85 %).
@@ -157,7 +157,7 @@ impl Default for KpiPolicy {
 }
 
 /// Response and resolution targets (seed 000 §2.2).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlaPolicy {
     /// Per priority: A product failure or safety, B usage problem or parts
@@ -184,14 +184,14 @@ pub struct SlaPolicy {
     pub device_time_grace_minutes: i64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub respond_minutes: i64,
     pub resolve_minutes: i64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RespondOn {
     /// The technician sets off (`en_route`) or arrives (`on_site`), whichever
@@ -207,11 +207,12 @@ pub enum RespondOn {
 
 /// Business hours of the company, in its own time zone (a fixed offset from
 /// UTC: the seeds' companies have no daylight saving).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Calendar {
     pub utc_offset_minutes: i32,
     /// ISO weekdays, 1 = Monday … 7 = Sunday.
+    #[schema(value_type = Vec<IsoWeekday>)]
     pub working_days: Vec<u8>,
     /// "HH:MM", local time; `close` after `open`.
     pub open: String,
@@ -220,13 +221,13 @@ pub struct Calendar {
 }
 
 /// Who is told, and when (seed 000: technician → supervisor → manager).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EscalationPolicy {
     pub tiers: Vec<Tier>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     pub notify: TierRole,
@@ -237,7 +238,7 @@ pub struct Tier {
     pub overdue_share: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TierRole {
     /// The technician assigned to the ticket.
@@ -258,7 +259,7 @@ impl TierRole {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
     AtRisk,
@@ -399,7 +400,9 @@ impl Policy {
             if c.working_days.is_empty() || c.working_days.iter().any(|d| !(1..=7).contains(d)) {
                 return Err("sla.calendar.working_days: ISO weekdays 1 (Monday) to 7".into());
             }
-            if c.utc_offset_minutes.abs() > 14 * 60 {
+            // unsigned_abs: `abs()` of i32::MIN overflows (a panic in debug
+            // builds, and in release the check let it through).
+            if c.utc_offset_minutes.unsigned_abs() > 14 * 60 {
                 return Err("sla.calendar.utc_offset_minutes: at most ±14 h".into());
             }
             if c.holidays.len() > 1000 {
@@ -488,6 +491,22 @@ impl Policy {
     }
 }
 
+/// The schema of an ISO weekday in `Calendar::working_days`: 1 (Monday)
+/// to 7 (Sunday).
+pub struct IsoWeekday;
+
+impl utoipa::PartialSchema for IsoWeekday {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(7))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for IsoWeekday {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,6 +546,15 @@ mod tests {
         assert_eq!(partial.sla.calendar, Some(Calendar::default()));
         assert_eq!(partial.escalation, p.escalation);
         partial.validate().unwrap();
+    }
+
+    #[test]
+    fn the_most_negative_utc_offset_is_refused_not_a_panic() {
+        // Found by Schemathesis: `abs()` of i32::MIN overflowed.
+        let p: Policy =
+            serde_json::from_str(r#"{"sla": {"calendar": {"utc_offset_minutes": -2147483648}}}"#)
+                .unwrap();
+        assert!(p.validate().unwrap_err().contains("utc_offset_minutes"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::clock::CountingClock;
 use super::policy::{RespondOn, SlaPolicy};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Milestone {
     Respond,
@@ -35,7 +35,7 @@ impl Milestone {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SlaState {
     /// Met within the target.
@@ -80,7 +80,7 @@ pub struct Step {
     pub device_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TargetState {
     pub milestone: Milestone,
     pub state: SlaState,
@@ -94,7 +94,7 @@ pub struct TargetState {
     pub met_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TicketSla {
     pub priority: String,
     pub respond: TargetState,

@@ -383,12 +383,14 @@ fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>, DbError> {
     bytes.chunks(32).map(decode_hash).collect()
 }
 
-#[derive(Debug, serde::Serialize, Queryable)]
+#[derive(Debug, serde::Serialize, Queryable, utoipa::ToSchema)]
 pub struct QuarantineRow {
     pub id: String,
     pub doc_id: String,
     pub user_id: String,
     pub device_id: String,
+    #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: i64,
     pub path: String,
     pub attempted: String,

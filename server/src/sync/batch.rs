@@ -38,30 +38,42 @@ pub const MAX_MESSAGES: usize = 500;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-#[derive(Deserialize)]
-struct BatchRequest {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct BatchRequest {
+    /// The device's id (as in `/sync?device=`), registered on first use.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
     device: String,
     #[serde(default)]
     device_name: Option<String>,
     #[serde(default)]
     platform: Option<String>,
+    #[schema(max_items = 500)]
     messages: Vec<BatchMessage>,
 }
 
-#[derive(Deserialize)]
-struct BatchMessage {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct BatchMessage {
     document_id: String,
+    /// A base64 Automerge sync message.
     data: String,
 }
 
-#[derive(Serialize, Debug)]
-struct BatchReply {
+/// One reply per message: `ok` (with the server's sync message in
+/// `data`, when it has one) or `error`.
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub struct BatchReply {
     document_id: String,
+    #[schema(value_type = String)]
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+#[derive(Serialize, Debug, utoipa::ToSchema)]
+pub struct BatchReplies {
+    replies: Vec<BatchReply>,
 }
 
 impl BatchReply {
@@ -168,7 +180,7 @@ pub async fn batch_endpoint(
             ..reply
         };
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "replies": replies })))
+    Ok(HttpResponse::Ok().json(BatchReplies { replies }))
 }
 
 /// Decodes, measures and charges one message of a batch.

@@ -4,7 +4,7 @@
 use super::*;
 
 /// One KPI's figure with its target.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct KpiLine {
     pub kpi: &'static str,
     pub name: &'static str,
@@ -121,7 +121,7 @@ pub(crate) fn by_technician(l: &Loaded) -> BTreeMap<String, Scope> {
     out
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PeriodInfo {
     pub kind: PeriodKind,
     pub label: String,
@@ -134,7 +134,7 @@ pub struct PeriodInfo {
     pub is_final: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Overview {
     pub jobs_opened: i64,
     pub jobs_completed: i64,
@@ -152,14 +152,14 @@ pub struct Overview {
     pub tickets_breached: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TechnicianKpis {
     pub technician_id: String,
     pub username: String,
     pub kpis: Vec<KpiLine>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Count {
     pub key: String,
     pub count: i64,
@@ -167,7 +167,7 @@ pub struct Count {
     pub tickets: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BreachedTicket {
     pub ticket_no: String,
     pub doc_id: String,
@@ -177,7 +177,7 @@ pub struct BreachedTicket {
     pub resolve: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Problems {
     /// Fault descriptions of the jobs opened in the period (lower-cased,
     /// spaces collapsed), most frequent first; at most 10.
@@ -193,7 +193,7 @@ pub struct Problems {
     pub breached_total: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TrendPoint {
     pub period: String,
     pub numerator: i64,
@@ -201,7 +201,7 @@ pub struct TrendPoint {
     pub value: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Trend {
     pub kpi: &'static str,
     pub name: &'static str,
@@ -210,7 +210,7 @@ pub struct Trend {
     pub points: Vec<TrendPoint>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub period: PeriodInfo,
     pub overview: Overview,
