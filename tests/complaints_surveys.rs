@@ -491,7 +491,10 @@ async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {
         "/api/v1/complaints",
         json!({"customer_id": "nobody", "category": "other", "description": "x"}),
     );
-    assert_eq!(status, 422, "an unknown customer breaks a rule, not the schema");
+    assert_eq!(
+        status, 422,
+        "an unknown customer breaks a rule, not the schema"
+    );
     let future = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
     let (status, _) = post(
         &dora,

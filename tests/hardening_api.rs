@@ -81,12 +81,12 @@ async fn asset_dates_must_be_real_dates(db: TestDb) {
         // Date-shaped but no calendar date: 422 (the schema's pattern
         // allows it); any other shape: 400 (the schema refuses it).
         let date_shaped = bad.len() == 10 && bad.as_bytes()[4] == b'-' && bad.as_bytes()[7] == b'-';
-        let want = if date_shaped { (422, "invalid") } else { (400, "bad_request") };
-        assert_eq!(
-            (status, error_code(&body)),
-            want,
-            "{field}={bad}: {body}"
-        );
+        let want = if date_shaped {
+            (422, "invalid")
+        } else {
+            (400, "bad_request")
+        };
+        assert_eq!((status, error_code(&body)), want, "{field}={bad}: {body}");
         assert!(body["error"]["message"].as_str().unwrap().contains(field));
     }
     let (status, body) = http(

@@ -511,7 +511,11 @@ async fn whole_life_through_reconciliation(db: TestDb) {
             None,
         );
         // `to` before `from` has the documented shape and breaks a rule: 422.
-        let want = if bad == "from=2026-11-30&to=2026-11-01" { 422 } else { 400 };
+        let want = if bad == "from=2026-11-30&to=2026-11-01" {
+            422
+        } else {
+            400
+        };
         assert_eq!(status, want, "{bad}: {body}");
     }
     let (status, body) = http(

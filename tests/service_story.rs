@@ -654,6 +654,47 @@ async fn openapi_describes_every_route(db: TestDb) {
     }
 }
 
+/// The API reference at /api/docs is served by the binary itself: the page,
+/// Swagger UI's script and style, pointed at this server's document, with
+/// the online validator off (nothing is fetched from the internet).
+async fn api_reference_is_served_from_the_binary(db: TestDb) {
+    let server = Server::start(&db, &[]);
+    let page = common::http_full(server.port, "GET", "/api/docs", None, "text/plain", b"");
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    let html = String::from_utf8(page.body).unwrap();
+    for asset in [
+        "/api/docs/swagger-ui-bundle.js",
+        "/api/docs/swagger-ui.css",
+        "/api/docs/init.js",
+    ] {
+        assert!(html.contains(asset), "{asset}");
+        let r = common::http_full(server.port, "GET", asset, None, "text/plain", b"");
+        assert_eq!(r.status, 200, "{asset}");
+        assert!(!r.body.is_empty());
+    }
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+    let init = common::http_full(
+        server.port,
+        "GET",
+        "/api/docs/init.js",
+        None,
+        "text/plain",
+        b"",
+    );
+    let init = String::from_utf8(init.body).unwrap();
+    assert!(
+        init.contains("/api/v1/openapi.json") && init.contains("validatorUrl: null"),
+        "{init}"
+    );
+}
+
 /// Issue 10 item 9: a technician cannot raise their own van stock, create
 /// stock rows for unknown parts or overflow a level; what did not move stock
 /// is listed for the back office.
@@ -753,4 +794,5 @@ on_both_backends!(
     two_technicians_offline_during_reassignment,
     http_batch_sync,
     openapi_describes_every_route,
+    api_reference_is_served_from_the_binary,
 );

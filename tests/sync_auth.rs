@@ -138,7 +138,10 @@ async fn revoking_a_device_closes_its_sessions_and_refuses_it(db: TestDb) {
     );
     assert_eq!(status, 200, "{body}");
     let revoked = body["revoked_at"].as_str().expect("RFC 3339 time");
-    assert!(chrono::DateTime::parse_from_rfc3339(revoked).is_ok(), "{revoked}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(revoked).is_ok(),
+        "{revoked}"
+    );
 
     let (code, reason) = wait_closed(&dev).await;
     assert_eq!(code, 1008);

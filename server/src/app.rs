@@ -153,6 +153,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             .app_data(web::Data::new(api.clone()))
             .configure(crate::api::configure)
             .configure(crate::api::surveys::configure_page)
+            .configure(crate::api::docs::configure)
             .route("/sync", web::get().to(ws::sync_endpoint))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(health))

@@ -100,7 +100,9 @@ pub struct NewAsset {
     pub warranty_until: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, Queryable, Selectable, Insertable, utoipa::ToSchema)]
+#[derive(
+    Clone, Debug, Serialize, Deserialize, Queryable, Selectable, Insertable, utoipa::ToSchema,
+)]
 #[diesel(table_name = parts)]
 pub struct Part {
     pub part_no: String,

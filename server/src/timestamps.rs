@@ -30,6 +30,9 @@ mod tests {
     #[test]
     fn epoch_millis_become_utc_strings() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::rfc3339(1_795_428_000_123), "2026-11-23T10:00:00.123Z");
+        assert_eq!(
+            super::rfc3339(1_795_428_000_123),
+            "2026-11-23T10:00:00.123Z"
+        );
     }
 }

@@ -47,12 +47,17 @@ pub fn date(field: &str, value: &str) -> Result<(), ApiError> {
         return Ok(());
     }
     let shaped = value.len() == 10
-        && value
-            .bytes()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && value.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     if shaped {
-        return Err(ApiError::unprocessable(format!("`{field}` is not a calendar date")));
+        return Err(ApiError::unprocessable(format!(
+            "`{field}` is not a calendar date"
+        )));
     }
     Err(ApiError::bad_request(format!(
         "`{field}` must be a date like 2026-03-01 (got `{}`)",
@@ -141,7 +146,10 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
     type Error = actix_web::Error;
     type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
 
-    fn from_request(req: &actix_web::HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+    fn from_request(
+        req: &actix_web::HttpRequest,
+        payload: &mut actix_web::dev::Payload,
+    ) -> Self::Future {
         let value = actix_web::web::Json::<serde_json::Value>::from_request(req, payload);
         Box::pin(async move {
             let mut v = value.await?.into_inner();
@@ -155,9 +163,7 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
 
 /// An optional JSON body: none (empty) gives `T::default()`; one that is
 /// sent must be valid — a malformed body is refused, not taken as absent.
-pub fn optional_json<T: serde::de::DeserializeOwned + Default>(
-    body: &[u8],
-) -> Result<T, ApiError> {
+pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Ok(T::default());
     }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod blobs;
 pub mod complaints;
 pub mod devices;
+pub mod docs;
 pub mod errors;
 pub mod history;
 pub mod input;

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use actix_web::HttpResponse;
 use utoipa::openapi::path::{
-    HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn,
-    PathItem,
+    HttpMethod, Operation, OperationBuilder, Parameter, ParameterBuilder, ParameterIn, PathItem,
 };
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
@@ -91,29 +90,126 @@ fn path_param_schema(name: &str) -> ObjectBuilder {
 /// stateful phase of Schemathesis) do next. (from operation, to operation,
 /// path parameter, where its value is in the answer).
 const LINKS: &[(&str, &str, &str, &str)] = &[
-    ("records_create_customer", "records_get_customer", "id", "$response.body#/id"),
-    ("records_create_customer", "records_create_site", "id", "$response.body#/id"),
-    ("records_create_customer", "records_create_asset", "id", "$response.body#/id"),
-    ("records_create_customer", "history_customer", "id", "$response.body#/id"),
-    ("records_create_customer", "records_archive_customer", "id", "$response.body#/id"),
-    ("records_create_asset", "history_asset", "id", "$response.body#/id"),
-    ("tickets_create", "tickets_get", "doc_id", "$response.body#/document_id"),
-    ("tickets_create", "history_timeline", "doc_id", "$response.body#/document_id"),
-    ("tickets_create", "tickets_assign", "doc_id", "$response.body#/document_id"),
-    ("tickets_create", "tickets_set_appointment", "doc_id", "$response.body#/document_id"),
-    ("tickets_create", "tickets_cancel", "doc_id", "$response.body#/document_id"),
-    ("tickets_create", "sla_ticket_sla", "doc_id", "$response.body#/document_id"),
-    ("tickets_create", "sla_record_contact", "doc_id", "$response.body#/document_id"),
-    ("tickets_create", "sla_list_contacts", "doc_id", "$response.body#/document_id"),
-    ("complaints_create", "complaints_get", "id", "$response.body#/id"),
-    ("complaints_create", "complaints_respond", "id", "$response.body#/id"),
-    ("complaints_create", "complaints_start", "id", "$response.body#/id"),
-    ("complaints_create", "complaints_resolve", "id", "$response.body#/id"),
-    ("devices_register", "devices_revoke", "id", "$response.body#/client_id"),
+    (
+        "records_create_customer",
+        "records_get_customer",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "records_create_customer",
+        "records_create_site",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "records_create_customer",
+        "records_create_asset",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "records_create_customer",
+        "history_customer",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "records_create_customer",
+        "records_archive_customer",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "records_create_asset",
+        "history_asset",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "tickets_create",
+        "tickets_get",
+        "doc_id",
+        "$response.body#/document_id",
+    ),
+    (
+        "tickets_create",
+        "history_timeline",
+        "doc_id",
+        "$response.body#/document_id",
+    ),
+    (
+        "tickets_create",
+        "tickets_assign",
+        "doc_id",
+        "$response.body#/document_id",
+    ),
+    (
+        "tickets_create",
+        "tickets_set_appointment",
+        "doc_id",
+        "$response.body#/document_id",
+    ),
+    (
+        "tickets_create",
+        "tickets_cancel",
+        "doc_id",
+        "$response.body#/document_id",
+    ),
+    (
+        "tickets_create",
+        "sla_ticket_sla",
+        "doc_id",
+        "$response.body#/document_id",
+    ),
+    (
+        "tickets_create",
+        "sla_record_contact",
+        "doc_id",
+        "$response.body#/document_id",
+    ),
+    (
+        "tickets_create",
+        "sla_list_contacts",
+        "doc_id",
+        "$response.body#/document_id",
+    ),
+    (
+        "complaints_create",
+        "complaints_get",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "complaints_create",
+        "complaints_respond",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "complaints_create",
+        "complaints_start",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "complaints_create",
+        "complaints_resolve",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "devices_register",
+        "devices_revoke",
+        "id",
+        "$response.body#/client_id",
+    ),
 ];
 
 fn operation_id(r: &RouteDoc) -> String {
-    r.operation.replace("::", "_").replace("crate_sync_batch_", "")
+    r.operation
+        .replace("::", "_")
+        .replace("crate_sync_batch_", "")
 }
 
 fn method(m: &str) -> HttpMethod {
@@ -158,18 +254,25 @@ fn operation(r: &RouteDoc, acc: &mut Schemas) -> Operation {
     if let Some((schema, optional)) = r.request {
         let content = ContentBuilder::new()
             .schema(Some(schema(acc)))
-            .example(r.example.map(|e| serde_json::from_str(e).expect("example body is JSON")))
+            .example(
+                r.example
+                    .map(|e| serde_json::from_str(e).expect("example body is JSON")),
+            )
             .build();
         op = op.request_body(Some(
             RequestBodyBuilder::new()
-                .required(Some(if optional { Required::False } else { Required::True }))
+                .required(Some(if optional {
+                    Required::False
+                } else {
+                    Required::True
+                }))
                 .content("application/json", content)
                 .build(),
         ));
     } else if let Some(media) = r.raw_request {
-        let bytes = ObjectBuilder::new().schema_type(Type::String).format(Some(
-            utoipa::openapi::SchemaFormat::Custom("binary".into()),
-        ));
+        let bytes = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::Custom("binary".into())));
         op = op.request_body(Some(
             RequestBodyBuilder::new()
                 .required(Some(Required::True))
@@ -231,7 +334,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut items: BTreeMap<&str, Vec<(HttpMethod, Operation)>> = BTreeMap::new();
     for r in super::ROUTES {
         let op = operation(r, &mut acc);
-        items.entry(r.path).or_default().push((method(r.method), op));
+        items
+            .entry(r.path)
+            .or_default()
+            .push((method(r.method), op));
     }
     let mut paths = PathsBuilder::new();
     for (path, ops) in items {
@@ -243,20 +349,28 @@ pub fn document() -> utoipa::openapi::OpenApi {
                 None => item = Some(one),
             }
         }
-        paths = paths.path(format!("/api/v1{path}"), item.expect("a path has an operation"));
+        paths = paths.path(
+            format!("/api/v1{path}"),
+            item.expect("a path has an operation"),
+        );
     }
     let error = ResponseBuilder::new()
         .description("Error: `{\"error\": {\"code\", \"message\"}}`")
         .content(
             "application/json",
-            ContentBuilder::new().schema(Some(named::<ErrorBody>(&mut acc))).build(),
+            ContentBuilder::new()
+                .schema(Some(named::<ErrorBody>(&mut acc)))
+                .build(),
         )
         .build();
     let mut components = ComponentsBuilder::new()
         .security_scheme(
             "bearer",
             SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
             ),
         )
         .response("Error", error);
@@ -279,7 +393,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
         )
         .paths(paths.build())
         .components(Some(components.build()))
-        .security(Some([SecurityRequirement::new("bearer", Vec::<String>::new())]))
+        .security(Some([SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]))
         .build()
 }
 
@@ -303,7 +420,13 @@ mod tests {
                 assert!(op.get("requestBody").is_none());
             }
             let ok = &op["responses"][r.ok[0].to_string()];
-            assert!(ok.is_object(), "{} {}: no {} answer", r.method, r.path, r.ok[0]);
+            assert!(
+                ok.is_object(),
+                "{} {}: no {} answer",
+                r.method,
+                r.path,
+                r.ok[0]
+            );
         }
     }
 
@@ -317,7 +440,10 @@ mod tests {
         };
         for (from, to, param, _) in LINKS {
             route(from);
-            assert!(route(to).path.contains(&format!("{{{param}}}")), "{to} has no {param}");
+            assert!(
+                route(to).path.contains(&format!("{{{param}}}")),
+                "{to} has no {param}"
+            );
         }
     }
 

@@ -26,7 +26,9 @@ pub struct TicketRows {
     pub events: Vec<StatusEventRow>,
 }
 
-#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema,
+)]
 #[diesel(table_name = tickets)]
 pub struct TicketRow {
     pub doc_id: String,
@@ -62,7 +64,9 @@ pub struct TicketRow {
     pub feedback_comment: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema,
+)]
 #[diesel(table_name = visits)]
 pub struct VisitRow {
     pub doc_id: String,
@@ -76,7 +80,9 @@ pub struct VisitRow {
     pub fixed: Option<bool>,
 }
 
-#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema,
+)]
 #[diesel(table_name = parts_used)]
 pub struct PartRow {
     pub doc_id: String,
@@ -90,7 +96,9 @@ pub struct PartRow {
     pub technician_id: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema,
+)]
 #[diesel(table_name = stock_movements)]
 pub struct MovementRow {
     pub id: String,
@@ -102,7 +110,9 @@ pub struct MovementRow {
     pub at: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema,
+)]
 #[diesel(table_name = signoffs)]
 pub struct SignoffRow {
     pub doc_id: String,
@@ -121,7 +131,9 @@ pub struct SignoffRow {
     pub modified_after_signoff: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Insertable, Queryable, Selectable, serde::Serialize, utoipa::ToSchema,
+)]
 #[diesel(table_name = status_events)]
 pub struct StatusEventRow {
     pub doc_id: String,
