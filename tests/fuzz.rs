@@ -111,14 +111,14 @@ async fn hostile_client(url: String, peer: String, frames: Vec<gen::Frame>) -> S
             let (mut s, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
                 .await
                 .expect("the server accepts connections during the run");
-            s.send(Ws::Binary(gen::join(&peer))).await.unwrap();
+            s.send(Ws::Binary(gen::join(&peer).into())).await.unwrap();
             stats.connections += 1;
             ws = Some(s);
         }
         let s = ws.as_mut().unwrap();
         let sent = match frame {
-            gen::Frame::Binary(b) => s.send(Ws::Binary(b)).await,
-            gen::Frame::Text(t) => s.send(Ws::Text(t)).await,
+            gen::Frame::Binary(b) => s.send(Ws::Binary(b.into())).await,
+            gen::Frame::Text(t) => s.send(Ws::Text(t.into())).await,
         };
         stats.frames += 1;
         if sent.is_err() || !drain(s, &mut stats, Duration::from_millis(15)).await {

@@ -321,8 +321,10 @@ async fn flood(db: &TestDb, extra: &[&str]) -> Flood {
                     supported_protocol_versions: vec!["1".into()],
                 })
                 .await;
-                let target = match raw.next().await {
-                    Some(Ok(Message::Peer { sender_id, .. })) => sender_id,
+                // Bounded waits: a server that stops reading an attacker
+                // who does not read (backpressure) must not hang the test.
+                let target = match tokio::time::timeout(Duration::from_secs(5), raw.next()).await {
+                    Ok(Some(Ok(Message::Peer { sender_id, .. }))) => sender_id,
                     _ => {
                         closed.fetch_add(1, Ordering::Relaxed);
                         continue;
@@ -343,12 +345,13 @@ async fn flood(db: &TestDb, extra: &[&str]) -> Flood {
                     let msg = presence(&peer, &peer, count, flooded, payload.clone());
                     use futures_util::SinkExt;
                     let frame = fieldsync_shared::protocol::encode(&msg);
-                    if raw
-                        .ws
-                        .send(tokio_tungstenite::tungstenite::Message::Binary(frame))
-                        .await
-                        .is_err()
-                    {
+                    let send = raw.ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+                        frame.into(),
+                    ));
+                    if !matches!(
+                        tokio::time::timeout(Duration::from_secs(5), send).await,
+                        Ok(Ok(()))
+                    ) {
                         closed.fetch_add(1, Ordering::Relaxed);
                         break;
                     }

@@ -438,11 +438,14 @@ impl RawPeer {
     /// Joins and syncs the ticket (so it is one of its readers).
     async fn open(sync_url: &str, peer_id: &str, doc: DocumentId) -> Self {
         let (mut ws, _) = tokio_tungstenite::connect_async(sync_url).await.unwrap();
-        ws.send(Ws::Binary(protocol::encode(&Message::Join {
-            sender_id: peer_id.into(),
-            peer_metadata: None,
-            supported_protocol_versions: vec!["1".into()],
-        })))
+        ws.send(Ws::Binary(
+            protocol::encode(&Message::Join {
+                sender_id: peer_id.into(),
+                peer_metadata: None,
+                supported_protocol_versions: vec!["1".into()],
+            })
+            .into(),
+        ))
         .await
         .unwrap();
         let server_peer = match next_message(&mut ws).await {
@@ -453,12 +456,15 @@ impl RawPeer {
             .generate_sync_message(&mut automerge::sync::State::new())
             .unwrap()
             .encode();
-        ws.send(Ws::Binary(protocol::encode(&Message::Request {
-            sender_id: peer_id.into(),
-            target_id: server_peer.clone(),
-            document_id: doc,
-            data: empty,
-        })))
+        ws.send(Ws::Binary(
+            protocol::encode(&Message::Request {
+                sender_id: peer_id.into(),
+                target_id: server_peer.clone(),
+                document_id: doc,
+                data: empty,
+            })
+            .into(),
+        ))
         .await
         .unwrap();
         loop {
@@ -521,7 +527,7 @@ impl RawPeer {
         map.extend(extra.into_iter().map(|(k, v)| (text(k), v)));
         let mut bytes = Vec::new();
         ciborium::into_writer(&Cbor::Map(map), &mut bytes).unwrap();
-        self.sink.send(Ws::Binary(bytes)).await.unwrap();
+        self.sink.send(Ws::Binary(bytes.into())).await.unwrap();
     }
 }
 

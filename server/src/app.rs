@@ -108,6 +108,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     let committer = Committer::start(db.clone(), commit_workers, opts.commit_linger, faults);
     let hub = Hub::new(db.clone(), committer, opts.sync.clone(), storage_id);
     let secret = match opts.jwt_secret.clone() {
+        Some(s) if s.len() < 16 => {
+            anyhow::bail!(
+                "--jwt-secret must be at least 16 characters (got {})",
+                s.len()
+            )
+        }
         Some(s) => s,
         None => {
             let fresh = jwt::generate_secret();

@@ -393,7 +393,7 @@ impl Device {
             }),
             supported_protocol_versions: vec![PROTOCOL_V1.into()],
         };
-        ws.send(WsMessage::Binary(protocol::encode(&join)))
+        ws.send(WsMessage::Binary(protocol::encode(&join).into()))
             .await
             .map_err(Box::new)?;
         let (server_peer, storage) = loop {
@@ -559,7 +559,7 @@ async fn run_connection(device: Device, mut ws: Ws, server: PeerId, stop: Arc<No
         let outgoing = collect_outgoing(&device, &server);
         for msg in outgoing {
             if ws
-                .send(WsMessage::Binary(protocol::encode(&msg)))
+                .send(WsMessage::Binary(protocol::encode(&msg).into()))
                 .await
                 .is_err()
             {
@@ -573,7 +573,7 @@ async fn run_connection(device: Device, mut ws: Ws, server: PeerId, stop: Arc<No
             }
             _ = shared.wake.notified() => {}
             _ = keepalive.tick() => {
-                if ws.send(WsMessage::Ping(Vec::new())).await.is_err() {
+                if ws.send(WsMessage::Ping(Default::default())).await.is_err() {
                     return finish(&device, None);
                 }
             }

@@ -53,7 +53,7 @@ impl Raw {
     }
 
     pub async fn send_bytes(&mut self, bytes: Vec<u8>) {
-        self.ws.send(Ws::Binary(bytes)).await.unwrap();
+        self.ws.send(Ws::Binary(bytes.into())).await.unwrap();
     }
 
     /// The next protocol message, or Err(close code, reason).

@@ -131,7 +131,7 @@ impl samod::Dialer for WsDialer {
                 let out = match frame {
                     Ok(Ws::Binary(bytes)) => {
                         record(&tap_in, true, &bytes);
-                        Some(Ok(bytes))
+                        Some(Ok(bytes.to_vec()))
                     }
                     // Pings are answered by tungstenite; a close ends the
                     // stream right after.
@@ -143,7 +143,7 @@ impl samod::Dialer for WsDialer {
             let sink = sink.with(move |bytes: Vec<u8>| {
                 record(&frames, false, &bytes);
                 futures_util::future::ready(Ok::<_, tokio_tungstenite::tungstenite::Error>(
-                    Ws::Binary(bytes),
+                    Ws::Binary(bytes.into()),
                 ))
             });
             Ok(samod::Transport::new(stream, sink))

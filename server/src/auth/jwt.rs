@@ -37,10 +37,12 @@ pub struct JwtKeys {
 }
 
 impl JwtKeys {
+    /// `secret` must not be empty (the server refuses short ones at start).
     pub fn new(secret: &[u8], access_ttl: Duration) -> Self {
+        super::jwt_ring::install();
         Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            encoding: EncodingKey::from_secret(secret).expect("a non-empty JWT secret"),
+            decoding: DecodingKey::from_secret(secret).expect("a non-empty JWT secret"),
             access_ttl,
         }
     }

@@ -7,6 +7,7 @@ pub mod client_limit;
 pub mod devices;
 pub mod hash_pool;
 pub mod jwt;
+mod jwt_ring;
 pub mod password;
 pub mod sessions;
 pub mod throttle;

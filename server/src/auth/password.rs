@@ -7,8 +7,8 @@
 //! These functions are CPU- and memory-heavy: servers call them through
 //! `hash_pool`, never on an async worker or while holding a database connection.
 
-use argon2::password_hash::{rand_core::OsRng, Output, PasswordHash, PasswordHasher, SaltString};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2::password_hash::phc::{Output, PasswordHash};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHasher, Version};
 
 pub const MIN_PASSWORD_LEN: usize = 8;
 /// Longer passwords are refused: hashing cost grows with the input, and no
@@ -47,9 +47,9 @@ pub fn check_new(password: &str) -> Result<(), PasswordError> {
 
 pub fn hash(password: &str) -> Result<String, PasswordError> {
     check_new(password)?;
-    let salt = SaltString::generate(&mut OsRng);
+    // A random 16-byte salt from the OS (argon2's `getrandom` feature).
     hasher()
-        .hash_password(password.as_bytes(), &salt)
+        .hash_password(password.as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| PasswordError::Hashing(e.to_string()))
 }
@@ -67,13 +67,12 @@ pub fn verify_with(password: &str, stored: &str, memory: &mut Vec<Block>) -> boo
         let phc = PasswordHash::new(stored).ok()?;
         let expected = phc.hash?;
         let params = Params::try_from(&phc).ok()?;
-        let algorithm = Algorithm::try_from(phc.algorithm).ok()?;
+        let algorithm = Algorithm::try_from(phc.algorithm.as_str()).ok()?;
         let version = match phc.version {
             Some(v) => Version::try_from(v).ok()?,
             None => Version::V0x13,
         };
-        let mut salt = [0u8; 64];
-        let salt = phc.salt?.decode_b64(&mut salt).ok()?;
+        let salt = phc.salt?;
         let blocks = params.block_count();
         if blocks > MAX_VERIFY_BLOCKS || password.len() > 4 * MAX_PASSWORD_LEN {
             return None;
@@ -83,7 +82,7 @@ pub fn verify_with(password: &str, stored: &str, memory: &mut Vec<Block>) -> boo
         }
         let mut out = vec![0u8; expected.len()];
         Argon2::new(algorithm, version, params)
-            .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..])
+            .hash_password_into_with_memory(password.as_bytes(), &salt, &mut out, &mut memory[..])
             .ok()?;
         // `Output` compares in constant time.
         Some(Output::new(&out).ok()? == expected)
