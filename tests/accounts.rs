@@ -144,7 +144,7 @@ async fn login_api_and_roles(db: TestDb) {
     assert_eq!((status, error_code(&body)), (403, "forbidden"));
     let (status, users) = http(port, "GET", "/api/v1/users", Some(&admin_token), None);
     assert_eq!(status, 200);
-    let names: Vec<&str> = users
+    let names: Vec<&str> = users["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -256,9 +256,9 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(db: TestDb) {
         Some(admin_token),
         None,
     );
-    assert_eq!(reused.as_array().unwrap().len(), 1, "{reused}");
+    assert_eq!(reused["items"].as_array().unwrap().len(), 1, "{reused}");
     let (_, all) = http(port, "GET", "/api/v1/audit", Some(admin_token), None);
-    let actions: Vec<&str> = all
+    let actions: Vec<&str> = all["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -293,7 +293,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family(db: TestDb) {
         Some(admin_token),
         None,
     );
-    assert_eq!(failed[0]["subject"], "tech");
+    assert_eq!(failed["items"][0]["subject"], "tech");
 }
 
 async fn repeated_failed_logins_are_throttled(db: TestDb) {
@@ -378,7 +378,7 @@ async fn role_changes_are_audited_and_apply_to_live_sessions(db: TestDb) {
         Some(&server.token),
         None,
     );
-    let roles: Vec<&str> = audit
+    let roles: Vec<&str> = audit["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -562,7 +562,7 @@ async fn login_throttle_is_atomic_and_per_client(db: TestDb) {
         Some(&server.token),
         None,
     );
-    let checks = failed.as_array().unwrap().len();
+    let checks = failed["items"].as_array().unwrap().len();
     assert!(
         checks <= 5,
         "{checks} password checks for 40 concurrent attempts"
@@ -596,7 +596,7 @@ async fn login_throttle_is_atomic_and_per_client(db: TestDb) {
         Some(&server.token),
         None,
     );
-    let locked = locked.as_array().unwrap();
+    let locked = locked["items"].as_array().unwrap();
     assert_eq!(locked.len(), 1, "{locked:?}");
     assert_eq!(locked[0]["subject"], "vic");
     assert_eq!(locked[0]["ip"], "127.0.4.2");
@@ -763,7 +763,7 @@ async fn device_ids_are_scoped_per_user(db: TestDb) {
     assert_eq!((status, error_code(&body)), (409, "ambiguous_device"));
     // Each user lists their own.
     let (_, list) = http(port, "GET", "/api/v1/devices", Some(&tina), None);
-    let list = list.as_array().unwrap();
+    let list = list["items"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["name"], "Tina's phone");
 }

@@ -253,11 +253,11 @@ async fn a_survey_link_is_answered_once(db: TestDb) {
             &server,
             &dora,
             &format!("/api/v1/callbacks?customer_id={cid}"),
-        )
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c["reason"] == "low_score" && c["doc_id"] == doc.as_str())
+        )["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["reason"] == "low_score" && c["doc_id"] == doc.as_str())
     });
     // No second link for an answered survey; the link list shows it used.
     let (status, _) = http(
@@ -273,15 +273,15 @@ async fn a_survey_link_is_answered_once(db: TestDb) {
         &dora,
         &format!("/api/v1/tickets/{doc}/survey-links"),
     );
-    assert_eq!(links.as_array().unwrap().len(), 1);
-    assert!(links[0]["used_at"].is_string(), "{links}");
-    assert!(links[0].get("token").is_none());
+    assert_eq!(links["items"].as_array().unwrap().len(), 1);
+    assert!(links["items"][0]["used_at"].is_string(), "{links}");
+    assert!(links["items"][0].get("token").is_none());
     let audit = get(
         &server,
         &server.login("ada", "ada-password"),
         "/api/v1/audit?limit=200",
     );
-    let actions: Vec<&str> = audit
+    let actions: Vec<&str> = audit["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -316,7 +316,8 @@ async fn a_survey_link_is_answered_once(db: TestDb) {
         &format!("/api/v1/quarantined-edits?doc_id={doc}"),
     );
     assert!(
-        q.as_array()
+        q["items"]
+            .as_array()
             .unwrap()
             .iter()
             .any(|e| e["path"].as_str().unwrap().starts_with("survey")),
@@ -396,7 +397,7 @@ async fn a_survey_link_is_answered_once(db: TestDb) {
             &server,
             &dora,
             &format!("/api/v1/tickets/{flaky}/survey-links"),
-        )[0]["applied_at"]
+        )["items"][0]["applied_at"]
             .is_string()
     });
     assert_eq!(
@@ -537,14 +538,15 @@ async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {
     );
     let esc = get(&server, &dora, "/api/v1/escalations?mine=true");
     assert!(
-        esc.as_array()
+        esc["items"]
+            .as_array()
             .unwrap()
             .iter()
             .any(|e| e["doc_id"] == subject.as_str()),
         "{esc}"
     );
     assert_eq!(
-        get(&server, &sue, "/api/v1/complaints?state=breached")
+        get(&server, &sue, "/api/v1/complaints?state=breached")["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -591,14 +593,14 @@ async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {
         &format!("/api/v1/callbacks?customer_id={cid}"),
     );
     assert!(
-        callbacks
+        callbacks["items"]
             .as_array()
             .unwrap()
             .iter()
             .any(|c| c["doc_id"] == subject.as_str() && c["reason"] == "complaint_second_contact"),
         "{callbacks}"
     );
-    assert!(get(&server, &dora, "/api/v1/complaints?open=true")
+    assert!(get(&server, &dora, "/api/v1/complaints?open=true")["items"]
         .as_array()
         .unwrap()
         .is_empty());

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{http, http_full, Server, TestDb};
+use common::{http, http_full, http_with, items, Server, TestDb};
 use serde_json::{json, Value};
 
 fn error_code(v: &Value) -> &str {
@@ -55,7 +55,7 @@ async fn ticket_numbers_are_unique(db: TestDb) {
         Some(&server.token),
         None,
     );
-    assert_eq!(rows.as_array().unwrap().len(), 2, "{rows}");
+    assert_eq!(rows["items"].as_array().unwrap().len(), 2, "{rows}");
 }
 
 async fn asset_dates_must_be_real_dates(db: TestDb) {
@@ -114,7 +114,8 @@ async fn search_text_is_literal(db: TestDb) {
             None,
         );
         assert_eq!(status, 200, "{rows}");
-        rows.as_array()
+        rows["items"]
+            .as_array()
             .unwrap()
             .iter()
             .map(|r| r["name"].as_str().unwrap().to_string())
@@ -135,7 +136,7 @@ async fn search_text_is_literal(db: TestDb) {
             None,
         );
         assert_eq!(status, 200, "{rows}");
-        rows.as_array().unwrap().len()
+        rows["items"].as_array().unwrap().len()
     };
     assert_eq!(count("W_1"), 1);
     assert_eq!(count("50%25"), 1);
@@ -187,36 +188,97 @@ async fn overlong_inputs_are_refused(db: TestDb) {
     assert_eq!(new_ticket(&server, "T-LONG", &"y".repeat(3000)).0, 201);
 }
 
-async fn ticket_lists_paginate(db: TestDb) {
+/// Every list pages the same way: `?limit=&cursor=`, answered with
+/// `{"items", "next_cursor"}`. Keyset paging: a ticket created between two
+/// page reads neither shifts nor repeats the older ones.
+async fn lists_page_with_a_cursor(db: TestDb) {
     let server = Server::start(&db, &[]);
     for i in 0..5 {
         assert_eq!(new_ticket(&server, &format!("P-{i}"), "fault").0, 201);
     }
     let page = |query: &str| {
-        let (status, rows) = http(
+        let (status, body) = http(
             server.port,
             "GET",
             &format!("/api/v1/tickets?{query}"),
             Some(&server.token),
             None,
         );
-        assert_eq!(status, 200, "{query}: {rows}");
-        rows.as_array()
-            .unwrap()
+        assert_eq!(status, 200, "{query}: {body}");
+        let nos = items(&body)
             .iter()
             .map(|r| r["ticket_no"].as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (nos, body["next_cursor"].as_str().map(str::to_string))
     };
-    let first = page("limit=2");
-    let second = page("limit=2&offset=2");
-    let third = page("limit=2&offset=4");
+    let (first, c1) = page("limit=2");
+    let c1 = c1.expect("more than one page");
+    // A new ticket arrives between two page reads: it is newer than the
+    // cursor, so the next pages are unchanged.
+    assert_eq!(new_ticket(&server, "P-NEW", "fault").0, 201);
+    let (second, c2) = page(&format!("limit=2&cursor={c1}"));
+    let (third, c3) = page(&format!("limit=2&cursor={}", c2.unwrap()));
     assert_eq!((first.len(), second.len(), third.len()), (2, 2, 1));
+    assert_eq!(c3, None, "the last page has no next cursor");
     let mut all: Vec<_> = [first, second, third].concat();
+    assert!(!all.contains(&"P-NEW".to_string()));
     all.sort();
     all.dedup();
-    assert_eq!(all.len(), 5, "pages do not overlap: {all:?}");
-    assert_eq!(page("limit=3&priority=B&q=P-").len(), 3);
-    for bad in ["limit=ten", "offset=-", "limit=1e3", "from=yesterday"] {
+    assert_eq!(all.len(), 5, "pages neither overlap nor skip: {all:?}");
+    let (everything, next) = page("limit=100");
+    assert_eq!((everything.len(), next), (6, None));
+    assert_eq!(page("limit=3&priority=B&q=P-").0.len(), 3);
+
+    // Other lists: the same shape and the same cursor rules.
+    for i in 0..3 {
+        new_customer(&server, &format!("Paging {i}"));
+    }
+    let mut names = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, body) = http(
+            server.port,
+            "GET",
+            &format!("/api/v1/customers?q=Paging&limit=1&cursor={cursor}"),
+            Some(&server.token),
+            None,
+        );
+        assert_eq!(status, 200, "{body}");
+        names.extend(
+            items(&body)
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_string()),
+        );
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["Paging 0", "Paging 1", "Paging 2"]);
+    for path in [
+        "/api/v1/audit?limit=2",
+        "/api/v1/users",
+        "/api/v1/devices",
+        "/api/v1/parts",
+    ] {
+        let (status, body) = http(server.port, "GET", path, Some(&server.token), None);
+        assert_eq!(status, 200, "{path}: {body}");
+        items(&body);
+        assert!(body.get("next_cursor").is_some(), "{path}: {body}");
+    }
+
+    // Malformed (400: the document says what a limit and a cursor look
+    // like), or well-formed but not a cursor of this list (422).
+    for (bad, status, code) in [
+        ("limit=ten", 400, "bad_request"),
+        ("limit=0", 400, "bad_request"),
+        ("limit=1e3", 400, "bad_request"),
+        ("from=yesterday", 400, "bad_request"),
+        ("cursor=%25%25", 400, "bad_request"),
+        ("cursor=not-a-cursor", 422, "invalid"),
+        // base64url of `[12]`: a key of another shape than the tickets'.
+        ("cursor=WzEyXQ", 422, "invalid"),
+    ] {
         let r = http_full(
             server.port,
             "GET",
@@ -225,14 +287,235 @@ async fn ticket_lists_paginate(db: TestDb) {
             "text/plain",
             b"",
         );
-        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(r.status, status, "{bad}");
         assert_eq!(
             error_code(&r.json()),
-            "bad_request",
+            code,
             "{bad}: {:?}",
             String::from_utf8_lossy(&r.body)
         );
     }
+}
+
+/// Office edits of reference records carry versions: `ETag` on read,
+/// `If-Match` on write, 412 when someone else changed the record first.
+async fn reference_records_refuse_lost_updates(db: TestDb) {
+    let server = Server::start(&db, &[]);
+    let port = server.port;
+    let token = Some(server.token.as_str());
+    let customer = new_customer(&server, "Acme Bakery");
+    let id = customer["id"].as_str().unwrap();
+    assert_eq!(customer["version"], 1);
+
+    let read = http_with(
+        port,
+        "GET",
+        &format!("/api/v1/customers/{id}"),
+        token,
+        &[],
+        None,
+    );
+    assert_eq!(read.status, 200);
+    let etag = read.header("etag").expect("an ETag").to_string();
+    assert_eq!(etag, "\"1\"");
+
+    // Two clerks read version 1; the first write wins, the second gets 412
+    // and the first one's phone number is still there.
+    let edit = |phone: &str, if_match: &str| {
+        http_with(
+            port,
+            "PUT",
+            &format!("/api/v1/customers/{id}"),
+            token,
+            &[("If-Match", if_match)],
+            Some(json!({ "name": "Acme Bakery", "phone": phone })),
+        )
+    };
+    let first = edit("+86 10 1111", &etag);
+    assert_eq!(first.status, 200, "{:?}", first.json());
+    assert_eq!(first.header("etag"), Some("\"2\""));
+    assert_eq!(first.json()["version"], 2);
+    let second = edit("+86 10 2222", &etag);
+    assert_eq!(second.status, 412, "{:?}", second.json());
+    assert_eq!(error_code(&second.json()), "precondition_failed");
+    let now = http_with(
+        port,
+        "GET",
+        &format!("/api/v1/customers/{id}"),
+        token,
+        &[],
+        None,
+    );
+    assert_eq!(now.json()["customer"]["phone"], "+86 10 1111");
+    // The loser re-reads and redoes the change; `*` and a list of tags work;
+    // a weak tag never matches (If-Match compares strongly).
+    assert_eq!(edit("+86 10 2222", "\"1\", \"2\"").status, 200);
+    assert_eq!(edit("+86 10 3333", "W/\"3\"").status, 412);
+    assert_eq!(edit("+86 10 3333", "*").status, 200);
+    assert_eq!(
+        edit("+86 10 3333", "\"abc\"").status,
+        400,
+        "a tag that cannot be one of ours is malformed"
+    );
+    // Without If-Match a write is unconditional, as before.
+    let plain = http(
+        port,
+        "PUT",
+        &format!("/api/v1/customers/{id}/archived"),
+        token,
+        Some(json!({ "archived": true })),
+    );
+    assert_eq!(
+        (plain.0, plain.1["version"].as_i64()),
+        (200, Some(5)),
+        "{}",
+        plain.1
+    );
+
+    // Sites and assets: their own versions.
+    let (status, site) = http(
+        port,
+        "POST",
+        &format!("/api/v1/customers/{id}/sites"),
+        token,
+        Some(json!({ "name": "Shop" })),
+    );
+    assert_eq!(status, 201, "{site}");
+    let site_id = site["id"].as_str().unwrap();
+    let put_site = |name: &str, if_match: &str| {
+        http_with(
+            port,
+            "PUT",
+            &format!("/api/v1/sites/{site_id}"),
+            token,
+            &[("If-Match", if_match)],
+            Some(json!({ "name": name, "address": "2 Oven Road" })),
+        )
+    };
+    assert_eq!(put_site("Main shop", "\"1\"").status, 200);
+    assert_eq!(put_site("Back shop", "\"1\"").status, 412);
+    let got = http_with(
+        port,
+        "GET",
+        &format!("/api/v1/sites/{site_id}"),
+        token,
+        &[],
+        None,
+    );
+    assert_eq!(
+        (got.header("etag"), got.json()["name"].as_str()),
+        (Some("\"2\""), Some("Main shop"))
+    );
+    let (status, asset) = http(
+        port,
+        "POST",
+        &format!("/api/v1/customers/{id}/assets"),
+        token,
+        Some(json!({ "product": "Dough mixer", "serial": "SN-1" })),
+    );
+    assert_eq!(status, 201, "{asset}");
+    let asset_id = asset["id"].as_str().unwrap();
+    let put_asset = |serial: &str, if_match: &str| {
+        http_with(
+            port,
+            "PUT",
+            &format!("/api/v1/assets/{asset_id}"),
+            token,
+            &[("If-Match", if_match)],
+            Some(
+                json!({ "product": "Dough mixer", "serial": serial, "warranty_until": "2028-03-01" }),
+            ),
+        )
+    };
+    assert_eq!(put_asset("SN-2", "\"1\"").status, 200);
+    assert_eq!(put_asset("SN-3", "\"1\"").status, 412);
+    assert_eq!(put_asset("SN-3", "\"2\"").json()["serial"], "SN-3");
+
+    // Parts: If-Match on a part that does not exist is 412 (nothing to
+    // match), the serial rule is a change of the part too.
+    let put_part = |no: &str, name: &str, if_match: Option<&str>| {
+        let headers: Vec<(&str, &str)> = if_match.map(|m| ("If-Match", m)).into_iter().collect();
+        http_with(
+            port,
+            "PUT",
+            &format!("/api/v1/parts/{no}"),
+            token,
+            &headers,
+            Some(json!({ "name": name, "unit_cost_cents": 100 })),
+        )
+    };
+    assert_eq!(put_part("NEW-1", "Ghost", Some("*")).status, 412);
+    assert_eq!(
+        put_part("NEW-1", "Belt", None).header("etag"),
+        Some("\"1\"")
+    );
+    assert_eq!(
+        put_part("NEW-1", "Belt 12 mm", None).header("etag"),
+        Some("\"2\"")
+    );
+    let serial = http_with(
+        port,
+        "PUT",
+        "/api/v1/parts/NEW-1/serial-required",
+        token,
+        &[("If-Match", "\"2\"")],
+        Some(json!({ "serial_required": true })),
+    );
+    assert_eq!((serial.status, serial.header("etag")), (200, Some("\"3\"")));
+    assert_eq!(put_part("NEW-1", "Stale name", Some("\"2\"")).status, 412);
+    let part = http_with(port, "GET", "/api/v1/parts/NEW-1", token, &[], None);
+    assert_eq!(part.json()["name"], "Belt 12 mm");
+
+    // Users: role, disable and password take If-Match too.
+    let (status, _) = http(
+        port,
+        "POST",
+        "/api/v1/users",
+        token,
+        Some(json!({ "username": "clerk", "role": "back_office", "password": "clerk-password-1" })),
+    );
+    assert_eq!(status, 201);
+    let role = |role: &str, if_match: &str| {
+        http_with(
+            port,
+            "PUT",
+            "/api/v1/users/clerk/role",
+            token,
+            &[("If-Match", if_match)],
+            Some(json!({ "role": role })),
+        )
+    };
+    let user = http_with(port, "GET", "/api/v1/users/clerk", token, &[], None);
+    let user_tag = user.header("etag").unwrap().to_string();
+    assert_eq!(role("dispatcher", &user_tag).status, 200);
+    assert_eq!(
+        role("manager", &user_tag).status,
+        412,
+        "the second admin's stale change"
+    );
+    let password = http_with(
+        port,
+        "PUT",
+        "/api/v1/users/clerk/password",
+        token,
+        &[("If-Match", &user_tag)],
+        Some(json!({ "password": "another-password-2" })),
+    );
+    assert_eq!(password.status, 412);
+    let disable = http_with(
+        port,
+        "POST",
+        "/api/v1/users/clerk/disable",
+        token,
+        &[("If-Match", "\"2\"")],
+        None,
+    );
+    assert_eq!(disable.status, 200);
+    let after = http_with(port, "GET", "/api/v1/users/clerk", token, &[], None).json();
+    assert_eq!(
+        (after["role"].as_str(), after["disabled"].as_bool()),
+        (Some("dispatcher"), Some(true))
+    );
 }
 
 /// Checks the JSON error format of a reply, and that it is not a 5xx.
@@ -353,6 +636,7 @@ on_both_backends!(
     asset_dates_must_be_real_dates,
     search_text_is_literal,
     overlong_inputs_are_refused,
-    ticket_lists_paginate,
+    lists_page_with_a_cursor,
+    reference_records_refuse_lost_updates,
     every_route_answers_errors_in_json,
 );

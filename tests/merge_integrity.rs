@@ -125,10 +125,10 @@ fn quarantined(server: &Server, dispatcher: &str, id: DocumentId) -> Vec<Value> 
         &format!("/api/v1/quarantined-edits?doc_id={id}"),
         dispatcher,
         None,
-    )
-    .as_array()
-    .cloned()
-    .unwrap_or_default()
+    )["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn now() -> String {

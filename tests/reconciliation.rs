@@ -51,7 +51,7 @@ async fn fetch(d: &Device, id: DocumentId) {
 /// The acme mixer from the demo archive: (customer id, name, asset id, model).
 fn acme(server: &Server, dora: &str) -> (String, String, String, String) {
     let customers = get(server, dora, "/api/v1/customers?q=acme");
-    let id = customers[0]["id"].as_str().unwrap().to_string();
+    let id = customers["items"][0]["id"].as_str().unwrap().to_string();
     let card = get(server, dora, &format!("/api/v1/customers/{id}"));
     (
         id,
@@ -157,7 +157,7 @@ async fn work_and_sign_off(
 
 fn queue_item(server: &Server, token: &str, id: DocumentId) -> Option<Value> {
     let q = get(server, token, "/api/v1/reconciliation/queue");
-    q["tickets"]
+    q["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -255,7 +255,7 @@ async fn whole_life_through_reconciliation(db: TestDb) {
     // The demo's signed-off ticket is in the queue too: its signoff has no
     // signature image (a warning, not a problem).
     let demo = get(&server, &bob, "/api/v1/reconciliation/queue");
-    let t3 = demo["tickets"]
+    let t3 = demo["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -333,7 +333,7 @@ async fn whole_life_through_reconciliation(db: TestDb) {
     );
     let reconciled_at = last["at"].as_str().unwrap().to_string();
     let audit = get(&server, &server.token, "/api/v1/audit");
-    assert!(audit
+    assert!(audit["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -450,7 +450,7 @@ async fn whole_life_through_reconciliation(db: TestDb) {
     assert_eq!(again.status, 200);
     assert_eq!(again.body, reply.body, "the same bytes");
     let list = get(&server, &bob, "/api/v1/reconciliation/exports");
-    let ids: Vec<&str> = list
+    let ids: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -621,7 +621,7 @@ async fn dispute_goes_back_to_the_dispatcher(db: TestDb) {
     assert_eq!(seen["decisions"][0]["decision"], "disputed");
     assert_eq!(seen["decisions"][0]["checks"].as_array().unwrap().len(), 8);
     let listed = get(&server, &dora, "/api/v1/tickets?status=disputed");
-    assert!(listed
+    assert!(listed["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -659,7 +659,7 @@ async fn dispute_goes_back_to_the_dispatcher(db: TestDb) {
         &bob,
         "/api/v1/reconciliation/queue?status=disputed",
     );
-    assert!(q["tickets"]
+    assert!(q["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -756,7 +756,7 @@ async fn device_edit_after_reconciliation_is_quarantined(db: TestDb) {
         &dora,
         &format!("/api/v1/quarantined-edits?doc_id={id}"),
     );
-    let q = q.as_array().unwrap();
+    let q = q["items"].as_array().unwrap();
     assert!(!q.is_empty());
     assert!(
         q.iter()

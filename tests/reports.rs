@@ -349,7 +349,7 @@ async fn a_month_of_history_gives_the_hand_computed_report(db: TestDb) {
     // Completion callbacks for T1–T3 and T2's low score.
     let callbacks = || get(&server, &dora, "/api/v1/callbacks");
     wait_for("four callbacks", || {
-        callbacks().as_array().unwrap().len() == 4
+        callbacks()["items"].as_array().unwrap().len() == 4
     });
     send(
         &server,
@@ -359,7 +359,7 @@ async fn a_month_of_history_gives_the_hand_computed_report(db: TestDb) {
         json!({"reason": "flickers again"}),
     );
     let callback_id = |i: usize, reason: &str| -> String {
-        callbacks()
+        callbacks()["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -431,7 +431,7 @@ async fn a_month_of_history_gives_the_hand_computed_report(db: TestDb) {
         server.login("tom", "tom-password"),
     );
     wait_for("T4 breached", || {
-        get(&server, &dora, "/api/v1/tickets?sla=breached")
+        get(&server, &dora, "/api/v1/tickets?sla=breached")["items"]
             .as_array()
             .unwrap()
             .iter()

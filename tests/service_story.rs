@@ -115,7 +115,7 @@ async fn the_whole_story(db: TestDb) {
 
     // Intake for a customer from the archive: the asset fills the product.
     let customers = get(&server, &dora, "/api/v1/customers?q=acme");
-    let acme = customers[0]["id"].as_str().unwrap().to_string();
+    let acme = customers["items"][0]["id"].as_str().unwrap().to_string();
     let card = get(&server, &dora, &format!("/api/v1/customers/{acme}"));
     let mixer = card["assets"][0]["id"].as_str().unwrap().to_string();
     let id = create_ticket(
@@ -147,7 +147,7 @@ async fn the_whole_story(db: TestDb) {
         &dora,
         "/api/v1/tickets?technician=tom&status=assigned&priority=A&q=GRINDS",
     );
-    let found: Vec<&str> = found
+    let found: Vec<&str> = found["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -155,16 +155,16 @@ async fn the_whole_story(db: TestDb) {
         .collect();
     assert_eq!(found, [id.to_string()]);
     assert_eq!(
-        get(&server, &dora, "/api/v1/tickets?priority=C&q=grinds"),
+        get(&server, &dora, "/api/v1/tickets?priority=C&q=grinds")["items"],
         json!([])
     );
     assert_eq!(
-        get(&server, &dora, "/api/v1/tickets?technician=tina&q=grinds"),
+        get(&server, &dora, "/api/v1/tickets?technician=tina&q=grinds")["items"],
         json!([])
     );
     // Technicians only ever list their own tickets.
     let tina = server.login("tina", PW);
-    assert!(get(&server, &tina, "/api/v1/tickets?q=grinds")
+    assert!(get(&server, &tina, "/api/v1/tickets?q=grinds")["items"]
         .as_array()
         .unwrap()
         .is_empty());
@@ -718,7 +718,7 @@ async fn van_stock_cannot_be_forged(db: TestDb) {
     assert_eq!(before, (Some(json!(2)), false), "demo stock");
 
     let customers = get(&server, &dora, "/api/v1/customers?q=acme");
-    let acme = customers[0]["id"].as_str().unwrap().to_string();
+    let acme = customers["items"][0]["id"].as_str().unwrap().to_string();
     let card = get(&server, &dora, &format!("/api/v1/customers/{acme}"));
     let mixer = card["assets"][0]["id"].as_str().unwrap().to_string();
     let id = create_ticket(

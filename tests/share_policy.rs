@@ -180,11 +180,11 @@ async fn technicians_see_only_assigned_tickets_and_keep_offline_edits(db: TestDb
         .1
     };
     let started = std::time::Instant::now();
-    while quarantined().as_array().map_or(0, Vec::len) == 0 {
+    while quarantined()["items"].as_array().map_or(0, Vec::len) == 0 {
         assert!(started.elapsed() < WAIT, "the late edit was quarantined");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let rows = quarantined();
+    let rows = quarantined()["items"].clone();
     assert_eq!(rows[0]["path"], "checklist", "{rows}");
     assert_eq!(rows[0]["attempted"], "8", "{rows}");
     assert_eq!(rows[0]["restored"], "7", "{rows}");
@@ -299,7 +299,7 @@ async fn forbidden_edits_are_compensated_and_quarantined(db: TestDb) {
         None,
     );
     assert_eq!(status, 200, "{rows}");
-    let rows = rows.as_array().unwrap();
+    let rows = rows["items"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["path"], "priority");
     assert_eq!(rows[0]["attempted"], "\"A\"");
@@ -323,7 +323,7 @@ async fn forbidden_edits_are_compensated_and_quarantined(db: TestDb) {
         Some(&server.token),
         None,
     );
-    assert_eq!(audit.as_array().unwrap().len(), 1);
+    assert_eq!(audit["items"].as_array().unwrap().len(), 1);
 }
 
 /// A dispatcher creates a ticket through the API (the server writes the

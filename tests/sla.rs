@@ -25,7 +25,7 @@ fn wait_for_tiers(server: &Server, token: &str, doc: &str, tiers: &[&str]) -> Va
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let list = get(server, token, &format!("/api/v1/escalations?doc_id={doc}"));
-        let mut got: Vec<String> = list
+        let mut got: Vec<String> = list["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -41,7 +41,7 @@ fn wait_for_tiers(server: &Server, token: &str, doc: &str, tiers: &[&str]) -> Va
         let mut want: Vec<String> = tiers.iter().map(|s| s.to_string()).collect();
         want.sort();
         if got == want {
-            return list;
+            return list["items"].clone();
         }
         assert!(
             Instant::now() < deadline,
@@ -52,7 +52,7 @@ fn wait_for_tiers(server: &Server, token: &str, doc: &str, tiers: &[&str]) -> Va
 }
 
 fn listed(server: &Server, token: &str, sla: &str) -> Vec<String> {
-    get(server, token, &format!("/api/v1/tickets?sla={sla}"))
+    get(server, token, &format!("/api/v1/tickets?sla={sla}"))["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -135,14 +135,14 @@ async fn a_priority_a_ticket_escalates_tier_by_tier(db: TestDb) {
     wait_listed(&server, &dora, "at_risk", &doc);
     // Technicians see only what was sent to them.
     assert_eq!(
-        get(&server, &tom, "/api/v1/escalations")
+        get(&server, &tom, "/api/v1/escalations")["items"]
             .as_array()
             .unwrap()
             .len(),
         1
     );
     assert_eq!(
-        get(&server, &tina, "/api/v1/escalations")
+        get(&server, &tina, "/api/v1/escalations")["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -186,7 +186,7 @@ async fn a_priority_a_ticket_escalates_tier_by_tier(db: TestDb) {
     std::thread::sleep(Duration::from_millis(800));
     let again = get(&server, &dora, &format!("/api/v1/escalations?doc_id={doc}"));
     assert_eq!(
-        again.as_array().unwrap().len(),
+        again["items"].as_array().unwrap().len(),
         3,
         "each tier once: {again}"
     );
@@ -219,7 +219,7 @@ async fn a_priority_a_ticket_escalates_tier_by_tier(db: TestDb) {
         &mia,
         &format!("/api/v1/escalations?doc_id={doc}&open=true"),
     );
-    assert_eq!(open.as_array().unwrap().len(), 2);
+    assert_eq!(open["items"].as_array().unwrap().len(), 2);
     let audit = get(&server, &server.token, "/api/v1/audit");
     let text = audit.to_string();
     assert!(text.contains("ticket_escalated") && text.contains("escalation_acknowledged"));
@@ -404,7 +404,7 @@ async fn escalations_are_posted_to_the_webhook_signed_and_retried(db: TestDb) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let log = get(&server, &server.token, "/api/v1/webhook-deliveries");
-        let d = &log[0];
+        let d = &log["items"][0];
         if !d["delivered_at"].is_null() {
             assert_eq!(
                 (d["attempts"].as_i64(), d["last_status"].as_i64()),
@@ -520,10 +520,10 @@ async fn callbacks_low_scores_and_an_unsatisfied_streak(db: TestDb) {
             &server,
             &dora,
             &format!("/api/v1/callbacks?customer_id={cid}"),
-        )
-        .as_array()
-        .unwrap()
-        .len()
+        )["items"]
+            .as_array()
+            .unwrap()
+            .len()
             < i + 1
         {
             assert!(
@@ -536,27 +536,30 @@ async fn callbacks_low_scores_and_an_unsatisfied_streak(db: TestDb) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let flags = loop {
         let flags = get(&server, &dora, "/api/v1/customer-flags?open=true");
-        if !flags.as_array().unwrap().is_empty() {
+        if !flags["items"].as_array().unwrap().is_empty() {
             break flags;
         }
         assert!(Instant::now() < deadline, "the customer was never flagged");
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert_eq!(flags.as_array().unwrap().len(), 1, "{flags}");
+    assert_eq!(flags["items"].as_array().unwrap().len(), 1, "{flags}");
     assert_eq!(
         (
-            flags[0]["customer_id"].as_str(),
-            flags[0]["streak"].as_i64()
+            flags["items"][0]["customer_id"].as_str(),
+            flags["items"][0]["streak"].as_i64()
         ),
         (Some(cid.as_str()), Some(3))
     );
-    assert_eq!(flags[0]["trigger_doc_id"].as_str(), Some(docs[2].as_str()));
+    assert_eq!(
+        flags["items"][0]["trigger_doc_id"].as_str(),
+        Some(docs[2].as_str())
+    );
     let callbacks = get(
         &server,
         &dora,
         &format!("/api/v1/callbacks?customer_id={cid}"),
     );
-    let reasons: Vec<(&str, &str)> = callbacks
+    let reasons: Vec<(&str, &str)> = callbacks["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -568,16 +571,18 @@ async fn callbacks_low_scores_and_an_unsatisfied_streak(db: TestDb) {
         reasons.iter().filter(|(_, r)| *r == "completion").count(),
         3
     );
-    assert!(get(&server, &dora, "/api/v1/callbacks?overdue=true")
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(
+        get(&server, &dora, "/api/v1/callbacks?overdue=true")["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     let esc = get(
         &server,
         &sue,
         &format!("/api/v1/escalations?doc_id={}", docs[2]),
     );
-    let esc: Vec<&Value> = esc
+    let esc: Vec<&Value> = esc["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -587,7 +592,7 @@ async fn callbacks_low_scores_and_an_unsatisfied_streak(db: TestDb) {
     assert_eq!(esc[0]["notified"], json!([user_id(&server, &sue)]));
 
     // Clearing the flag is an explicit decision with a note, by a supervisor.
-    let flag = flags[0]["id"].as_str().unwrap();
+    let flag = flags["items"][0]["id"].as_str().unwrap();
     let clear = |token: &str, note: &str| {
         http(
             server.port,
@@ -601,12 +606,14 @@ async fn callbacks_low_scores_and_an_unsatisfied_streak(db: TestDb) {
     assert_eq!(clear(&dora, "fine"), 403);
     assert_eq!(clear(&sue, " "), 400);
     assert_eq!(clear(&sue, "called; maintenance plan agreed"), 204);
-    assert!(get(&server, &dora, "/api/v1/customer-flags?open=true")
-        .as_array()
-        .unwrap()
-        .is_empty());
+    assert!(
+        get(&server, &dora, "/api/v1/customer-flags?open=true")["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     // A callback's outcome, recorded once.
-    let first = callbacks[0]["id"].as_str().unwrap();
+    let first = callbacks["items"][0]["id"].as_str().unwrap();
     let outcome = |token: &str| {
         http(
             server.port,
@@ -631,7 +638,7 @@ async fn callbacks_low_scores_and_an_unsatisfied_streak(db: TestDb) {
     let server = server_at(&db, 49 * 3600);
     let dora = server.login("dora", "dora-password");
     let overdue = get(&server, &dora, "/api/v1/callbacks?overdue=true");
-    assert_eq!(overdue.as_array().unwrap().len(), 3, "{overdue}");
+    assert_eq!(overdue["items"].as_array().unwrap().len(), 3, "{overdue}");
 }
 
 /// `sla.respond_on: first_contact` (seed 000 §4.2): a call to the customer
@@ -711,7 +718,8 @@ async fn a_first_contact_is_the_response_when_configured(db: TestDb) {
     // The stored state followed at once (the list filter reads it).
     let row = get(&server, &dora, "/api/v1/tickets?sla=on_time");
     assert!(
-        row.as_array()
+        row["items"]
+            .as_array()
             .unwrap()
             .iter()
             .any(|t| t["doc_id"] == doc.as_str()),
@@ -720,7 +728,7 @@ async fn a_first_contact_is_the_response_when_configured(db: TestDb) {
     let (status, _) = contact(&dora, json!({"channel": "sms"}));
     assert_eq!(status, 201);
     let list = get(&server, &dora, &format!("/api/v1/tickets/{doc}/contacts"));
-    let channels: Vec<&str> = list
+    let channels: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -72,7 +72,7 @@ async fn unauthenticated_connections_are_refused(db: TestDb) {
 
     // Registration shows up for the user and in the audit log.
     let (_, devices) = http(server.port, "GET", "/api/v1/devices", Some(&tina), None);
-    let ids: Vec<&str> = devices
+    let ids: Vec<&str> = devices["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -90,7 +90,7 @@ async fn unauthenticated_connections_are_refused(db: TestDb) {
         Some(&server.token),
         None,
     );
-    assert!(audit
+    assert!(audit["items"]
         .as_array()
         .unwrap()
         .iter()

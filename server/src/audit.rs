@@ -149,8 +149,13 @@ pub fn count_since(
         .map_err(DbError::from))
 }
 
-/// Newest first; optionally one action only.
-pub fn list(conn: &mut DbConn, action: Option<&str>, limit: i64) -> Result<Vec<Row>, DbError> {
+/// Newest first, older than entry `before` if given; optionally one action only.
+pub fn list(
+    conn: &mut DbConn,
+    action: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Row>, DbError> {
     on_conn!(conn, |c| {
         let mut q = audit_log::table
             .order(audit_log::id.desc())
@@ -158,6 +163,9 @@ pub fn list(conn: &mut DbConn, action: Option<&str>, limit: i64) -> Result<Vec<R
             .into_boxed();
         if let Some(a) = action {
             q = q.filter(audit_log::action.eq(a));
+        }
+        if let Some(b) = before {
+            q = q.filter(audit_log::id.lt(b));
         }
         q.load::<Row>(c).map_err(DbError::from)
     })

@@ -132,8 +132,8 @@ enum Command {
         /// Testing only: make commits fail at random (`RATE:MAX[:SEED]`).
         #[arg(long, env = "FIELDSYNC_INJECT_COMMIT_FAULTS", hide = true)]
         inject_commit_faults: Option<String>,
-        /// Secret for signing access tokens (default: generated once and kept
-        /// in the database, shared by all instances on it).
+        /// Secret for signing access tokens, at least 16 characters (default:
+        /// generated once and kept in the database, shared by all instances on it).
         #[arg(long, env = "FIELDSYNC_JWT_SECRET", hide_env_values = true)]
         jwt_secret: Option<String>,
         /// Directory for attachments (photos, signatures), content-addressed.
@@ -702,7 +702,7 @@ fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
                     None,
                     &username,
                     via_cli(),
-                    |c| accounts::set_disabled(c, &username, true),
+                    |c| accounts::set_disabled(c, &username, true, None),
                 ))
             })??;
             println!("disabled {username}");
@@ -715,7 +715,7 @@ fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
                     None,
                     &username,
                     via_cli(),
-                    |c| accounts::set_disabled(c, &username, false),
+                    |c| accounts::set_disabled(c, &username, false, None),
                 ))
             })??;
             println!("enabled {username}");
@@ -729,7 +729,7 @@ fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
                     None,
                     &username,
                     detail,
-                    |c| accounts::set_role(c, &username, role),
+                    |c| accounts::set_role(c, &username, role, None),
                 ))
             })??;
             println!("{username} is now {role}");
@@ -743,7 +743,7 @@ fn user_command(database: &str, cmd: UserCommand) -> anyhow::Result<()> {
                     None,
                     &username,
                     via_cli(),
-                    |c| sessions::change_password(c, &username, &hash),
+                    |c| sessions::change_password(c, &username, &hash, None),
                 ))
             })??;
             println!("password changed for {username}");

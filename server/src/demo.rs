@@ -86,7 +86,9 @@ fn seed(c: &mut DbConn) -> anyhow::Result<()> {
                 unit_cost_cents: cost,
                 active: true,
                 created_at: 0,
+                version: 1,
             },
+            None,
         )?;
     }
     for (tech, part, qty) in [
@@ -556,8 +558,13 @@ fn after_the_jobs(
     use chrono::{Duration, Utc};
     let now = Utc::now();
     sla_watch::sweep(c, None, now, false)?;
-    let due: Vec<closed_loop::Callback> =
-        closed_loop::list_callbacks(c, &closed_loop::CallbackFilter::default(), now)?;
+    let due: Vec<closed_loop::Callback> = closed_loop::list_callbacks(
+        c,
+        &closed_loop::CallbackFilter::default(),
+        now,
+        None,
+        i64::MAX,
+    )?;
     for (n, cb) in due.iter().enumerate() {
         let Some(due_at) = sla_watch::parse_time(&cb.due_at) else {
             continue;

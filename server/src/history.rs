@@ -29,14 +29,15 @@ pub struct TicketFilter {
     /// running target), settled or none.
     pub sla: Option<String>,
     pub limit: Option<i64>,
-    pub offset: Option<i64>,
+    /// Keyset paging: only tickets after this (created_at, doc_id) in the
+    /// list's order (newest first, then by id).
+    pub after: Option<(String, String)>,
 }
 
 pub const MAX_LIMIT: i64 = 500;
 
 pub fn list_tickets(conn: &mut DbConn, f: &TicketFilter) -> Result<Vec<TicketRow>, DbError> {
-    let limit = f.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
-    let offset = f.offset.unwrap_or(0).max(0);
+    let limit = f.limit.unwrap_or(100).clamp(1, MAX_LIMIT + 1);
     on_conn!(conn, |c| {
         let mut q = tickets::table.into_boxed();
         if let Some(v) = &f.status {
@@ -87,9 +88,15 @@ pub fn list_tickets(conn: &mut DbConn, f: &TicketFilter) -> Result<Vec<TicketRow
                         .escape('\\')),
             );
         }
+        if let Some((at, id)) = &f.after {
+            q = q.filter(
+                tickets::created_at.lt(at.clone()).or(tickets::created_at
+                    .eq(at.clone())
+                    .and(tickets::doc_id.gt(id.clone()))),
+            );
+        }
         q.order((tickets::created_at.desc(), tickets::doc_id))
             .limit(limit)
-            .offset(offset)
             .select(TicketRow::as_select())
             .load(c)
             .map_err(DbError::from)

@@ -23,3 +23,4 @@ pub mod storage;
 pub mod sync;
 pub mod telemetry;
 pub mod timestamps;
+pub mod versioning;

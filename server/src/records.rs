@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::schema::{assets, customers, parts, sites, stock_movements};
 use crate::db::{now_millis, on_conn, DbConn, DbError};
 use crate::projection::MovementRow;
+use crate::versioning::{self, Expect, Stale};
 
 #[derive(Clone, Debug, Serialize, Queryable, Selectable, Insertable, utoipa::ToSchema)]
 #[diesel(table_name = customers)]
@@ -23,6 +24,8 @@ pub struct Customer {
     #[schema(value_type = String, format = DateTime)]
     #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
     pub created_at: i64,
+    /// Bumped by every change; the ETag, and what `If-Match` names.
+    pub version: i64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -53,6 +56,8 @@ pub struct Site {
     #[schema(value_type = String, format = DateTime)]
     #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
     pub created_at: i64,
+    /// Bumped by every change; the ETag, and what `If-Match` names.
+    pub version: i64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -78,6 +83,8 @@ pub struct Asset {
     #[schema(value_type = String, format = DateTime)]
     #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
     pub created_at: i64,
+    /// Bumped by every change; the ETag, and what `If-Match` names.
+    pub version: i64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -115,10 +122,17 @@ pub struct Part {
     #[schema(value_type = String, format = DateTime)]
     #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
     pub created_at: i64,
+    /// Bumped by every change; the ETag, and what `If-Match` names.
+    #[serde(default = "one")]
+    pub version: i64,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> i64 {
+    1
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +141,8 @@ pub enum RecordError {
     Invalid(String),
     #[error("{0}")]
     NotFound(String),
+    #[error(transparent)]
+    Stale(#[from] Stale),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -159,6 +175,7 @@ pub fn create_customer(conn: &mut DbConn, new: NewCustomer) -> Result<Customer, 
         notes: new.notes,
         archived: false,
         created_at: now_millis(),
+        version: 1,
     };
     on_conn!(conn, |x| diesel::insert_into(customers::table)
         .values(&c)
@@ -166,11 +183,13 @@ pub fn create_customer(conn: &mut DbConn, new: NewCustomer) -> Result<Customer, 
     Ok(c)
 }
 
-/// Customers whose name, phone or email contains `q` (case-insensitive).
+/// Customers whose name, phone or email contains `q` (case-insensitive),
+/// by name then id, after `after` = (name, id) if given.
 pub fn search_customers(
     conn: &mut DbConn,
     q: &str,
     include_archived: bool,
+    after: Option<(String, String)>,
     limit: i64,
 ) -> Result<Vec<Customer>, RecordError> {
     let pattern = crate::db::contains_pattern(&q.to_lowercase());
@@ -190,6 +209,13 @@ pub fn search_customers(
             .into_boxed();
         if !include_archived {
             query = query.filter(customers::archived.eq(false));
+        }
+        if let Some((name, id)) = &after {
+            query = query.filter(
+                customers::name.gt(name.clone()).or(customers::name
+                    .eq(name.clone())
+                    .and(customers::id.gt(id.clone()))),
+            );
         }
         query
             .order((customers::name, customers::id))
@@ -212,11 +238,82 @@ pub fn set_customer_archived(
     conn: &mut DbConn,
     id: &str,
     archived: bool,
+    expect: Option<&Expect>,
 ) -> Result<Customer, RecordError> {
-    on_conn!(conn, |c| diesel::update(customers::table.find(id))
-        .set(customers::archived.eq(archived))
-        .execute(c))?;
+    let read = get_customer(conn, id)?.version;
+    versioning::check(expect, read)?;
+    let n = on_conn!(conn, |c| diesel::update(
+        customers::table
+            .find(id)
+            .filter(customers::version.eq(read))
+    )
+    .set((
+        customers::archived.eq(archived),
+        customers::version.eq(read + 1),
+    ))
+    .execute(c))?;
+    versioning::updated(n, read)?;
     get_customer(conn, id)
+}
+
+/// Replaces a customer's contact fields (name, phone, e-mail, address,
+/// notes); the archive flag has its own call.
+pub fn update_customer(
+    conn: &mut DbConn,
+    id: &str,
+    new: NewCustomer,
+    expect: Option<&Expect>,
+) -> Result<Customer, RecordError> {
+    required("name", &new.name)?;
+    let read = get_customer(conn, id)?.version;
+    versioning::check(expect, read)?;
+    let n = on_conn!(conn, |c| diesel::update(
+        customers::table
+            .find(id)
+            .filter(customers::version.eq(read))
+    )
+    .set((
+        customers::name.eq(new.name.trim()),
+        customers::phone.eq(&new.phone),
+        customers::email.eq(&new.email),
+        customers::address.eq(&new.address),
+        customers::notes.eq(&new.notes),
+        customers::version.eq(read + 1),
+    ))
+    .execute(c))?;
+    versioning::updated(n, read)?;
+    get_customer(conn, id)
+}
+
+pub fn get_site(conn: &mut DbConn, id: &str) -> Result<Site, RecordError> {
+    on_conn!(conn, |c| sites::table
+        .find(id)
+        .select(Site::as_select())
+        .first(c)
+        .optional())?
+    .ok_or_else(|| RecordError::NotFound(format!("no site `{id}`")))
+}
+
+pub fn update_site(
+    conn: &mut DbConn,
+    id: &str,
+    new: NewSite,
+    expect: Option<&Expect>,
+) -> Result<Site, RecordError> {
+    required("name", &new.name)?;
+    let read = get_site(conn, id)?.version;
+    versioning::check(expect, read)?;
+    let n = on_conn!(conn, |c| diesel::update(
+        sites::table.find(id).filter(sites::version.eq(read))
+    )
+    .set((
+        sites::name.eq(&new.name),
+        sites::address.eq(&new.address),
+        sites::version.eq(read + 1),
+    ))
+    .execute(c))?;
+    versioning::updated(n, read)?;
+    get_site(conn, id)
 }
 
 pub fn create_site(
@@ -232,6 +329,7 @@ pub fn create_site(
         name: new.name,
         address: new.address,
         created_at: now_millis(),
+        version: 1,
     };
     on_conn!(conn, |c| diesel::insert_into(sites::table)
         .values(&s)
@@ -271,6 +369,7 @@ pub fn create_asset(
         purchased_at: new.purchased_at,
         warranty_until: new.warranty_until,
         created_at: now_millis(),
+        version: 1,
     };
     on_conn!(conn, |c| diesel::insert_into(assets::table)
         .values(&a)
@@ -295,8 +394,52 @@ pub fn get_asset(conn: &mut DbConn, id: &str) -> Result<Asset, RecordError> {
     .ok_or_else(|| RecordError::NotFound(format!("no asset `{id}`")))
 }
 
+/// Replaces an asset's fields (it stays with its customer).
+pub fn update_asset(
+    conn: &mut DbConn,
+    id: &str,
+    new: NewAsset,
+    expect: Option<&Expect>,
+) -> Result<Asset, RecordError> {
+    required("product", &new.product)?;
+    let current = get_asset(conn, id)?;
+    versioning::check(expect, current.version)?;
+    if let Some(site) = &new.site_id {
+        if !sites_of(conn, &current.customer_id)?
+            .iter()
+            .any(|s| &s.id == site)
+        {
+            return Err(RecordError::Invalid(format!(
+                "site `{site}` does not belong to this customer"
+            )));
+        }
+    }
+    let read = current.version;
+    let n = on_conn!(conn, |c| diesel::update(
+        assets::table.find(id).filter(assets::version.eq(read))
+    )
+    .set((
+        assets::site_id.eq(&new.site_id),
+        assets::product.eq(&new.product),
+        assets::model.eq(&new.model),
+        assets::serial.eq(&new.serial),
+        assets::purchased_at.eq(&new.purchased_at),
+        assets::warranty_until.eq(&new.warranty_until),
+        assets::version.eq(read + 1),
+    ))
+    .execute(c))?;
+    versioning::updated(n, read)?;
+    get_asset(conn, id)
+}
+
 /// Adds a part to the catalogue or updates its name, cost and active flag.
-pub fn upsert_part(conn: &mut DbConn, mut part: Part) -> Result<Part, RecordError> {
+/// With `expect` (an `If-Match`), only an existing part at an expected
+/// version is updated; without, the part is created or overwritten.
+pub fn upsert_part(
+    conn: &mut DbConn,
+    mut part: Part,
+    expect: Option<&Expect>,
+) -> Result<Part, RecordError> {
     required("part_no", &part.part_no)?;
     required("name", &part.name)?;
     if part.unit_cost_cents < 0 {
@@ -304,25 +447,72 @@ pub fn upsert_part(conn: &mut DbConn, mut part: Part) -> Result<Part, RecordErro
             "`unit_cost_cents` must not be negative".into(),
         ));
     }
-    part.created_at = now_millis();
-    on_conn!(conn, |c| diesel::insert_into(parts::table)
-        .values(&part)
-        .on_conflict(parts::part_no)
-        .do_update()
+    let part_no = part.part_no.clone();
+    if let Some(expect) = expect {
+        // No current part: an If-Match cannot hold (RFC 9110 §13.1.1).
+        let read = get_part(conn, &part_no)?.map_or(0, |p| p.version);
+        if read == 0 {
+            return Err(Stale { current: 0 }.into());
+        }
+        versioning::check(Some(expect), read)?;
+        let n = on_conn!(conn, |c| diesel::update(
+            parts::table.find(&part_no).filter(parts::version.eq(read))
+        )
         .set((
             parts::name.eq(&part.name),
             parts::unit_cost_cents.eq(part.unit_cost_cents),
             parts::active.eq(part.active),
+            parts::version.eq(read + 1),
         ))
         .execute(c))?;
-    Ok(part)
+        versioning::updated(n, read)?;
+    } else {
+        part.created_at = now_millis();
+        part.version = 1;
+        on_conn!(conn, |c| diesel::insert_into(parts::table)
+            .values(&part)
+            .on_conflict(parts::part_no)
+            .do_update()
+            .set((
+                parts::name.eq(&part.name),
+                parts::unit_cost_cents.eq(part.unit_cost_cents),
+                parts::active.eq(part.active),
+                parts::version.eq(parts::version + 1),
+            ))
+            .execute(c))?;
+    }
+    get_part(conn, &part_no)?.ok_or_else(|| RecordError::NotFound(format!("no part `{part_no}`")))
+}
+
+pub fn get_part(conn: &mut DbConn, part_no: &str) -> Result<Option<Part>, RecordError> {
+    Ok(on_conn!(conn, |c| parts::table
+        .find(part_no)
+        .select(Part::as_select())
+        .first(c)
+        .optional())?)
 }
 
 pub fn list_parts(conn: &mut DbConn) -> Result<Vec<Part>, RecordError> {
-    Ok(on_conn!(conn, |c| parts::table
-        .order(parts::part_no)
-        .select(Part::as_select())
-        .load(c))?)
+    list_parts_after(conn, None, i64::MAX)
+}
+
+/// By part number, at most `limit` after `after`.
+pub fn list_parts_after(
+    conn: &mut DbConn,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Part>, RecordError> {
+    Ok(on_conn!(conn, |c| {
+        let mut q = parts::table
+            .order(parts::part_no)
+            .select(Part::as_select())
+            .limit(limit)
+            .into_boxed();
+        if let Some(a) = after {
+            q = q.filter(parts::part_no.gt(a));
+        }
+        q.load(c)
+    })?)
 }
 
 /// Van stock rules, in one place. A part used on a ticket leaves the van

@@ -515,6 +515,38 @@ pub fn http_full(
     parse_reply(&out)
 }
 
+/// A JSON request with extra headers (e.g. `If-Match`): the full reply.
+pub fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> Reply {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut head = request_text(method, path, bearer, "application/json", body.len());
+    head.truncate(head.len() - 2);
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    parse_reply(&out)
+}
+
+/// The `items` of one page of a list answer (`{"items": [...], "next_cursor"}`).
+pub fn items(page: &serde_json::Value) -> &Vec<serde_json::Value> {
+    page["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a page of a list: {page}"))
+}
+
 /// A JSON request sent from the loopback address `from` (any 127.x.y.z on
 /// Linux), so tests can play clients at different addresses.
 pub async fn http_from(
@@ -623,7 +655,7 @@ pub fn escalation_tiers(server: &Server, token: &str, subject: &str) -> Vec<Stri
         token,
         &format!("/api/v1/escalations?doc_id={subject}"),
     );
-    let mut got: Vec<String> = list
+    let mut got: Vec<String> = list["items"]
         .as_array()
         .expect("a list")
         .iter()

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::auth::AuthUser;
 use super::input::{self, MAX_ID, MAX_TEXT};
+use super::paging::{self, Window};
 use super::tickets;
 use super::{require_role, ApiError, State, OFFICE};
 use crate::db::on_conn;
@@ -191,8 +192,13 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let f = q.into_inner();
-    let rows = state.db.run(move |c| complaints::list(c, &f)).await?;
-    Ok(HttpResponse::Ok().json(rows))
+    let w: Window<(String, String)> = Window::new(f.limit, f.cursor.as_deref(), paging::DEFAULT)?;
+    let (after, fetch) = (w.after.clone(), w.fetch());
+    let rows = state
+        .db
+        .run(move |c| complaints::list(c, &f, after, fetch))
+        .await?;
+    Ok(HttpResponse::Ok().json(w.page(rows, |c| (c.received_at.clone(), c.id.clone()))))
 }
 
 /// `GET /complaints/{id}`.

@@ -5,6 +5,7 @@ use fieldsync_shared::roles::Role;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
+use super::paging::{self, PageQuery, Window};
 use super::{require_role, ApiError, State};
 use crate::audit::{self, Action, Entry};
 use crate::auth::devices::{self, DeviceError};
@@ -63,13 +64,19 @@ pub async fn register(
     .json(device))
 }
 
-pub async fn list(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: State,
+    user: AuthUser,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
     let own = (!DEVICE_ADMINS.contains(&user.0.role)).then(|| user.0.id.clone());
+    let w: Window<(i64, String)> = q.window(paging::DEFAULT)?;
+    let (after, fetch) = (w.after.clone(), w.fetch());
     let list = state
         .db
-        .run(move |c| devices::list(c, own.as_deref()))
+        .run(move |c| devices::list_after(c, own.as_deref(), after, fetch))
         .await?;
-    Ok(HttpResponse::Ok().json(list))
+    Ok(HttpResponse::Ok().json(w.page(list, |d| (d.created_at, d.id.clone()))))
 }
 
 /// Revocation is permanent; live sync sessions of the device close within

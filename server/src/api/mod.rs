@@ -10,6 +10,8 @@ pub mod errors;
 pub mod history;
 pub mod input;
 pub mod openapi;
+pub mod paging;
+pub mod preconditions;
 pub mod quarantine;
 pub mod reconciliation;
 pub mod records;
@@ -202,6 +204,7 @@ impl From<AccountError> for ApiError {
             }
             AccountError::UsernameTaken(_) => Self::conflict(e.to_string()),
             AccountError::NotFound(_) => Self::not_found(e.to_string()),
+            AccountError::Stale(s) => s.into(),
             AccountError::Db(db) => db.into(),
         }
     }
@@ -261,6 +264,7 @@ macro_rules! api_routes {
         $(, optional_body: $obody:ty)?
         $(, raw_body: $raw:literal)?
         $(, example: $example:literal)?
+        $(, etag: $etag:literal)?
         , ok: $($status:literal)|+ $(($one:ty))? $([$many:ty])? $(, also: $($also:literal)|+)? ; )*) => {
         fn register(scope: actix_web::Scope) -> actix_web::Scope {
             scope $( .route($path, web::$method().to($handler)) )*
@@ -278,6 +282,7 @@ macro_rules! api_routes {
                 $((openapi::named::<$obody> as fn(&mut openapi::Schemas) -> _, true))?),
             raw_request: api_routes!(@opt $($raw)?),
             example: api_routes!(@opt $($example)?),
+            etag: api_routes!(@opt $($etag)?),
             ok: &[$($status),+],
             response: api_routes!(@opt
                 $(openapi::named::<$one> as fn(&mut openapi::Schemas) -> _)?
@@ -299,15 +304,18 @@ api_routes! {
         public: true, body: auth::RefreshBody, ok: 200 (crate::auth::sessions::TokenPair);
     post "/auth/logout" => auth::logout, "Revoke a refresh token", public: true, body: auth::RefreshBody, ok: 204;
     get "/me" => auth::me, "The signed-in user", ok: 200 (User);
-    get "/users" => users::list, "List accounts (admin)", ok: 200 [User];
+    get "/users" => users::list, "List accounts (admin), by username", query: paging::PageQuery, ok: 200 [User];
     post "/users" => users::create, "Create an account (admin)", body: users::NewUser,
         example: r#"{"username":"tom","display_name":"Tom","role":"technician","password":"…"}"#, ok: 201 (User);
-    post "/users/{username}/disable" => users::disable, "Disable an account (admin); its sessions close", ok: 200 (User);
-    put "/users/{username}/password" => users::set_password, "Set a password (admin, or your own)", body: users::NewPassword, ok: 204;
+    get "/users/{username}" => users::get, "One account (admin, or your own)", etag: "read", ok: 200 (User);
+    post "/users/{username}/disable" => users::disable, "Disable an account (admin); its sessions close", etag: "write", ok: 200 (User);
+    put "/users/{username}/password" => users::set_password, "Set a password (admin, or your own)", body: users::NewPassword,
+        etag: "write", ok: 204;
     put "/users/{username}/role" => users::set_role, "Change a role (admin)", body: users::NewRole,
-        example: r#"{"role":"dispatcher"}"#, ok: 200 (User);
+        example: r#"{"role":"dispatcher"}"#, etag: "write", ok: 200 (User);
     get "/audit" => users::audit, "The audit log (admin)", query: users::AuditQuery, ok: 200 [crate::audit::Row];
-    get "/devices" => devices::list, "Devices (own; all for admins and dispatchers)", ok: 200 [crate::auth::devices::Device];
+    get "/devices" => devices::list, "Devices (own; all for admins and dispatchers), oldest first", query: paging::PageQuery,
+        ok: 200 [crate::auth::devices::Device];
     post "/devices" => devices::register, "Register a device (201), or touch one already registered (200)", body: devices::NewDevice,
         example: r#"{"id":"tom-phone","name":"Tom's phone","platform":"android"}"#, ok: 201 | 200 (crate::auth::devices::Device);
     post "/devices/{id}/revoke" => devices::revoke, "Revoke a device; its live sync sessions close", ok: 200 (crate::auth::devices::Device);
@@ -327,23 +335,38 @@ api_routes! {
     post "/tickets/{doc_id}/reopen" => tickets::reopen, "Reopen (dispatcher; status machine applies)", optional_body: tickets::ReasonBody,
         example: r#"{"reason":"fault returned"}"#, ok: 200 (tickets::StatusChanged);
     post "/customers" => records::create_customer, "Create a customer (dispatcher)", body: crate::records::NewCustomer,
-        example: r#"{"name":"Acme Bakery","phone":"+86 10 5555 0100","email":"","address":"1 Oven Road"}"#, ok: 201 (crate::records::Customer);
+        example: r#"{"name":"Acme Bakery","phone":"+86 10 5555 0100","email":"","address":"1 Oven Road"}"#, etag: "read",
+        ok: 201 (crate::records::Customer);
     get "/customers" => records::search_customers, "Search customers", query: records::SearchQuery, ok: 200 [crate::records::Customer];
-    get "/customers/{id}" => records::get_customer, "A customer with sites and assets", ok: 200 (records::CustomerCard);
+    get "/customers/{id}" => records::get_customer, "A customer with sites and assets; the ETag is the customer's version",
+        etag: "read", ok: 200 (records::CustomerCard);
+    put "/customers/{id}" => records::update_customer, "Replace a customer's contact fields (dispatcher)", body: crate::records::NewCustomer,
+        example: r#"{"name":"Acme Bakery","phone":"+86 10 5555 0101","email":"office@acme.example","address":"1 Oven Road"}"#,
+        etag: "write", ok: 200 (crate::records::Customer);
     put "/customers/{id}/archived" => records::archive_customer, "Archive or restore a customer (records are never deleted)",
-        body: records::ArchiveBody, example: r#"{"archived":true}"#, ok: 200 (crate::records::Customer);
+        body: records::ArchiveBody, example: r#"{"archived":true}"#, etag: "write", ok: 200 (crate::records::Customer);
     post "/customers/{id}/sites" => records::create_site, "Add a site", body: crate::records::NewSite,
-        example: r#"{"name":"Main bakery","address":"1 Oven Road"}"#, ok: 201 (crate::records::Site);
+        example: r#"{"name":"Main bakery","address":"1 Oven Road"}"#, etag: "read", ok: 201 (crate::records::Site);
+    get "/sites/{id}" => records::get_site, "One site", etag: "read", ok: 200 (crate::records::Site);
+    put "/sites/{id}" => records::update_site, "Replace a site's name and address (dispatcher)", body: crate::records::NewSite,
+        example: r#"{"name":"Main bakery","address":"2 Oven Road"}"#, etag: "write", ok: 200 (crate::records::Site);
     post "/customers/{id}/assets" => records::create_asset, "Add a purchased asset", body: crate::records::NewAsset,
         example: r#"{"product":"Dough mixer","model":"DM-40","serial":"SN-778","purchased_at":"2024-03-01","warranty_until":"2027-03-01"}"#,
-        ok: 201 (crate::records::Asset);
+        etag: "read", ok: 201 (crate::records::Asset);
+    get "/assets/{id}" => records::get_asset, "One asset record", etag: "read", ok: 200 (crate::records::Asset);
+    put "/assets/{id}" => records::update_asset, "Replace an asset's fields (dispatcher); it stays with its customer",
+        body: crate::records::NewAsset,
+        example: r#"{"product":"Dough mixer","model":"DM-40","serial":"SN-778","purchased_at":"2024-03-01","warranty_until":"2028-03-01"}"#,
+        etag: "write", ok: 200 (crate::records::Asset);
     get "/customers/{id}/history" => history::customer, "Service history of a customer", ok: 200 (history::CustomerHistory);
     get "/assets/{id}/history" => history::asset, "Service history of an asset (by record or serial)", ok: 200 (history::AssetHistory);
     get "/technicians/{username}/history" => history::technician, "Service history of a technician", ok: 200 (history::TechnicianHistory);
     get "/technicians/{username}/van-stock" => records::van_stock, "Van stock levels and movements", ok: 200 (records::VanStock);
-    get "/parts" => records::list_parts, "The parts catalogue", ok: 200 [crate::records::Part];
-    put "/parts/{part_no}" => records::put_part, "Add or update a catalogue part (back office)", body: records::PartBody,
-        example: r#"{"name":"Mixer motor 400 W","unit_cost_cents":32000,"active":true}"#, ok: 200 (crate::records::Part);
+    get "/parts" => records::list_parts, "The parts catalogue, by part number", query: paging::PageQuery, ok: 200 [crate::records::Part];
+    get "/parts/{part_no}" => records::get_part, "One catalogue part", etag: "read", ok: 200 (crate::records::Part);
+    put "/parts/{part_no}" => records::put_part, "Add or update a catalogue part (back office); with If-Match, only update that version",
+        body: records::PartBody, example: r#"{"name":"Mixer motor 400 W","unit_cost_cents":32000,"active":true}"#,
+        etag: "write", ok: 200 (crate::records::Part);
     post "/stock-movements" => records::record_movement, "Restock or correct a van (back office)", body: records::MovementBody,
         example: r#"{"technician":"tom","part_no":"MTR-40","qty_delta":2,"reason":"restock"}"#, ok: 201 (crate::projection::MovementRow);
     get "/stock/anomalies" => records::stock_anomalies, "Van parts on tickets that did not move stock (unknown part, implausible quantity)",
@@ -394,8 +417,8 @@ api_routes! {
     post "/complaints/{id}/resolve" => complaints::resolve, "Resolve a complaint; customer_satisfied=false schedules a second contact (office)",
         body: complaints::ResolveBody, example: r#"{"resolution":"replaced the part free of charge","customer_satisfied":true}"#,
         ok: 200 (crate::office::complaints::Complaint);
-    get "/webhook-deliveries" => sla::webhook_deliveries, "The outgoing webhook's delivery log: attempts, status, errors (admin)",
-        ok: 200 [crate::office::webhooks::Delivery];
+    get "/webhook-deliveries" => sla::webhook_deliveries, "The outgoing webhook's delivery log, newest first: attempts, status, errors (admin)",
+        query: paging::PageQuery, ok: 200 [crate::office::webhooks::Delivery];
     get "/policy" => sla::get_policy, "The service policy: SLA targets, calendar, escalation tiers (office roles)",
         ok: 200 (crate::service::policy::Policy);
     put "/policy" => sla::put_policy, "Replace the service policy (admin; omitted fields take the seed defaults)",
@@ -419,7 +442,8 @@ api_routes! {
     get "/reconciliation/exports/{id}/content" => reconciliation::export_content, "One export's content again, byte for byte",
         ok: 200, also: "text/csv" | "application/x-ndjson";
     put "/parts/{part_no}/serial-required" => reconciliation::set_serial_required, "Whether fitting a catalogue part must record its serial (back office)",
-        body: reconciliation::SerialRequiredBody, example: r#"{"serial_required":true}"#, ok: 200 (reconciliation::SerialRequired);
+        body: reconciliation::SerialRequiredBody, example: r#"{"serial_required":true}"#, etag: "write",
+        ok: 200 (reconciliation::SerialRequired);
     get "/reports/{period}" => reports::report, "A periodic report (office roles): period week|month|quarter|year; overview, KPIs against targets per company and technician, problems, trend over the 3 periods before",
         query: reports::ReportQuery, ok: 200 (crate::office::reports::Report), also: "text/csv" | "image/svg+xml";
     get "/kpis" => reports::kpis, "KPIs of any span (technicians: their own only)", query: reports::KpiQuery, ok: 200 (reports::KpiAnswer);

@@ -37,6 +37,9 @@ pub struct RouteDoc {
     pub raw_request: Option<&'static str>,
     /// An example JSON request body.
     pub example: Option<&'static str>,
+    /// A versioned record: "read" answers with its `ETag`; "write" also
+    /// takes `If-Match` (412 when it names another version).
+    pub etag: Option<&'static str>,
     /// Success statuses; the first is the usual one.
     pub ok: &'static [u16],
     /// The JSON success body's schema (None: no body, or only `also`).
@@ -53,9 +56,28 @@ pub fn named<T: ToSchema>(acc: &mut Schemas) -> RefOr<Schema> {
     Ref::from_schema_name(T::name()).into()
 }
 
-/// An array of `T`.
+/// One page of a list of `T` (`api::paging::Page`), named `<T>Page`:
+/// `items`, and `next_cursor` (null on the last page).
 pub fn list_of<T: ToSchema>(acc: &mut Schemas) -> RefOr<Schema> {
-    ArrayBuilder::new().items(named::<T>(acc)).into()
+    let name = format!("{}Page", T::name());
+    let page = ObjectBuilder::new()
+        .property("items", ArrayBuilder::new().items(named::<T>(acc)))
+        .required("items")
+        .property(
+            "next_cursor",
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::String,
+                    Type::Null,
+                ]))
+                .description(Some(
+                    "Pass as `cursor` for the next page; null on the last page",
+                )),
+        )
+        .required("next_cursor")
+        .build();
+    acc.push((name.clone(), page.into()));
+    Ref::from_schema_name(name).into()
 }
 
 /// `T`'s fields as query parameters.
@@ -66,14 +88,14 @@ pub fn query_params<T: IntoParams>() -> Vec<Parameter> {
 /// The statuses an operation can answer with the error body: a request
 /// that does not match this document (400, 413, 415), the token (401), the
 /// role or ownership (403), an unknown id (404), the state of the record
-/// (409), a used or expired link (410, public), a lost update (412), a rule
-/// the schema cannot state (422), limits (429), and storage trouble (503,
-/// nothing changed).
-fn error_statuses(public: bool) -> &'static [u16] {
-    if public {
-        &[400, 401, 404, 409, 410, 413, 415, 422, 429, 503]
-    } else {
-        &[400, 401, 403, 404, 409, 412, 413, 415, 422, 429, 503]
+/// (409), a used or expired link (410, public), a lost update (412, writes
+/// of versioned records), a rule the schema cannot state (422), limits
+/// (429), and storage trouble (503, nothing changed).
+fn error_statuses(public: bool, versioned_write: bool) -> &'static [u16] {
+    match (public, versioned_write) {
+        (true, _) => &[400, 401, 404, 409, 410, 413, 415, 422, 429, 503],
+        (false, true) => &[400, 401, 403, 404, 409, 412, 413, 415, 422, 429, 503],
+        (false, false) => &[400, 401, 403, 404, 409, 413, 415, 422, 429, 503],
     }
 }
 
@@ -247,6 +269,25 @@ fn operation(r: &RouteDoc, acc: &mut Schemas) -> Operation {
     if let Some(q) = r.query {
         params.extend(q());
     }
+    let versioned_write = r.etag == Some("write");
+    if versioned_write {
+        params.push(
+            ParameterBuilder::new()
+                .name("If-Match")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "The ETag read (e.g. `\"3\"`), or `*`: the write is refused with 412 if the \
+                     record is at another version. Without it the write is unconditional.",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+                        r#"^(\*|(W/)?("[0-9]+"|[0-9]+)(\s*,\s*(W/)?("[0-9]+"|[0-9]+))*)$"#,
+                    )),
+                ))
+                .build(),
+        );
+    }
     let mut op = OperationBuilder::new()
         .operation_id(Some(operation_id(r)))
         .summary(Some(r.summary))
@@ -284,6 +325,15 @@ fn operation(r: &RouteDoc, acc: &mut Schemas) -> Operation {
     let id = operation_id(r);
     for &status in r.ok {
         let mut resp = ResponseBuilder::new().description(reason(status));
+        if r.etag.is_some() {
+            resp = resp.header(
+                "ETag",
+                utoipa::openapi::HeaderBuilder::new()
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .description(Some("The record's version, for If-Match"))
+                    .build(),
+            );
+        }
         for (_, to, param, value) in LINKS.iter().filter(|l| l.0 == id) {
             let link = utoipa::openapi::link::LinkBuilder::new()
                 .operation_id(*to)
@@ -303,7 +353,7 @@ fn operation(r: &RouteDoc, acc: &mut Schemas) -> Operation {
         }
         op = op.response(status.to_string(), resp.build());
     }
-    for &status in error_statuses(r.public) {
+    for &status in error_statuses(r.public, versioned_write) {
         op = op.response(status.to_string(), Ref::from_response_name("Error"));
     }
     if r.public {

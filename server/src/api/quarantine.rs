@@ -5,6 +5,7 @@ use fieldsync_shared::roles::Role;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
+use super::paging::{self, Window};
 use super::{require_role, ApiError, State};
 use crate::storage;
 
@@ -12,8 +13,12 @@ use crate::storage;
 pub struct QuarantineQuery {
     /// Only this ticket's.
     doc_id: Option<String>,
-    /// At most this many, newest first (default 100; 1 to 1000).
+    /// Page size, newest first (default 100, at most 1000).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]*$", max_length = 1024)]
+    cursor: Option<String>,
 }
 
 pub async fn list(
@@ -30,18 +35,24 @@ pub async fn list(
             Role::Admin,
         ],
     )?;
-    let QuarantineQuery { doc_id, limit } = q.into_inner();
-    let limit = limit.unwrap_or(100).clamp(1, 1000);
-    let mut rows = state
+    let QuarantineQuery {
+        doc_id,
+        limit,
+        cursor,
+    } = q.into_inner();
+    let w: Window<(i64, String)> = Window::new(limit, cursor.as_deref(), paging::DEFAULT)?;
+    let (before, fetch) = (w.after.clone(), w.fetch());
+    let rows = state
         .db
-        .run(move |c| storage::list_quarantined(c, doc_id.as_deref(), limit))
+        .run(move |c| storage::list_quarantined(c, doc_id.as_deref(), before, fetch))
         .await?;
+    let mut page = w.page(rows, |r| (r.at, r.id.clone()));
     // `device_id` is the id the device chose (as in `/sync?device=`), not the
     // per-user key devices are stored under (see auth::devices).
-    for r in &mut rows {
+    for r in &mut page.items {
         if let Some(client) = r.device_id.strip_prefix(&format!("{}:", r.user_id)) {
             r.device_id = client.to_string();
         }
     }
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(HttpResponse::Ok().json(page))
 }

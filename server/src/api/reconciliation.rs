@@ -14,6 +14,7 @@ use fieldsync_shared::DocumentId;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
+use super::paging::{self, Window};
 use super::tickets::parse_doc;
 use super::{input, ApiError, State};
 use crate::audit::{self, Action, Entry};
@@ -44,12 +45,16 @@ fn require(user: &User, act: Act) -> Result<(), ApiError> {
     )))
 }
 
-/// The reconciliation queue: how many tickets, how many a check blocks.
+/// One page of the reconciliation queue, in the shape of every list
+/// (`items`, `next_cursor`), with how many of the page's tickets a check
+/// blocks.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Queue {
+    pub items: Vec<Review>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
     pub count: usize,
     pub blocking: usize,
-    pub tickets: Vec<Review>,
 }
 
 /// One decision with the checks it was made on.
@@ -120,9 +125,12 @@ pub struct QueueQuery {
     /// `signed_off` (default: waiting for reconciliation) or `disputed`.
     #[param(inline, value_type = Option<QueueStatus>)]
     status: Option<String>,
-    /// At most this many (default 100, at most 500).
+    /// Page size, oldest completion first (default 100, at most 500).
     #[param(minimum = 1)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]*$", max_length = 1024)]
+    cursor: Option<String>,
 }
 
 #[derive(utoipa::ToSchema)]
@@ -148,27 +156,38 @@ pub async fn queue(
     q: web::Query<QueueQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require(&user.0, Act::Read)?;
-    let QueueQuery { status, limit } = q.into_inner();
+    let QueueQuery {
+        status,
+        limit,
+        cursor,
+    } = q.into_inner();
     let status = status.unwrap_or_else(|| "signed_off".into());
     if status != "signed_off" && status != "disputed" {
         return Err(ApiError::bad_request(
             "`status` must be signed_off (waiting) or disputed",
         ));
     }
-    if limit.is_some_and(|l| l < 1) {
-        return Err(ApiError::bad_request("`limit` must be at least 1"));
-    }
-    let limit = limit.unwrap_or(100).min(500);
+    let w: Window<(String, String)> = Window::new(
+        limit,
+        cursor.as_deref(),
+        paging::Limits {
+            default: 100,
+            max: 500,
+        },
+    )?;
+    let (after, limit) = (w.after.clone(), w.limit);
     let store = state.blobs.clone();
-    let items = state
+    let (items, next) = state
         .db
-        .run(move |c| recon::queue(c, &store, &status, limit))
+        .run(move |c| recon::queue(c, &store, &status, after, limit))
         .await?;
-    let blocking = items.iter().filter(|i| i.blocking).count();
+    let page = paging::Page::continuing(items, next);
+    let blocking = page.items.iter().filter(|i| i.blocking).count();
     Ok(HttpResponse::Ok().json(Queue {
-        count: items.len(),
+        count: page.items.len(),
         blocking,
-        tickets: items,
+        items: page.items,
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -208,7 +227,7 @@ pub async fn ticket_state(
             let stored = storage::load(c, &key)?.materialize()?;
             let current = recon::read_from_doc(&stored);
             let decisions = recon::decisions(c, &key)?;
-            let quarantined = storage::list_quarantined(c, Some(&key), 200)?;
+            let quarantined = storage::list_quarantined(c, Some(&key), None, 200)?;
             Ok((current, decisions, quarantined))
         })
         .await?;
@@ -552,8 +571,12 @@ fn export_json(row: &ExportRow) -> ExportInfo {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ExportsQuery {
-    /// At most this many, newest first (default 100; 1 to 1000).
+    /// Page size, newest first (default 100, at most 1000).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]*$", max_length = 1024)]
+    cursor: Option<String>,
 }
 
 /// `GET /reconciliation/exports`: the exports made, newest first.
@@ -563,10 +586,15 @@ pub async fn list_exports(
     q: web::Query<ExportsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require(&user.0, Act::Read)?;
-    let limit = q.into_inner().limit.unwrap_or(100).clamp(1, 1000);
-    let rows = state.db.run(move |c| export::list(c, limit)).await?;
+    let q = q.into_inner();
+    let w: Window<(String, String)> = Window::new(q.limit, q.cursor.as_deref(), paging::DEFAULT)?;
+    let (before, fetch) = (w.after.clone(), w.fetch());
+    let rows = state
+        .db
+        .run(move |c| export::list(c, before, fetch))
+        .await?;
     let out: Vec<ExportInfo> = rows.iter().map(export_json).collect();
-    Ok(HttpResponse::Ok().json(out))
+    Ok(HttpResponse::Ok().json(w.page(out, |e| (e.created_at.clone(), e.id.clone()))))
 }
 
 async fn load_export(state: &State, id: String) -> Result<ExportRow, ApiError> {
@@ -625,21 +653,21 @@ pub struct SerialRequiredBody {
 pub async fn set_serial_required(
     state: State,
     user: AuthUser,
+    req: actix_web::HttpRequest,
     path: web::Path<String>,
     body: super::input::Json<SerialRequiredBody>,
 ) -> Result<HttpResponse, ApiError> {
     require(&user.0, Act::Catalogue)?;
+    let expect = super::preconditions::if_match(&req)?;
     let part_no = path.into_inner();
     input::text("part_no", &part_no, input::MAX_ID)?;
     let required = body.into_inner().serial_required;
     let (no, uid) = (part_no.clone(), user.0.id.clone());
-    let found = state
+    let version = state
         .db
         .run(move |c| {
-            crate::db::transaction(c, |c| {
-                if !recon::set_serial_required(c, &no, required)? {
-                    return Ok(false);
-                }
+            Ok(crate::db::transaction(c, |c| {
+                let version = recon::set_serial_required(c, &no, required, expect.as_ref())?;
                 audit::record(
                     c,
                     Entry {
@@ -650,17 +678,15 @@ pub async fn set_serial_required(
                         ip: None,
                     },
                 )?;
-                Ok(true)
-            })
+                Ok::<_, crate::records::RecordError>(version)
+            }))
         })
-        .await?;
-    if !found {
-        return Err(ApiError::not_found(format!(
-            "no part `{part_no}` in the catalogue"
-        )));
-    }
-    Ok(HttpResponse::Ok().json(SerialRequired {
-        part_no,
-        serial_required: required,
-    }))
+        .await??;
+    Ok(super::preconditions::ok_with_etag(
+        version,
+        SerialRequired {
+            part_no,
+            serial_required: required,
+        },
+    ))
 }

@@ -1,11 +1,13 @@
 //! The customer archive (customers, sites, assets), the parts catalogue and
 //! van stock.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use fieldsync_shared::roles::Role;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
+use super::paging::{self, PageQuery, Window};
+use super::preconditions;
 use super::{input, require_role, ApiError, State, CATALOGUE, DISPATCH, OFFICE};
 use crate::audit::{self, Action, Entry};
 use crate::auth::accounts;
@@ -50,6 +52,38 @@ async fn audited<T: Send + 'static>(
     Ok(out)
 }
 
+fn check_customer(new: &NewCustomer) -> Result<(), ApiError> {
+    input::texts(&[
+        ("name", &new.name, input::MAX_NAME),
+        ("phone", &new.phone, input::MAX_NAME),
+        ("email", &new.email, input::MAX_NAME),
+        ("address", &new.address, input::MAX_TEXT),
+        ("notes", &new.notes, input::MAX_TEXT),
+    ])
+}
+
+fn check_site(new: &NewSite) -> Result<(), ApiError> {
+    input::texts(&[
+        ("name", &new.name, input::MAX_NAME),
+        ("address", &new.address, input::MAX_TEXT),
+    ])
+}
+
+fn check_asset(new: &NewAsset) -> Result<(), ApiError> {
+    input::texts(&[
+        ("product", &new.product, input::MAX_NAME),
+        ("model", &new.model, input::MAX_NAME),
+        ("serial", &new.serial, input::MAX_ID),
+        (
+            "site_id",
+            new.site_id.as_deref().unwrap_or(""),
+            input::MAX_ID,
+        ),
+    ])?;
+    input::date("purchased_at", &new.purchased_at)?;
+    input::date("warranty_until", &new.warranty_until)
+}
+
 pub async fn create_customer(
     state: State,
     user: AuthUser,
@@ -57,20 +91,38 @@ pub async fn create_customer(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let new = body.into_inner();
-    input::texts(&[
-        ("name", &new.name, input::MAX_NAME),
-        ("phone", &new.phone, input::MAX_NAME),
-        ("email", &new.email, input::MAX_NAME),
-        ("address", &new.address, input::MAX_TEXT),
-        ("notes", &new.notes, input::MAX_TEXT),
-    ])?;
+    check_customer(&new)?;
     let c = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
         let cust = records::create_customer(c, new)?;
         let id = cust.id.clone();
         Ok((cust, id, serde_json::json!({ "created": "customer" })))
     })
     .await?;
-    Ok(HttpResponse::Created().json(c))
+    Ok(preconditions::with_etag(
+        HttpResponse::Created(),
+        c.version,
+        c,
+    ))
+}
+
+/// Replaces a customer's contact fields; `If-Match` guards a lost update.
+pub async fn update_customer(
+    state: State,
+    user: AuthUser,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: super::input::Json<NewCustomer>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, DISPATCH)?;
+    let expect = preconditions::if_match(&req)?;
+    let (id, new) = (path.into_inner(), body.into_inner());
+    check_customer(&new)?;
+    let c = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
+        let cust = records::update_customer(c, &id, new, expect.as_ref())?;
+        Ok((cust, id, serde_json::json!({ "updated": "customer" })))
+    })
+    .await?;
+    Ok(preconditions::ok_with_etag(c.version, c))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -81,7 +133,12 @@ pub struct SearchQuery {
     q: String,
     #[serde(default)]
     include_archived: bool,
+    /// Page size, by name (default 100, at most 500).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]*$", max_length = 1024)]
+    cursor: Option<String>,
 }
 
 pub async fn search_customers(
@@ -92,12 +149,20 @@ pub async fn search_customers(
     require_role(&user.0, OFFICE)?;
     let q = params.into_inner();
     input::text("q", &q.q, input::MAX_QUERY)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let w: Window<(String, String)> = Window::new(
+        q.limit,
+        q.cursor.as_deref(),
+        paging::Limits {
+            default: 100,
+            max: 500,
+        },
+    )?;
+    let (after, fetch) = (w.after.clone(), w.fetch());
     let rows = query(&state, move |c| {
-        records::search_customers(c, &q.q, q.include_archived, limit)
+        records::search_customers(c, &q.q, q.include_archived, after, fetch)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(HttpResponse::Ok().json(w.page(rows, |c| (c.name.clone(), c.id.clone()))))
 }
 
 /// The customer archive card.
@@ -127,7 +192,9 @@ pub async fn get_customer(
         })
     })
     .await?;
-    Ok(HttpResponse::Ok().json(card))
+    // The card's ETag is the customer record's version (sites and assets
+    // carry their own `version`).
+    Ok(preconditions::ok_with_etag(card.customer.version, card))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -138,17 +205,19 @@ pub struct ArchiveBody {
 pub async fn archive_customer(
     state: State,
     user: AuthUser,
+    req: HttpRequest,
     path: web::Path<String>,
     body: super::input::Json<ArchiveBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
+    let expect = preconditions::if_match(&req)?;
     let (id, archived) = (path.into_inner(), body.archived);
     let c = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
-        let cust = records::set_customer_archived(c, &id, archived)?;
+        let cust = records::set_customer_archived(c, &id, archived, expect.as_ref())?;
         Ok((cust, id, serde_json::json!({ "archived": archived })))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(c))
+    Ok(preconditions::ok_with_etag(c.version, c))
 }
 
 pub async fn create_site(
@@ -159,16 +228,52 @@ pub async fn create_site(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let (id, new) = (path.into_inner(), body.into_inner());
-    input::texts(&[
-        ("name", &new.name, input::MAX_NAME),
-        ("address", &new.address, input::MAX_TEXT),
-    ])?;
+    check_site(&new)?;
     let s = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
         let site = records::create_site(c, &id, new)?;
         Ok((site, id, serde_json::json!({ "created": "site" })))
     })
     .await?;
-    Ok(HttpResponse::Created().json(s))
+    Ok(preconditions::with_etag(
+        HttpResponse::Created(),
+        s.version,
+        s,
+    ))
+}
+
+pub async fn get_site(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let id = path.into_inner();
+    let s = query(&state, move |c| records::get_site(c, &id)).await?;
+    Ok(preconditions::ok_with_etag(s.version, s))
+}
+
+pub async fn update_site(
+    state: State,
+    user: AuthUser,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: super::input::Json<NewSite>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, DISPATCH)?;
+    let expect = preconditions::if_match(&req)?;
+    let (id, new) = (path.into_inner(), body.into_inner());
+    check_site(&new)?;
+    let s = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
+        let site = records::update_site(c, &id, new, expect.as_ref())?;
+        let customer = site.customer_id.clone();
+        Ok((
+            site,
+            customer,
+            serde_json::json!({ "updated": "site", "site_id": id }),
+        ))
+    })
+    .await?;
+    Ok(preconditions::ok_with_etag(s.version, s))
 }
 
 pub async fn create_asset(
@@ -179,39 +284,95 @@ pub async fn create_asset(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, DISPATCH)?;
     let (id, new) = (path.into_inner(), body.into_inner());
-    input::texts(&[
-        ("product", &new.product, input::MAX_NAME),
-        ("model", &new.model, input::MAX_NAME),
-        ("serial", &new.serial, input::MAX_ID),
-        (
-            "site_id",
-            new.site_id.as_deref().unwrap_or(""),
-            input::MAX_ID,
-        ),
-    ])?;
-    input::date("purchased_at", &new.purchased_at)?;
-    input::date("warranty_until", &new.warranty_until)?;
+    check_asset(&new)?;
     let a = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
         let asset = records::create_asset(c, &id, new)?;
         Ok((asset, id, serde_json::json!({ "created": "asset" })))
     })
     .await?;
-    Ok(HttpResponse::Created().json(a))
+    Ok(preconditions::with_etag(
+        HttpResponse::Created(),
+        a.version,
+        a,
+    ))
+}
+
+pub async fn get_asset(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let id = path.into_inner();
+    let a = query(&state, move |c| records::get_asset(c, &id)).await?;
+    Ok(preconditions::ok_with_etag(a.version, a))
+}
+
+/// Replaces an asset's fields; `If-Match` guards a lost update.
+pub async fn update_asset(
+    state: State,
+    user: AuthUser,
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: super::input::Json<NewAsset>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, DISPATCH)?;
+    let expect = preconditions::if_match(&req)?;
+    let (id, new) = (path.into_inner(), body.into_inner());
+    check_asset(&new)?;
+    let a = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
+        let asset = records::update_asset(c, &id, new, expect.as_ref())?;
+        let customer = asset.customer_id.clone();
+        Ok((
+            asset,
+            customer,
+            serde_json::json!({ "updated": "asset", "asset_id": id }),
+        ))
+    })
+    .await?;
+    Ok(preconditions::ok_with_etag(a.version, a))
 }
 
 /// The parts catalogue; every signed-in role may read it (devices pick parts).
-pub async fn list_parts(state: State, _user: AuthUser) -> Result<HttpResponse, ApiError> {
-    let rows = query(&state, records::list_parts).await?;
-    Ok(HttpResponse::Ok().json(rows))
+pub async fn list_parts(
+    state: State,
+    _user: AuthUser,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let w: Window<String> = q.window(paging::DEFAULT)?;
+    let (after, fetch) = (w.after.clone(), w.fetch());
+    let rows = query(&state, move |c| {
+        records::list_parts_after(c, after.as_deref(), fetch)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(w.page(rows, |p| p.part_no.clone())))
 }
 
+/// One catalogue part, with its ETag.
+pub async fn get_part(
+    state: State,
+    _user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let no = path.into_inner();
+    let n = no.clone();
+    let p = query(&state, move |c| records::get_part(c, &n))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no part `{no}`")))?;
+    Ok(preconditions::ok_with_etag(p.version, p))
+}
+
+/// Creates or replaces a part; with `If-Match`, only replaces the version
+/// named (412 otherwise, and for a part that does not exist).
 pub async fn put_part(
     state: State,
     user: AuthUser,
+    req: HttpRequest,
     path: web::Path<String>,
     body: super::input::Json<PartBody>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, CATALOGUE)?;
+    let expect = preconditions::if_match(&req)?;
     let b = body.into_inner();
     let part_no = path.into_inner();
     input::texts(&[
@@ -224,14 +385,15 @@ pub async fn put_part(
         unit_cost_cents: b.unit_cost_cents,
         active: b.active.unwrap_or(true),
         created_at: 0,
+        version: 1,
     };
     let p = audited(&state, &user.0.id, Action::RecordChanged, move |c| {
-        let p = records::upsert_part(c, part)?;
+        let p = records::upsert_part(c, part, expect.as_ref())?;
         let no = p.part_no.clone();
         Ok((p, no, serde_json::json!({ "part": "upserted" })))
     })
     .await?;
-    Ok(HttpResponse::Ok().json(p))
+    Ok(preconditions::ok_with_etag(p.version, p))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

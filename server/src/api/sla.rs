@@ -6,6 +6,7 @@ use fieldsync_shared::roles::Role;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
+use super::paging::{self, Page, PageQuery, Window};
 use super::tickets::{check_can_read, parse_doc};
 use super::{require_role, ApiError, State, OFFICE};
 use crate::audit::{self, Action, Entry};
@@ -79,6 +80,12 @@ pub struct EscalationQuery {
     doc_id: Option<String>,
     /// Only those that notified the caller.
     mine: Option<bool>,
+    /// Page size, newest first (default 100, at most 1000).
+    #[param(minimum = 1)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]*$", max_length = 1024)]
+    cursor: Option<String>,
 }
 
 /// Escalations, newest first. Technicians see those sent to them.
@@ -89,14 +96,19 @@ pub async fn list_escalations(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let mine = q.mine == Some(true) || user.0.role == Role::Technician;
+    let w: Window<(String, String)> = Window::new(q.limit, q.cursor.as_deref(), paging::DEFAULT)?;
     let f = escalations::Filter {
         open: q.open,
         tier: q.tier,
         doc_id: q.doc_id,
         notified_user: mine.then(|| user.0.id.clone()),
     };
-    let rows = state.db.run(move |c| escalations::list(c, &f)).await?;
-    Ok(HttpResponse::Ok().json(rows))
+    let (after, limit) = (w.after.clone(), w.limit);
+    let (items, scanned, more) = state
+        .db
+        .run(move |c| escalations::list(c, &f, after, limit))
+        .await?;
+    Ok(HttpResponse::Ok().json(Page::continuing(items, more.then_some(scanned).flatten())))
 }
 
 /// Acknowledges an escalation: someone it notified, a supervisor, a manager
@@ -157,11 +169,13 @@ pub async fn list_callbacks(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let (f, now) = (q.into_inner(), state.service_now());
+    let w: Window<(String, String)> = Window::new(f.limit, f.cursor.as_deref(), paging::DEFAULT)?;
+    let (after, fetch) = (w.after.clone(), w.fetch());
     let rows = state
         .db
-        .run(move |c| closed_loop::list_callbacks(c, &f, now))
+        .run(move |c| closed_loop::list_callbacks(c, &f, now, after, fetch))
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(HttpResponse::Ok().json(w.page(rows, |cb| (cb.due_at.clone(), cb.id.clone()))))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -214,6 +228,12 @@ pub async fn callback_outcome(
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct FlagQuery {
     open: Option<bool>,
+    /// Page size, newest first (default 100, at most 1000).
+    #[param(minimum = 1)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]*$", max_length = 1024)]
+    cursor: Option<String>,
 }
 
 /// Customers flagged for unsatisfied services in a row.
@@ -224,11 +244,13 @@ pub async fn list_flags(
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let open = q.open == Some(true);
+    let w: Window<(String, String)> = Window::new(q.limit, q.cursor.as_deref(), paging::DEFAULT)?;
+    let (before, fetch) = (w.after.clone(), w.fetch());
     let rows = state
         .db
-        .run(move |c| closed_loop::list_flags(c, open))
+        .run(move |c| closed_loop::list_flags(c, open, before, fetch))
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(HttpResponse::Ok().json(w.page(rows, |f| (f.flagged_at.clone(), f.id.clone()))))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -280,13 +302,19 @@ pub async fn clear_flag(
 }
 
 /// The webhook delivery log, newest first (admin).
-pub async fn webhook_deliveries(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
+pub async fn webhook_deliveries(
+    state: State,
+    user: AuthUser,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Admin])?;
+    let w: Window<(String, String)> = q.window(paging::DEFAULT)?;
+    let (before, fetch) = (w.after.clone(), w.fetch());
     let rows = state
         .db
-        .run(|c| crate::office::webhooks::log(c, 500))
+        .run(move |c| crate::office::webhooks::log(c, before, fetch))
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(HttpResponse::Ok().json(w.page(rows, |d| (d.created_at.clone(), d.id.clone()))))
 }
 
 pub async fn get_policy(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
@@ -414,5 +442,6 @@ pub async fn list_contacts(
     check_can_read(&state, &user.0, doc).await?;
     let key = doc.to_string();
     let rows = state.db.run(move |c| contacts::list(c, &key)).await?;
-    Ok(HttpResponse::Ok().json(rows))
+    // One ticket's contacts are few: one page, in the shape of every list.
+    Ok(HttpResponse::Ok().json(Page::whole(rows)))
 }

@@ -86,7 +86,9 @@ pub async fn list_links(
     check_can_read(&state, &user.0, doc).await?;
     let key = doc.to_string();
     let rows = state.db.run(move |c| links::list_for(c, &key)).await?;
-    Ok(HttpResponse::Ok().json(rows))
+    // One ticket's links are few (at most 100 kept per ticket's list): one
+    // page, in the shape of every list.
+    Ok(HttpResponse::Ok().json(super::paging::Page::whole(rows)))
 }
 
 /// Scores from 1 to the survey's scale (5 or 7, `surveys.scale`).

@@ -14,6 +14,7 @@ use fieldsync_shared::DocumentId;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
+use super::paging::{self, Window};
 use super::{input, require_role, ApiError, State, DISPATCH};
 use crate::audit::{self, Action, Entry};
 use crate::auth::accounts::{self, User};
@@ -453,6 +454,7 @@ impl From<records::RecordError> for ApiError {
             // customer, a zero stock movement): 422, see `ApiError::unprocessable`.
             records::RecordError::Invalid(m) => ApiError::unprocessable(m),
             records::RecordError::NotFound(m) => ApiError::not_found(m),
+            records::RecordError::Stale(s) => s.into(),
             records::RecordError::Db(d) => d.into(),
         }
     }
@@ -548,7 +550,7 @@ pub async fn list(
     user: AuthUser,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (technician, mut filter) = query.into_inner().into_filter()?;
+    let (technician, mut filter, window) = query.into_inner().into_filter()?;
     if let Some(name) = technician {
         let found = state
             .db
@@ -564,7 +566,7 @@ pub async fn list(
         .db
         .run(move |c| history::list_tickets(c, &filter))
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(HttpResponse::Ok().json(window.page(rows, |t| (t.created_at.clone(), t.doc_id.clone()))))
 }
 
 /// The query of `GET /tickets`. Every field is spelled out (no
@@ -597,15 +599,20 @@ pub struct ListQuery {
     q: Option<String>,
     #[param(inline, value_type = Option<SlaFilter>)]
     sla: Option<String>,
+    /// Page size, newest first (default 100, at most 500).
     #[param(minimum = 1)]
     limit: Option<i64>,
-    #[param(minimum = 0)]
-    offset: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]*$", max_length = 1024)]
+    cursor: Option<String>,
 }
 
 impl ListQuery {
     /// Checks the values and splits off the technician username.
-    fn into_filter(self) -> Result<(Option<String>, TicketFilter), ApiError> {
+    #[allow(clippy::type_complexity)]
+    fn into_filter(
+        self,
+    ) -> Result<(Option<String>, TicketFilter, Window<(String, String)>), ApiError> {
         for (name, v) in [("from", &self.from), ("to", &self.to)] {
             if let Some(v) = v {
                 input::date_or_time(name, v)?;
@@ -631,11 +638,14 @@ impl ListQuery {
                 ));
             }
         }
-        if self.offset.is_some_and(|o| o < 0) || self.limit.is_some_and(|l| l < 1) {
-            return Err(ApiError::bad_request(
-                "`limit` must be at least 1 and `offset` not negative",
-            ));
-        }
+        let window: Window<(String, String)> = Window::new(
+            self.limit,
+            self.cursor.as_deref(),
+            paging::Limits {
+                default: 100,
+                max: history::MAX_LIMIT,
+            },
+        )?;
         let filter = TicketFilter {
             status: self.status,
             priority: self.priority,
@@ -647,10 +657,10 @@ impl ListQuery {
             to: self.to,
             q: self.q,
             sla: self.sla,
-            limit: self.limit,
-            offset: self.offset,
+            limit: Some(window.fetch()),
+            after: window.after.clone(),
         };
-        Ok((self.technician, filter))
+        Ok((self.technician, filter, window))
     }
 }
 

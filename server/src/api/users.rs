@@ -1,19 +1,49 @@
 //! Admin API: accounts and the audit log.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use fieldsync_shared::roles::Role;
 use serde::Deserialize;
 
 use super::auth::AuthUser;
+use super::paging::{self, PageQuery, Window};
+use super::preconditions;
 use super::{input, require_role, ApiError, State};
 use crate::audit::{self, Action};
 use crate::auth::accounts::{self, AccountError};
 use crate::auth::sessions;
 
-pub async fn list(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: State,
+    user: AuthUser,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Admin])?;
-    let users = state.db.run(accounts::list).await?;
-    Ok(HttpResponse::Ok().json(users))
+    let w: Window<String> = q.window(paging::DEFAULT)?;
+    let (after, fetch) = (w.after.clone(), w.fetch());
+    let users = state
+        .db
+        .run(move |c| accounts::list_after(c, after.as_deref(), fetch))
+        .await?;
+    Ok(HttpResponse::Ok().json(w.page(users, |u| u.username.clone())))
+}
+
+/// One account, with its ETag (admin, or your own).
+pub async fn get(
+    state: State,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let username = path.into_inner();
+    if user.0.username != username {
+        require_role(&user.0, &[Role::Admin])?;
+    }
+    let name = username.clone();
+    let found = state
+        .db
+        .run(move |c| Ok(accounts::find_for_login(c, &name)?.map(|(u, _)| u)))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no such user `{username}`")))?;
+    Ok(preconditions::ok_with_etag(found.version, found))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -78,9 +108,11 @@ pub async fn disable(
     state: State,
     hub: web::Data<std::sync::Arc<crate::sync::hub::Hub>>,
     user: AuthUser,
+    req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Admin])?;
+    let expect = preconditions::if_match(&req)?;
     let username = path.into_inner();
     let actor = user.0.id;
     let (updated, devices) = state
@@ -92,7 +124,7 @@ pub async fn disable(
                 Some(&actor),
                 &username,
                 serde_json::json!({}),
-                |c| accounts::set_disabled(c, &username, true),
+                |c| accounts::set_disabled(c, &username, true, expect.as_ref()),
             ) {
                 Ok(u) => u,
                 Err(e) => return Ok(Err(e)),
@@ -104,7 +136,7 @@ pub async fn disable(
     for d in devices {
         hub.close_device(&d.id, "this account is disabled");
     }
-    Ok(HttpResponse::Ok().json(updated))
+    Ok(preconditions::ok_with_etag(updated.version, updated))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -119,9 +151,11 @@ pub struct NewPassword {
 pub async fn set_password(
     state: State,
     user: AuthUser,
+    req: HttpRequest,
     path: web::Path<String>,
     body: super::input::Json<NewPassword>,
 ) -> Result<HttpResponse, ApiError> {
+    let expect = preconditions::if_match(&req)?;
     let username = path.into_inner();
     if user.0.username != username {
         require_role(&user.0, &[Role::Admin])?;
@@ -133,7 +167,7 @@ pub async fn set_password(
         .hash(body.into_inner().password)
         .await
         .map_err(AccountError::from)?;
-    state
+    let changed = state
         .db
         .run(move |c| {
             Ok(accounts::audited(
@@ -142,19 +176,28 @@ pub async fn set_password(
                 Some(&actor),
                 &username,
                 serde_json::json!({}),
-                |c| sessions::change_password(c, &username, &hash),
+                |c| sessions::change_password(c, &username, &hash, expect.as_ref()),
             ))
         })
         .await??;
-    Ok(HttpResponse::NoContent().finish())
+    Ok(HttpResponse::NoContent()
+        .insert_header((
+            actix_web::http::header::ETAG,
+            preconditions::etag(changed.version),
+        ))
+        .finish())
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct AuditQuery {
     /// Only this action (e.g. `login_failed`, `user_created`).
     action: Option<String>,
-    /// At most this many, newest first (default 100; 1 to 1000).
+    /// Page size, newest first (default 100, at most 1000).
+    #[param(minimum = 1)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]*$", max_length = 1024)]
+    cursor: Option<String>,
 }
 
 pub async fn audit(
@@ -163,13 +206,18 @@ pub async fn audit(
     q: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Admin])?;
-    let AuditQuery { action, limit } = q.into_inner();
-    let limit = limit.unwrap_or(100).clamp(1, 1000);
+    let AuditQuery {
+        action,
+        limit,
+        cursor,
+    } = q.into_inner();
+    let w: Window<i64> = Window::new(limit, cursor.as_deref(), paging::DEFAULT)?;
+    let (after, fetch) = (w.after, w.fetch());
     let rows = state
         .db
-        .run(move |c| audit::list(c, action.as_deref(), limit))
+        .run(move |c| audit::list(c, action.as_deref(), after, fetch))
         .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(HttpResponse::Ok().json(w.page(rows, |r| r.id)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -184,10 +232,12 @@ pub async fn set_role(
     state: State,
     hub: web::Data<std::sync::Arc<crate::sync::hub::Hub>>,
     user: AuthUser,
+    req: HttpRequest,
     path: web::Path<String>,
     body: super::input::Json<NewRole>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, &[Role::Admin])?;
+    let expect = preconditions::if_match(&req)?;
     let username = path.into_inner();
     let role: Role = body
         .into_inner()
@@ -205,7 +255,7 @@ pub async fn set_role(
                 Some(&actor),
                 &username,
                 detail,
-                |c| accounts::set_role(c, &username, role),
+                |c| accounts::set_role(c, &username, role, expect.as_ref()),
             ) {
                 Ok(u) => u,
                 Err(e) => return Ok(Err(e)),
@@ -217,5 +267,5 @@ pub async fn set_role(
     for d in devices {
         hub.close_device(&d.id, "your role changed; reconnect");
     }
-    Ok(HttpResponse::Ok().json(updated))
+    Ok(preconditions::ok_with_etag(updated.version, updated))
 }

@@ -8,6 +8,7 @@ use super::password::PasswordError;
 use crate::audit::{self, Action, Entry};
 use crate::db::schema::users;
 use crate::db::{now_millis, on_conn, transaction, DbConn, DbError};
+use crate::versioning::{self, Expect};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct User {
@@ -23,6 +24,9 @@ pub struct User {
     /// they were issued under and stop working when it moves on.
     #[serde(skip)]
     pub token_generation: i64,
+    /// Bumped by every change of the account (disable, role, password);
+    /// the ETag, and what `If-Match` names.
+    pub version: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,12 +38,14 @@ pub enum AccountError {
     #[error("no such user `{0}`")]
     NotFound(String),
     #[error(transparent)]
+    Stale(#[from] crate::versioning::Stale),
+    #[error(transparent)]
     Password(#[from] PasswordError),
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-type UserRow = (String, String, String, String, bool, i64, i64);
+type UserRow = (String, String, String, String, bool, i64, i64, i64);
 
 /// The columns of a `UserRow`, in order.
 const USER_COLUMNS: (
@@ -50,6 +56,7 @@ const USER_COLUMNS: (
     users::disabled,
     users::created_at,
     users::token_generation,
+    users::version,
 ) = (
     users::id,
     users::username,
@@ -58,10 +65,11 @@ const USER_COLUMNS: (
     users::disabled,
     users::created_at,
     users::token_generation,
+    users::version,
 );
 
 fn to_user(row: UserRow) -> Result<User, DbError> {
-    let (id, username, display_name, role, disabled, created_at, token_generation) = row;
+    let (id, username, display_name, role, disabled, created_at, token_generation, version) = row;
     let role = role
         .parse()
         .map_err(|e| DbError::Corrupt(format!("user {id}: {e}")))?;
@@ -73,6 +81,7 @@ fn to_user(row: UserRow) -> Result<User, DbError> {
         disabled,
         created_at,
         token_generation,
+        version,
     })
 }
 
@@ -127,6 +136,7 @@ pub fn create(
         disabled: false,
         created_at: now,
         token_generation: 0,
+        version: 1,
     })
 }
 
@@ -166,11 +176,26 @@ pub fn get_current(
 }
 
 pub fn list(conn: &mut DbConn) -> Result<Vec<User>, DbError> {
-    let rows: Vec<UserRow> = on_conn!(conn, |c| users::table
-        .order(users::username)
-        .select(USER_COLUMNS)
-        .load(c)
-        .map_err(DbError::from))?;
+    list_after(conn, None, i64::MAX)
+}
+
+/// By username: at most `limit` accounts after `after`.
+pub fn list_after(
+    conn: &mut DbConn,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<User>, DbError> {
+    let rows: Vec<UserRow> = on_conn!(conn, |c| {
+        let mut q = users::table
+            .order(users::username)
+            .select(USER_COLUMNS)
+            .limit(limit)
+            .into_boxed();
+        if let Some(a) = after {
+            q = q.filter(users::username.gt(a));
+        }
+        q.load(c).map_err(DbError::from)
+    })?;
     rows.into_iter().map(to_user).collect()
 }
 
@@ -186,30 +211,60 @@ pub fn set_disabled(
     conn: &mut DbConn,
     username: &str,
     disabled: bool,
+    expect: Option<&Expect>,
 ) -> Result<User, AccountError> {
+    let read = version_of(conn, username, expect)?;
     let n = on_conn!(conn, |c| diesel::update(
-        users::table.filter(users::username.eq(username))
+        users::table
+            .filter(users::username.eq(username))
+            .filter(users::version.eq(read))
     )
     .set((
         users::disabled.eq(disabled),
-        users::updated_at.eq(now_millis())
+        users::updated_at.eq(now_millis()),
+        users::version.eq(read + 1),
     ))
     .execute(c)
     .map_err(DbError::from))?;
+    versioning::updated(n, read)?;
     updated_user(conn, username, n)
 }
 
-pub fn set_role(conn: &mut DbConn, username: &str, role: Role) -> Result<User, AccountError> {
+pub fn set_role(
+    conn: &mut DbConn,
+    username: &str,
+    role: Role,
+    expect: Option<&Expect>,
+) -> Result<User, AccountError> {
+    let read = version_of(conn, username, expect)?;
     let n = on_conn!(conn, |c| diesel::update(
-        users::table.filter(users::username.eq(username))
+        users::table
+            .filter(users::username.eq(username))
+            .filter(users::version.eq(read))
     )
     .set((
         users::role.eq(role.as_str()),
-        users::updated_at.eq(now_millis())
+        users::updated_at.eq(now_millis()),
+        users::version.eq(read + 1),
     ))
     .execute(c)
     .map_err(DbError::from))?;
+    versioning::updated(n, read)?;
     updated_user(conn, username, n)
+}
+
+/// The account's version now, checked against `expect` (404 if none).
+fn version_of(
+    conn: &mut DbConn,
+    username: &str,
+    expect: Option<&Expect>,
+) -> Result<i64, AccountError> {
+    let read = find_for_login(conn, username)?
+        .ok_or_else(|| AccountError::NotFound(username.to_string()))?
+        .0
+        .version;
+    versioning::check(expect, read)?;
+    Ok(read)
 }
 
 /// Stores a new password hash and invalidates every access token issued
@@ -219,19 +274,25 @@ pub fn set_password_hash(
     conn: &mut DbConn,
     username: &str,
     password_hash: &str,
+    expect: Option<&Expect>,
 ) -> Result<User, AccountError> {
     let now = now_millis();
+    let read = version_of(conn, username, expect)?;
     let n = on_conn!(conn, |c| diesel::update(
-        users::table.filter(users::username.eq(username))
+        users::table
+            .filter(users::username.eq(username))
+            .filter(users::version.eq(read))
     )
     .set((
         users::password_hash.eq(password_hash),
         users::token_generation.eq(users::token_generation + 1),
         users::tokens_revoked_at.eq(now),
-        users::updated_at.eq(now)
+        users::updated_at.eq(now),
+        users::version.eq(read + 1),
     ))
     .execute(c)
     .map_err(DbError::from))?;
+    versioning::updated(n, read)?;
     updated_user(conn, username, n)
 }
 

@@ -181,10 +181,30 @@ pub fn revoke(conn: &mut DbConn, id: &str) -> Result<Device, DeviceError> {
 
 /// All devices, or one user's.
 pub fn list(conn: &mut DbConn, user_id: Option<&str>) -> Result<Vec<Device>, DbError> {
+    list_after(conn, user_id, None, i64::MAX)
+}
+
+/// Oldest first (`created_at`, then `id`), at most `limit` after `after`.
+pub fn list_after(
+    conn: &mut DbConn,
+    user_id: Option<&str>,
+    after: Option<(i64, String)>,
+    limit: i64,
+) -> Result<Vec<Device>, DbError> {
     on_conn!(conn, |c| {
-        let mut q = devices::table.order(devices::created_at).into_boxed();
+        let mut q = devices::table
+            .order((devices::created_at, devices::id))
+            .limit(limit)
+            .into_boxed();
         if let Some(u) = user_id {
             q = q.filter(devices::user_id.eq(u));
+        }
+        if let Some((at, id)) = &after {
+            q = q.filter(
+                devices::created_at
+                    .gt(*at)
+                    .or(devices::created_at.eq(*at).and(devices::id.gt(id.clone()))),
+            );
         }
         q.load::<Device>(c).map_err(DbError::from)
     })

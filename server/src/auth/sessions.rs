@@ -230,8 +230,9 @@ pub fn change_password(
     conn: &mut DbConn,
     username: &str,
     password_hash: &str,
+    expect: Option<&crate::versioning::Expect>,
 ) -> Result<User, AccountError> {
-    let user = accounts::set_password_hash(conn, username, password_hash)?;
+    let user = accounts::set_password_hash(conn, username, password_hash, expect)?;
     on_conn!(conn, |c| diesel::update(
         rt::table
             .filter(rt::user_id.eq(&user.id))

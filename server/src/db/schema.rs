@@ -40,6 +40,7 @@ diesel::table! {
         updated_at -> BigInt,
         token_generation -> BigInt,
         tokens_revoked_at -> Nullable<BigInt>,
+        version -> BigInt,
     }
 }
 
@@ -138,6 +139,7 @@ diesel::table! {
         notes -> Text,
         archived -> Bool,
         created_at -> BigInt,
+        version -> BigInt,
     }
 }
 
@@ -148,6 +150,7 @@ diesel::table! {
         name -> Text,
         address -> Text,
         created_at -> BigInt,
+        version -> BigInt,
     }
 }
 
@@ -162,6 +165,7 @@ diesel::table! {
         purchased_at -> Text,
         warranty_until -> Text,
         created_at -> BigInt,
+        version -> BigInt,
     }
 }
 
@@ -173,6 +177,7 @@ diesel::table! {
         active -> Bool,
         created_at -> BigInt,
         serial_required -> Bool,
+        version -> BigInt,
     }
 }
 

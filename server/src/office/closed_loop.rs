@@ -228,15 +228,31 @@ pub struct CallbackFilter {
     /// Open and past due (at `now`).
     pub overdue: Option<bool>,
     pub customer_id: Option<String>,
+    /// Page size, by due time (default 100, at most 1000).
+    #[param(minimum = 1)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]*$", max_length = 1024)]
+    pub cursor: Option<String>,
 }
 
+/// By due time then id, at most `limit` after `after` = (due_at, id).
 pub fn list_callbacks(
     conn: &mut DbConn,
     f: &CallbackFilter,
     now: DateTime<Utc>,
+    after: Option<(String, String)>,
+    limit: i64,
 ) -> Result<Vec<Callback>, DbError> {
     Ok(on_conn!(conn, |c| {
         let mut q = callbacks::table.into_boxed();
+        if let Some((due, id)) = &after {
+            q = q.filter(
+                callbacks::due_at.gt(due.clone()).or(callbacks::due_at
+                    .eq(due.clone())
+                    .and(callbacks::id.gt(id.clone()))),
+            );
+        }
         if f.open == Some(true) || f.overdue == Some(true) {
             q = q.filter(callbacks::done_at.is_null());
         }
@@ -247,7 +263,7 @@ pub fn list_callbacks(
             q = q.filter(callbacks::customer_id.eq(cid));
         }
         q.order((callbacks::due_at, callbacks::id))
-            .limit(1000)
+            .limit(limit)
             .select(Callback::as_select())
             .load(c)
     })?)
@@ -299,14 +315,30 @@ pub struct CustomerFlag {
     pub cleared_note: String,
 }
 
-pub fn list_flags(conn: &mut DbConn, open_only: bool) -> Result<Vec<CustomerFlag>, DbError> {
+/// Newest first (then by id, descending), at most `limit` older than
+/// `before` = (flagged_at, id).
+pub fn list_flags(
+    conn: &mut DbConn,
+    open_only: bool,
+    before: Option<(String, String)>,
+    limit: i64,
+) -> Result<Vec<CustomerFlag>, DbError> {
     Ok(on_conn!(conn, |c| {
         let mut q = customer_flags::table.into_boxed();
         if open_only {
             q = q.filter(customer_flags::cleared_at.is_null());
         }
-        q.order(customer_flags::flagged_at.desc())
-            .limit(1000)
+        if let Some((at, id)) = &before {
+            q = q.filter(
+                customer_flags::flagged_at
+                    .lt(at.clone())
+                    .or(customer_flags::flagged_at
+                        .eq(at.clone())
+                        .and(customer_flags::id.lt(id.clone()))),
+            );
+        }
+        q.order((customer_flags::flagged_at.desc(), customer_flags::id.desc()))
+            .limit(limit)
             .select(CustomerFlag::as_select())
             .load(c)
     })?)

@@ -401,11 +401,33 @@ pub struct Filter {
     pub state: Option<String>,
     pub customer_id: Option<String>,
     pub doc_id: Option<String>,
+    /// Page size, newest first (default 100, at most 1000).
+    #[param(minimum = 1)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[A-Za-z0-9_-]*$", max_length = 1024)]
+    pub cursor: Option<String>,
 }
 
-pub fn list(conn: &mut DbConn, f: &Filter) -> Result<Vec<Complaint>, DbError> {
+/// Newest received first (then by id), at most `limit` after `after` =
+/// (received_at, id).
+pub fn list(
+    conn: &mut DbConn,
+    f: &Filter,
+    after: Option<(String, String)>,
+    limit: i64,
+) -> Result<Vec<Complaint>, DbError> {
     Ok(on_conn!(conn, |c| {
         let mut q = complaints::table.into_boxed();
+        if let Some((at, id)) = &after {
+            q = q.filter(
+                complaints::received_at
+                    .lt(at.clone())
+                    .or(complaints::received_at
+                        .eq(at.clone())
+                        .and(complaints::id.gt(id.clone()))),
+            );
+        }
         if f.open == Some(true) {
             q = q.filter(complaints::resolved_at.is_null());
         }
@@ -424,7 +446,7 @@ pub fn list(conn: &mut DbConn, f: &Filter) -> Result<Vec<Complaint>, DbError> {
             q = q.filter(complaints::doc_id.eq(d));
         }
         q.order((complaints::received_at.desc(), complaints::id))
-            .limit(1000)
+            .limit(limit)
             .select(Complaint::as_select())
             .load(c)
     })?)

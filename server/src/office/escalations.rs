@@ -83,9 +83,27 @@ pub struct Filter {
     pub notified_user: Option<String>,
 }
 
-pub fn list(conn: &mut DbConn, f: &Filter) -> Result<Vec<Escalation>, DbError> {
+/// Newest first (then by id), at most `limit` after `after` = (created_at,
+/// id). Rows whose `notified` only looks like the user's (the SQL filter is
+/// a LIKE) are dropped after the limit, so a page may be short; `scanned`
+/// is the last row read, for the next page's cursor.
+pub fn list(
+    conn: &mut DbConn,
+    f: &Filter,
+    after: Option<(String, String)>,
+    limit: i64,
+) -> Result<(Vec<Escalation>, Option<(String, String)>, bool), DbError> {
     let mut rows: Vec<Escalation> = on_conn!(conn, |c| {
         let mut q = escalations::table.into_boxed();
+        if let Some((at, id)) = &after {
+            q = q.filter(
+                escalations::created_at
+                    .lt(at.clone())
+                    .or(escalations::created_at
+                        .eq(at.clone())
+                        .and(escalations::id.gt(id.clone()))),
+            );
+        }
         if f.open == Some(true) {
             q = q.filter(escalations::acknowledged_at.is_null());
         }
@@ -101,16 +119,19 @@ pub fn list(conn: &mut DbConn, f: &Filter) -> Result<Vec<Escalation>, DbError> {
             q = q.filter(escalations::notified.like(format!("%\"{user}\"%")));
         }
         q.order((escalations::created_at.desc(), escalations::id))
-            .limit(1000)
+            .limit(limit.saturating_add(1))
             .select(Escalation::as_select())
             .load(c)
     })?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit.max(0) as usize);
+    let scanned = rows.last().map(|e| (e.created_at.clone(), e.id.clone()));
     if let Some(user) = &f.notified_user {
         rows.retain(|e| {
             serde_json::from_str::<Vec<String>>(&e.notified).is_ok_and(|ids| ids.contains(user))
         });
     }
-    Ok(rows)
+    Ok((rows, scanned, more))
 }
 
 pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<Escalation>, DbError> {

@@ -406,24 +406,39 @@ type ExportMeta = (
     String,
 );
 
-/// Newest first, without their content.
-pub fn list(c: &mut DbConn, limit: i64) -> Result<Vec<ExportRow>, DbError> {
-    let rows: Vec<ExportMeta> = on_conn!(c, |c| rx::table
-        .order((rx::created_at.desc(), rx::id.desc()))
-        .limit(limit)
-        .select((
-            rx::id,
-            rx::period_from,
-            rx::period_to,
-            rx::format,
-            rx::created_by,
-            rx::created_at,
-            rx::job_count,
-            rx::line_count,
-            rx::jobs,
-            rx::content_sha256,
-        ))
-        .load(c))?;
+/// Newest first (then by id, descending), without their content; at most
+/// `limit` older than `before` = (created_at, id).
+pub fn list(
+    c: &mut DbConn,
+    before: Option<(String, String)>,
+    limit: i64,
+) -> Result<Vec<ExportRow>, DbError> {
+    let rows: Vec<ExportMeta> = on_conn!(c, |c| {
+        let mut q = rx::table
+            .order((rx::created_at.desc(), rx::id.desc()))
+            .limit(limit)
+            .select((
+                rx::id,
+                rx::period_from,
+                rx::period_to,
+                rx::format,
+                rx::created_by,
+                rx::created_at,
+                rx::job_count,
+                rx::line_count,
+                rx::jobs,
+                rx::content_sha256,
+            ))
+            .into_boxed();
+        if let Some((at, id)) = &before {
+            q = q.filter(
+                rx::created_at
+                    .lt(at.clone())
+                    .or(rx::created_at.eq(at.clone()).and(rx::id.lt(id.clone()))),
+            );
+        }
+        q.load(c)
+    })?;
     Ok(rows
         .into_iter()
         .map(|r| ExportRow {

@@ -60,11 +60,31 @@ pub fn catalogue(c: &mut DbConn) -> Result<HashMap<String, CataloguePart>, DbErr
 
 /// Marks a catalogue part as needing (or not) a serial number when fitted.
 /// Returns false when there is no such part.
-pub fn set_serial_required(c: &mut DbConn, part_no: &str, required: bool) -> Result<bool, DbError> {
-    let n = on_conn!(c, |c| diesel::update(parts::table.find(part_no))
-        .set(parts::serial_required.eq(required))
-        .execute(c))?;
-    Ok(n == 1)
+/// Sets a catalogue part's serial rule (a change of the part: its version
+/// moves on); the new version, or NotFound / Stale.
+pub fn set_serial_required(
+    c: &mut DbConn,
+    part_no: &str,
+    required: bool,
+    expect: Option<&crate::versioning::Expect>,
+) -> Result<i64, crate::records::RecordError> {
+    let read = crate::records::get_part(c, part_no)?
+        .ok_or_else(|| {
+            crate::records::RecordError::NotFound(format!("no part `{part_no}` in the catalogue"))
+        })?
+        .version;
+    crate::versioning::check(expect, read)?;
+    let n = on_conn!(c, |c| diesel::update(
+        parts::table.find(part_no).filter(parts::version.eq(read))
+    )
+    .set((
+        parts::serial_required.eq(required),
+        parts::version.eq(read + 1),
+    ))
+    .execute(c))
+    .map_err(DbError::from)?;
+    crate::versioning::updated(n, read)?;
+    Ok(read + 1)
 }
 
 /// One part line with its catalogue price.
@@ -377,25 +397,43 @@ pub fn last_event_at(
         .map_err(DbError::from))
 }
 
-/// The queue: tickets in `status` (signed_off by default), oldest signoff
-/// first, each with its checks.
+/// One page of the queue: the tickets in `status` (signed_off by default),
+/// oldest completion first, after `after` = (completed_at, doc_id), each with
+/// its checks (the page sorted by signoff time); and the key of its last
+/// ticket if more follow.
 pub fn queue(
     c: &mut DbConn,
     store: &BlobStore,
     status: &str,
+    after: Option<(String, String)>,
     limit: i64,
-) -> Result<Vec<Review>, DbError> {
-    let ids: Vec<String> = on_conn!(c, |c| tickets::table
-        .filter(tickets::status.eq(status))
-        .order(tickets::completed_at)
-        .then_order_by(tickets::doc_id)
-        .select(tickets::doc_id)
-        .limit(limit)
-        .load(c))?;
+) -> Result<(Vec<Review>, Option<(String, String)>), DbError> {
+    let mut keys: Vec<(String, String)> = on_conn!(c, |c| {
+        let mut q = tickets::table
+            .filter(tickets::status.eq(status))
+            .order(tickets::completed_at)
+            .then_order_by(tickets::doc_id)
+            .select((tickets::completed_at, tickets::doc_id))
+            .limit(limit.saturating_add(1))
+            .into_boxed();
+        if let Some((at, id)) = &after {
+            q = q.filter(
+                tickets::completed_at
+                    .gt(at.clone())
+                    .or(tickets::completed_at
+                        .eq(at.clone())
+                        .and(tickets::doc_id.gt(id.clone()))),
+            );
+        }
+        q.load(c)
+    })?;
+    let more = keys.len() as i64 > limit;
+    keys.truncate(limit.max(0) as usize);
+    let next = if more { keys.last().cloned() } else { None };
     let catalogue = catalogue(c)?;
     let names = usernames(c)?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
+    let mut out = Vec::with_capacity(keys.len());
+    for (_, id) in keys {
         if let Some(f) = load_facts(c, &id, Some(store))? {
             out.push(review(c, &f, &catalogue, &names)?);
         }
@@ -407,7 +445,7 @@ pub fn queue(
             &b.doc_id,
         ))
     });
-    Ok(out)
+    Ok((out, next))
 }
 
 /// A decision as stored.

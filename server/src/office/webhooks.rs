@@ -80,13 +80,33 @@ pub fn enqueue(
     Ok(())
 }
 
-/// The delivery log, newest first.
-pub fn log(conn: &mut DbConn, limit: i64) -> Result<Vec<Delivery>, DbError> {
-    Ok(on_conn!(conn, |c| webhook_deliveries::table
-        .order(webhook_deliveries::created_at.desc())
-        .limit(limit)
-        .select(Delivery::as_select())
-        .load(c))?)
+/// The delivery log, newest first (then by id, descending), at most
+/// `limit` older than `before` = (created_at, id).
+pub fn log(
+    conn: &mut DbConn,
+    before: Option<(String, String)>,
+    limit: i64,
+) -> Result<Vec<Delivery>, DbError> {
+    Ok(on_conn!(conn, |c| {
+        let mut q = webhook_deliveries::table
+            .order((
+                webhook_deliveries::created_at.desc(),
+                webhook_deliveries::id.desc(),
+            ))
+            .limit(limit)
+            .select(Delivery::as_select())
+            .into_boxed();
+        if let Some((at, id)) = &before {
+            q = q.filter(
+                webhook_deliveries::created_at
+                    .lt(at.clone())
+                    .or(webhook_deliveries::created_at
+                        .eq(at.clone())
+                        .and(webhook_deliveries::id.lt(id.clone()))),
+            );
+        }
+        q.load(c)
+    })?)
 }
 
 /// Delay before attempt `n + 1` after `n` failed ones.

@@ -397,10 +397,12 @@ pub struct QuarantineRow {
     pub restored: String,
 }
 
-/// Newest first, optionally for one document.
+/// Newest first (`at`, then `id`, descending), after the row `before` =
+/// (at, id) if given; optionally for one document.
 pub fn list_quarantined(
     conn: &mut DbConn,
     doc_id: Option<&str>,
+    before: Option<(i64, String)>,
     limit: i64,
 ) -> Result<Vec<QuarantineRow>, DbError> {
     on_conn!(conn, |c| {
@@ -415,11 +417,18 @@ pub fn list_quarantined(
                 quarantined_edits::attempted,
                 quarantined_edits::restored,
             ))
-            .order(quarantined_edits::at.desc())
+            .order((quarantined_edits::at.desc(), quarantined_edits::id.desc()))
             .limit(limit)
             .into_boxed();
         if let Some(d) = doc_id {
             q = q.filter(quarantined_edits::doc_id.eq(d));
+        }
+        if let Some((at, id)) = &before {
+            q = q.filter(
+                quarantined_edits::at.lt(*at).or(quarantined_edits::at
+                    .eq(*at)
+                    .and(quarantined_edits::id.lt(id.clone()))),
+            );
         }
         q.load::<QuarantineRow>(c).map_err(DbError::from)
     })
