@@ -192,20 +192,31 @@ fn record(
 /// One POST; Ok(status) for a 2xx answer.
 fn post(cfg: &WebhookConfig, d: &Delivery) -> Result<u16, (Option<u16>, String)> {
     let timestamp = Utc::now().timestamp().to_string();
-    let result = ureq::post(&cfg.url)
-        .timeout(Duration::from_secs(10))
-        .set("Content-Type", "application/json")
-        .set("X-Fieldsync-Event", &d.event)
-        .set("X-Fieldsync-Delivery", &d.id)
-        .set("X-Fieldsync-Timestamp", &timestamp)
-        .set(
+    // A non-2xx answer is `Error::StatusCode` (ureq's default); redirects
+    // are not followed: a receiver that moved is a failed delivery.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .max_redirects(0)
+        .build()
+        .into();
+    let result = agent
+        .post(&cfg.url)
+        .header("Content-Type", "application/json")
+        .header("X-Fieldsync-Event", &d.event)
+        .header("X-Fieldsync-Delivery", &d.id)
+        .header("X-Fieldsync-Timestamp", &timestamp)
+        .header(
             "X-Fieldsync-Signature",
             &signature(&cfg.secret, &timestamp, &d.payload),
         )
-        .send_string(&d.payload);
+        .send(d.payload.as_str());
     match result {
-        Ok(r) => Ok(r.status()),
-        Err(ureq::Error::Status(code, _)) => Err((Some(code), format!("HTTP {code}"))),
+        Ok(r) if r.status().is_success() => Ok(r.status().as_u16()),
+        Ok(r) => {
+            let code = r.status().as_u16();
+            Err((Some(code), format!("HTTP {code}")))
+        }
+        Err(ureq::Error::StatusCode(code)) => Err((Some(code), format!("HTTP {code}"))),
         Err(e) => Err((None, e.to_string())),
     }
 }
