@@ -372,6 +372,59 @@ async fn reference_records_refuse_lost_updates(db: TestDb) {
         plain.1
     );
 
+    // Racing writers (threads, so PostgreSQL runs them concurrently): with
+    // the same If-Match exactly one wins; without If-Match none gets a 412.
+    let start = http(port, "GET", &format!("/api/v1/customers/{id}"), token, None).1["customer"]
+        ["version"]
+        .as_i64()
+        .unwrap();
+    let race = |if_match: Option<String>| {
+        let path = format!("/api/v1/customers/{id}");
+        let token = server.token.clone();
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (path, token, tag) = (path.clone(), token.clone(), if_match.clone());
+                std::thread::spawn(move || {
+                    let headers: Vec<(&str, &str)> = tag
+                        .as_deref()
+                        .map(|t| ("If-Match", t))
+                        .into_iter()
+                        .collect();
+                    http_with(
+                        port,
+                        "PUT",
+                        &path,
+                        Some(&token),
+                        &headers,
+                        Some(json!({ "name": "Acme Bakery", "phone": format!("race {i}") })),
+                    )
+                    .status
+                })
+            })
+            .collect();
+        let mut statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        statuses.sort();
+        statuses
+    };
+    assert_eq!(
+        race(Some(format!("\"{start}\""))),
+        [200, 412, 412, 412, 412, 412, 412, 412]
+    );
+    assert_eq!(
+        race(None),
+        [200; 8],
+        "unconditional writers never get a 412"
+    );
+    let end = http(port, "GET", &format!("/api/v1/customers/{id}"), token, None).1["customer"]
+        ["version"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(
+        end,
+        start + 9,
+        "every write that succeeded bumped the version once"
+    );
+
     // Sites and assets: their own versions.
     let (status, site) = http(
         port,

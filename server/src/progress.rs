@@ -65,32 +65,29 @@ impl Progress {
         bar.set_prefix(label.clone());
         bar.set_message(unit);
         bar.enable_steady_tick(Duration::from_millis(200));
-        Self {
-            label,
-            unit,
-            total,
-            done: 0,
-            started: Instant::now(),
-            out: Output::Bar(bar),
-            finished: false,
-        }
+        Self::with_output(label, unit, total, Output::Bar(bar))
     }
 
     /// Plain lines to `sink` (tests; `new` picks stderr).
     pub fn plain(label: impl Into<String>, unit: &'static str, total: u64, mut sink: Sink) -> Self {
         let label = label.into();
         sink(&format!("{label}: 0/{total} {unit}"));
+        let out = Output::Plain {
+            sink,
+            last_line: Instant::now(),
+            last_tenth: 0,
+        };
+        Self::with_output(label, unit, total, out)
+    }
+
+    fn with_output(label: String, unit: &'static str, total: u64, out: Output) -> Self {
         Self {
             label,
             unit,
             total,
             done: 0,
             started: Instant::now(),
-            out: Output::Plain {
-                sink,
-                last_line: Instant::now(),
-                last_tenth: 0,
-            },
+            out,
             finished: false,
         }
     }

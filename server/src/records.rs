@@ -240,19 +240,20 @@ pub fn set_customer_archived(
     archived: bool,
     expect: Option<&Expect>,
 ) -> Result<Customer, RecordError> {
-    let read = get_customer(conn, id)?.version;
-    versioning::check(expect, read)?;
-    let n = on_conn!(conn, |c| diesel::update(
-        customers::table
-            .find(id)
-            .filter(customers::version.eq(read))
-    )
-    .set((
-        customers::archived.eq(archived),
-        customers::version.eq(read + 1),
-    ))
-    .execute(c))?;
-    versioning::updated(n, read)?;
+    let guard = versioning::guard(expect, get_customer(conn, id)?.version)?;
+    let n = on_conn!(conn, |c| {
+        let mut q = diesel::update(customers::table.find(id))
+            .set((
+                customers::archived.eq(archived),
+                customers::version.eq(customers::version + 1),
+            ))
+            .into_boxed();
+        if let Some(v) = guard {
+            q = q.filter(customers::version.eq(v));
+        }
+        q.execute(c)
+    })?;
+    versioning::updated(n, guard)?;
     get_customer(conn, id)
 }
 
@@ -265,23 +266,24 @@ pub fn update_customer(
     expect: Option<&Expect>,
 ) -> Result<Customer, RecordError> {
     required("name", &new.name)?;
-    let read = get_customer(conn, id)?.version;
-    versioning::check(expect, read)?;
-    let n = on_conn!(conn, |c| diesel::update(
-        customers::table
-            .find(id)
-            .filter(customers::version.eq(read))
-    )
-    .set((
-        customers::name.eq(new.name.trim()),
-        customers::phone.eq(&new.phone),
-        customers::email.eq(&new.email),
-        customers::address.eq(&new.address),
-        customers::notes.eq(&new.notes),
-        customers::version.eq(read + 1),
-    ))
-    .execute(c))?;
-    versioning::updated(n, read)?;
+    let guard = versioning::guard(expect, get_customer(conn, id)?.version)?;
+    let n = on_conn!(conn, |c| {
+        let mut q = diesel::update(customers::table.find(id))
+            .set((
+                customers::name.eq(new.name.trim()),
+                customers::phone.eq(&new.phone),
+                customers::email.eq(&new.email),
+                customers::address.eq(&new.address),
+                customers::notes.eq(&new.notes),
+                customers::version.eq(customers::version + 1),
+            ))
+            .into_boxed();
+        if let Some(v) = guard {
+            q = q.filter(customers::version.eq(v));
+        }
+        q.execute(c)
+    })?;
+    versioning::updated(n, guard)?;
     get_customer(conn, id)
 }
 
@@ -301,18 +303,21 @@ pub fn update_site(
     expect: Option<&Expect>,
 ) -> Result<Site, RecordError> {
     required("name", &new.name)?;
-    let read = get_site(conn, id)?.version;
-    versioning::check(expect, read)?;
-    let n = on_conn!(conn, |c| diesel::update(
-        sites::table.find(id).filter(sites::version.eq(read))
-    )
-    .set((
-        sites::name.eq(&new.name),
-        sites::address.eq(&new.address),
-        sites::version.eq(read + 1),
-    ))
-    .execute(c))?;
-    versioning::updated(n, read)?;
+    let guard = versioning::guard(expect, get_site(conn, id)?.version)?;
+    let n = on_conn!(conn, |c| {
+        let mut q = diesel::update(sites::table.find(id))
+            .set((
+                sites::name.eq(&new.name),
+                sites::address.eq(&new.address),
+                sites::version.eq(sites::version + 1),
+            ))
+            .into_boxed();
+        if let Some(v) = guard {
+            q = q.filter(sites::version.eq(v));
+        }
+        q.execute(c)
+    })?;
+    versioning::updated(n, guard)?;
     get_site(conn, id)
 }
 
@@ -403,7 +408,7 @@ pub fn update_asset(
 ) -> Result<Asset, RecordError> {
     required("product", &new.product)?;
     let current = get_asset(conn, id)?;
-    versioning::check(expect, current.version)?;
+    let guard = versioning::guard(expect, current.version)?;
     if let Some(site) = &new.site_id {
         if !sites_of(conn, &current.customer_id)?
             .iter()
@@ -414,21 +419,24 @@ pub fn update_asset(
             )));
         }
     }
-    let read = current.version;
-    let n = on_conn!(conn, |c| diesel::update(
-        assets::table.find(id).filter(assets::version.eq(read))
-    )
-    .set((
-        assets::site_id.eq(&new.site_id),
-        assets::product.eq(&new.product),
-        assets::model.eq(&new.model),
-        assets::serial.eq(&new.serial),
-        assets::purchased_at.eq(&new.purchased_at),
-        assets::warranty_until.eq(&new.warranty_until),
-        assets::version.eq(read + 1),
-    ))
-    .execute(c))?;
-    versioning::updated(n, read)?;
+    let n = on_conn!(conn, |c| {
+        let mut q = diesel::update(assets::table.find(id))
+            .set((
+                assets::site_id.eq(&new.site_id),
+                assets::product.eq(&new.product),
+                assets::model.eq(&new.model),
+                assets::serial.eq(&new.serial),
+                assets::purchased_at.eq(&new.purchased_at),
+                assets::warranty_until.eq(&new.warranty_until),
+                assets::version.eq(assets::version + 1),
+            ))
+            .into_boxed();
+        if let Some(v) = guard {
+            q = q.filter(assets::version.eq(v));
+        }
+        q.execute(c)
+    })?;
+    versioning::updated(n, guard)?;
     get_asset(conn, id)
 }
 
@@ -450,11 +458,8 @@ pub fn upsert_part(
     let part_no = part.part_no.clone();
     if let Some(expect) = expect {
         // No current part: an If-Match cannot hold (RFC 9110 §13.1.1).
-        let read = get_part(conn, &part_no)?.map_or(0, |p| p.version);
-        if read == 0 {
-            return Err(Stale { current: 0 }.into());
-        }
-        versioning::check(Some(expect), read)?;
+        let read = get_part(conn, &part_no)?.ok_or(Stale::Missing)?.version;
+        let guard = versioning::guard(Some(expect), read)?;
         let n = on_conn!(conn, |c| diesel::update(
             parts::table.find(&part_no).filter(parts::version.eq(read))
         )
@@ -465,7 +470,7 @@ pub fn upsert_part(
             parts::version.eq(read + 1),
         ))
         .execute(c))?;
-        versioning::updated(n, read)?;
+        versioning::updated(n, guard)?;
     } else {
         part.created_at = now_millis();
         part.version = 1;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use diesel::{Connection, RunQueryDsl};
 
+pub mod js_device;
 pub mod raw;
 pub mod samod;
 

@@ -382,7 +382,7 @@ api_routes! {
     post "/tickets/{doc_id}/contacts" => sla::record_contact, "Record a contact with the customer now (office, assigned technician): the response when sla.respond_on is first_contact",
         body: sla::ContactBody, example: r#"{"channel":"phone","note":"told her we come tomorrow 9-11"}"#, ok: 201 (crate::office::contacts::Contact);
     get "/tickets/{doc_id}/contacts" => sla::list_contacts, "Contacts with the customer about a ticket, oldest first",
-        ok: 200 [crate::office::contacts::Contact];
+        query: paging::PageQuery, ok: 200 [crate::office::contacts::Contact];
     get "/escalations" => sla::list_escalations, "Escalations, newest first (technicians: their own)", query: sla::EscalationQuery,
         ok: 200 [crate::office::escalations::Escalation];
     post "/escalations/{id}/acknowledge" => sla::acknowledge, "Acknowledge an escalation (its recipients, supervisors, managers)",
@@ -397,8 +397,8 @@ api_routes! {
         example: r#"{"note":"called, agreed a maintenance plan"}"#, ok: 204;
     post "/tickets/{doc_id}/survey-link" => surveys::create_link, "A single-use survey link for the customer of a completed job, valid until the survey window closes (office)",
         ok: 201 (surveys::LinkMade);
-    get "/tickets/{doc_id}/survey-links" => surveys::list_links, "Survey links made for a ticket: when, by whom, used or not (office)",
-        ok: 200 [crate::office::surveys::Link];
+    get "/tickets/{doc_id}/survey-links" => surveys::list_links, "Survey links made for a ticket, newest first: when, by whom, used or not (office)",
+        query: paging::PageQuery, ok: 200 [crate::office::surveys::Link];
     post "/survey-answers" => surveys::answer_json, "Record a customer's survey answer with the link's token (the public page /survey/{token} posts the same)",
         public: true, body: surveys::JsonAnswer, example: r#"{"token":"…","efficiency":5,"attitude":4,"reasonableness":4,"comment":"quick and tidy"}"#,
         ok: 200 (surveys::Recorded);

@@ -149,6 +149,36 @@ const LINKS: &[(&str, &str, &str, &str)] = &[
         "$response.body#/id",
     ),
     (
+        "records_create_customer",
+        "records_update_customer",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "records_create_site",
+        "records_get_site",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "records_create_site",
+        "records_update_site",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "records_create_asset",
+        "records_get_asset",
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "records_create_asset",
+        "records_update_asset",
+        "id",
+        "$response.body#/id",
+    ),
+    (
         "tickets_create",
         "tickets_get",
         "doc_id",
@@ -234,6 +264,28 @@ fn operation_id(r: &RouteDoc) -> String {
         .replace("crate_sync_batch_", "")
 }
 
+/// The group an operation is listed under (in the reference and in
+/// generated clients), by the module of its handler.
+fn tag(r: &RouteDoc) -> &'static str {
+    match r.operation.split("::").next().unwrap_or("") {
+        "auth" => "Sign-in",
+        "users" => "Accounts and audit",
+        "devices" => "Devices",
+        "tickets" | "quarantine" => "Tickets",
+        "history" => "Service history",
+        "records" => "Customers, assets and parts",
+        "blobs" => "Attachments",
+        "sla" => "SLA, escalations and callbacks",
+        "surveys" => "Surveys",
+        "complaints" => "Complaints",
+        "reconciliation" => "Back office",
+        "reports" => "KPIs and reports",
+        "crate" => "Sync",
+        "openapi" => "API reference",
+        _ => "API",
+    }
+}
+
 fn method(m: &str) -> HttpMethod {
     match m {
         "get" => HttpMethod::Get,
@@ -281,15 +333,16 @@ fn operation(r: &RouteDoc, acc: &mut Schemas) -> Operation {
                      record is at another version. Without it the write is unconditional.",
                 ))
                 .schema(Some(
-                    ObjectBuilder::new().schema_type(Type::String).pattern(Some(
-                        r#"^(\*|(W/)?("[0-9]+"|[0-9]+)(\s*,\s*(W/)?("[0-9]+"|[0-9]+))*)$"#,
-                    )),
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(super::preconditions::IF_MATCH_PATTERN)),
                 ))
                 .build(),
         );
     }
     let mut op = OperationBuilder::new()
         .operation_id(Some(operation_id(r)))
+        .tag(tag(r))
         .summary(Some(r.summary))
         .parameters(Some(params));
     if let Some((schema, optional)) = r.request {
@@ -465,6 +518,7 @@ mod tests {
         for r in super::super::ROUTES {
             let op = &paths[&format!("/api/v1{}", r.path)][r.method];
             assert!(op.is_object(), "{} {} missing", r.method, r.path);
+            assert_ne!(op["tags"][0], "API", "{} {}: no group", r.method, r.path);
             if r.method != "get" && r.raw_request.is_none() && r.request.is_none() {
                 // Bodiless writes must say so in the table (no accidental gaps).
                 assert!(op.get("requestBody").is_none());

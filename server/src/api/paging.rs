@@ -106,15 +106,6 @@ impl<T> Page<T> {
             next_cursor: last_scanned.map(|k| encode(&k)),
         }
     }
-
-    /// A list that is short by nature (one ticket's contacts) but answers in
-    /// the same shape: everything, no next page.
-    pub fn whole(items: Vec<T>) -> Self {
-        Self {
-            items,
-            next_cursor: None,
-        }
-    }
 }
 
 fn encode<K: Serialize>(key: &K) -> String {
@@ -133,7 +124,22 @@ fn decode<K: DeserializeOwned>(cursor: &str) -> Result<K, ApiError> {
     }
     let foreign = || ApiError::unprocessable("`cursor` is not a cursor this list gave out");
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| foreign())?;
-    serde_json::from_slice(&bytes).map_err(|_| foreign())
+    let key: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| foreign())?;
+    // Keys come from stored text, which never holds NUL (PostgreSQL refuses
+    // it: a crafted key would be a 500, not a 422).
+    if has_nul(&key) {
+        return Err(foreign());
+    }
+    serde_json::from_value(key).map_err(|_| foreign())
+}
+
+fn has_nul(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(a) => a.iter().any(has_nul),
+        serde_json::Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -173,5 +179,13 @@ mod tests {
         assert_eq!(status("bm90IGpzb24"), Some(422), "base64 of `not json`");
         // A cursor of another list's key shape is refused, not misread.
         assert_eq!(status(&encode(&"tom")), Some(422));
+        // NUL hidden in a key never reaches SQL.
+        let nul = encode(&("a\0b", "x"));
+        assert_eq!(
+            Window::<(String, String)>::new(None, Some(&nul), DEFAULT)
+                .err()
+                .map(|e| e.status.as_u16()),
+            Some(422)
+        );
     }
 }

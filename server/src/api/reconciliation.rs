@@ -46,8 +46,8 @@ fn require(user: &User, act: Act) -> Result<(), ApiError> {
 }
 
 /// One page of the reconciliation queue, in the shape of every list
-/// (`items`, `next_cursor`), with how many of the page's tickets a check
-/// blocks.
+/// (`items`, `next_cursor`); `count` and `blocking` are of this page (how
+/// many tickets, how many a check blocks).
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Queue {
     pub items: Vec<Review>,

@@ -22,7 +22,9 @@ pub(super) async fn query<T: Send + 'static>(
     Ok(state.db.run(move |c| Ok(f(c))).await??)
 }
 
-/// Runs `f` and records `action` on `subject` in the audit log.
+/// Runs `f` and records `action` on `subject` in the audit log, in one
+/// transaction: a change is never kept without its audit entry (and a
+/// versioned write is not half done when the client is told it failed).
 async fn audited<T: Send + 'static>(
     state: &State,
     actor: &str,
@@ -33,8 +35,9 @@ async fn audited<T: Send + 'static>(
     let out = state
         .db
         .run(move |c| {
-            Ok(match f(c) {
-                Ok((value, subject, detail)) => audit::record(
+            Ok(crate::db::transaction(c, |c| {
+                let (value, subject, detail) = f(c)?;
+                audit::record(
                     c,
                     Entry {
                         action,
@@ -43,10 +46,9 @@ async fn audited<T: Send + 'static>(
                         detail,
                         ip: None,
                     },
-                )
-                .map(|()| Ok(value))?,
-                Err(e) => Err(e),
-            })
+                )?;
+                Ok::<_, RecordError>(value)
+            }))
         })
         .await??;
     Ok(out)

@@ -437,11 +437,15 @@ pub async fn list_contacts(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
+    q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let doc = parse_doc(&path.into_inner())?;
+    let w: Window<(String, String)> = q.window(paging::DEFAULT)?;
     check_can_read(&state, &user.0, doc).await?;
-    let key = doc.to_string();
-    let rows = state.db.run(move |c| contacts::list(c, &key)).await?;
-    // One ticket's contacts are few: one page, in the shape of every list.
-    Ok(HttpResponse::Ok().json(Page::whole(rows)))
+    let (key, after, fetch) = (doc.to_string(), w.after.clone(), w.fetch());
+    let rows = state
+        .db
+        .run(move |c| contacts::list(c, &key, after, fetch))
+        .await?;
+    Ok(HttpResponse::Ok().json(w.page(rows, |r| (r.at.clone(), r.id.clone()))))
 }

@@ -80,15 +80,18 @@ pub async fn list_links(
     state: State,
     user: AuthUser,
     path: web::Path<String>,
+    q: web::Query<super::paging::PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
     let doc = parse_doc(&path.into_inner())?;
+    let w: super::paging::Window<(String, String)> = q.window(super::paging::DEFAULT)?;
     check_can_read(&state, &user.0, doc).await?;
-    let key = doc.to_string();
-    let rows = state.db.run(move |c| links::list_for(c, &key)).await?;
-    // One ticket's links are few (at most 100 kept per ticket's list): one
-    // page, in the shape of every list.
-    Ok(HttpResponse::Ok().json(super::paging::Page::whole(rows)))
+    let (key, before, fetch) = (doc.to_string(), w.after.clone(), w.fetch());
+    let rows = state
+        .db
+        .run(move |c| links::list_for(c, &key, before, fetch))
+        .await?;
+    Ok(HttpResponse::Ok().json(w.page(rows, |l| (l.created_at.clone(), l.id.clone()))))
 }
 
 /// Scores from 1 to the survey's scale (5 or 7, `surveys.scale`).

@@ -213,20 +213,21 @@ pub fn set_disabled(
     disabled: bool,
     expect: Option<&Expect>,
 ) -> Result<User, AccountError> {
-    let read = version_of(conn, username, expect)?;
-    let n = on_conn!(conn, |c| diesel::update(
-        users::table
-            .filter(users::username.eq(username))
-            .filter(users::version.eq(read))
-    )
-    .set((
-        users::disabled.eq(disabled),
-        users::updated_at.eq(now_millis()),
-        users::version.eq(read + 1),
-    ))
-    .execute(c)
-    .map_err(DbError::from))?;
-    versioning::updated(n, read)?;
+    let guard = guard_of(conn, username, expect)?;
+    let n = on_conn!(conn, |c| {
+        let mut q = diesel::update(users::table.filter(users::username.eq(username)))
+            .set((
+                users::disabled.eq(disabled),
+                users::updated_at.eq(now_millis()),
+                users::version.eq(users::version + 1),
+            ))
+            .into_boxed();
+        if let Some(v) = guard {
+            q = q.filter(users::version.eq(v));
+        }
+        q.execute(c).map_err(DbError::from)
+    })?;
+    versioning::updated(n, guard)?;
     updated_user(conn, username, n)
 }
 
@@ -236,35 +237,36 @@ pub fn set_role(
     role: Role,
     expect: Option<&Expect>,
 ) -> Result<User, AccountError> {
-    let read = version_of(conn, username, expect)?;
-    let n = on_conn!(conn, |c| diesel::update(
-        users::table
-            .filter(users::username.eq(username))
-            .filter(users::version.eq(read))
-    )
-    .set((
-        users::role.eq(role.as_str()),
-        users::updated_at.eq(now_millis()),
-        users::version.eq(read + 1),
-    ))
-    .execute(c)
-    .map_err(DbError::from))?;
-    versioning::updated(n, read)?;
+    let guard = guard_of(conn, username, expect)?;
+    let n = on_conn!(conn, |c| {
+        let mut q = diesel::update(users::table.filter(users::username.eq(username)))
+            .set((
+                users::role.eq(role.as_str()),
+                users::updated_at.eq(now_millis()),
+                users::version.eq(users::version + 1),
+            ))
+            .into_boxed();
+        if let Some(v) = guard {
+            q = q.filter(users::version.eq(v));
+        }
+        q.execute(c).map_err(DbError::from)
+    })?;
+    versioning::updated(n, guard)?;
     updated_user(conn, username, n)
 }
 
-/// The account's version now, checked against `expect` (404 if none).
-fn version_of(
+/// The account's version now checked against `expect` (404 if there is no
+/// such account): the version the UPDATE must still find, if any.
+fn guard_of(
     conn: &mut DbConn,
     username: &str,
     expect: Option<&Expect>,
-) -> Result<i64, AccountError> {
+) -> Result<Option<i64>, AccountError> {
     let read = find_for_login(conn, username)?
         .ok_or_else(|| AccountError::NotFound(username.to_string()))?
         .0
         .version;
-    versioning::check(expect, read)?;
-    Ok(read)
+    Ok(versioning::guard(expect, read)?)
 }
 
 /// Stores a new password hash and invalidates every access token issued
@@ -277,22 +279,23 @@ pub fn set_password_hash(
     expect: Option<&Expect>,
 ) -> Result<User, AccountError> {
     let now = now_millis();
-    let read = version_of(conn, username, expect)?;
-    let n = on_conn!(conn, |c| diesel::update(
-        users::table
-            .filter(users::username.eq(username))
-            .filter(users::version.eq(read))
-    )
-    .set((
-        users::password_hash.eq(password_hash),
-        users::token_generation.eq(users::token_generation + 1),
-        users::tokens_revoked_at.eq(now),
-        users::updated_at.eq(now),
-        users::version.eq(read + 1),
-    ))
-    .execute(c)
-    .map_err(DbError::from))?;
-    versioning::updated(n, read)?;
+    let guard = guard_of(conn, username, expect)?;
+    let n = on_conn!(conn, |c| {
+        let mut q = diesel::update(users::table.filter(users::username.eq(username)))
+            .set((
+                users::password_hash.eq(password_hash),
+                users::token_generation.eq(users::token_generation + 1),
+                users::tokens_revoked_at.eq(now),
+                users::updated_at.eq(now),
+                users::version.eq(users::version + 1),
+            ))
+            .into_boxed();
+        if let Some(v) = guard {
+            q = q.filter(users::version.eq(v));
+        }
+        q.execute(c).map_err(DbError::from)
+    })?;
+    versioning::updated(n, guard)?;
     updated_user(conn, username, n)
 }
 

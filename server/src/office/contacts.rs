@@ -56,13 +56,30 @@ pub fn record(
     Ok(row)
 }
 
-pub fn list(conn: &mut DbConn, doc_id: &str) -> Result<Vec<Contact>, DbError> {
-    Ok(on_conn!(conn, |c| ticket_contacts::table
-        .filter(ticket_contacts::doc_id.eq(doc_id))
-        .order((ticket_contacts::at, ticket_contacts::id))
-        .limit(1000)
-        .select(Contact::as_select())
-        .load(c))?)
+/// A ticket's contacts, oldest first (then by id), at most `limit` after
+/// `after` = (at, id).
+pub fn list(
+    conn: &mut DbConn,
+    doc_id: &str,
+    after: Option<(String, String)>,
+    limit: i64,
+) -> Result<Vec<Contact>, DbError> {
+    Ok(on_conn!(conn, |c| {
+        let mut q = ticket_contacts::table
+            .filter(ticket_contacts::doc_id.eq(doc_id))
+            .order((ticket_contacts::at, ticket_contacts::id))
+            .limit(limit)
+            .select(Contact::as_select())
+            .into_boxed();
+        if let Some((at, id)) = &after {
+            q = q.filter(
+                ticket_contacts::at.gt(at.clone()).or(ticket_contacts::at
+                    .eq(at.clone())
+                    .and(ticket_contacts::id.gt(id.clone()))),
+            );
+        }
+        q.load(c)
+    })?)
 }
 
 /// When the customer was first contacted about the ticket.

@@ -58,10 +58,10 @@ pub fn catalogue(c: &mut DbConn) -> Result<HashMap<String, CataloguePart>, DbErr
         .collect())
 }
 
-/// Marks a catalogue part as needing (or not) a serial number when fitted.
-/// Returns false when there is no such part.
-/// Sets a catalogue part's serial rule (a change of the part: its version
-/// moves on); the new version, or NotFound / Stale.
+/// Marks a catalogue part as needing (or not) a serial number when fitted
+/// (a change of the part: its version moves on); the new version, or
+/// NotFound (no such part; with If-Match too: this call never creates one)
+/// or Stale.
 pub fn set_serial_required(
     c: &mut DbConn,
     part_no: &str,
@@ -73,18 +73,23 @@ pub fn set_serial_required(
             crate::records::RecordError::NotFound(format!("no part `{part_no}` in the catalogue"))
         })?
         .version;
-    crate::versioning::check(expect, read)?;
-    let n = on_conn!(c, |c| diesel::update(
-        parts::table.find(part_no).filter(parts::version.eq(read))
-    )
-    .set((
-        parts::serial_required.eq(required),
-        parts::version.eq(read + 1),
-    ))
-    .execute(c))
+    let guard = crate::versioning::guard(expect, read)?;
+    let n = on_conn!(c, |c| {
+        let mut q = diesel::update(parts::table.find(part_no))
+            .set((
+                parts::serial_required.eq(required),
+                parts::version.eq(parts::version + 1),
+            ))
+            .into_boxed();
+        if let Some(v) = guard {
+            q = q.filter(parts::version.eq(v));
+        }
+        q.execute(c)
+    })
     .map_err(DbError::from)?;
-    crate::versioning::updated(n, read)?;
-    Ok(read + 1)
+    crate::versioning::updated(n, guard)?;
+    let now = crate::records::get_part(c, part_no)?;
+    Ok(now.map_or(read + 1, |p| p.version))
 }
 
 /// One part line with its catalogue price.
@@ -398,9 +403,9 @@ pub fn last_event_at(
 }
 
 /// One page of the queue: the tickets in `status` (signed_off by default),
-/// oldest completion first, after `after` = (completed_at, doc_id), each with
-/// its checks (the page sorted by signoff time); and the key of its last
-/// ticket if more follow.
+/// oldest completion first (then by id), after `after` = (completed_at,
+/// doc_id), each with its checks; and the key of its last ticket if more
+/// follow.
 pub fn queue(
     c: &mut DbConn,
     store: &BlobStore,
@@ -438,13 +443,8 @@ pub fn queue(
             out.push(review(c, &f, &catalogue, &names)?);
         }
     }
-    out.sort_by(|a, b| {
-        (&a.signed_off_at, &a.ticket_no, &a.doc_id).cmp(&(
-            &b.signed_off_at,
-            &b.ticket_no,
-            &b.doc_id,
-        ))
-    });
+    // Kept in the key order (completion, then id): pages that follow each
+    // other never overlap and read as one ordered list.
     Ok((out, next))
 }
 

@@ -145,15 +145,33 @@ pub fn get(conn: &mut DbConn, id: &str) -> Result<Option<Link>, DbError> {
         .optional())?)
 }
 
-/// A ticket's links (never their tokens), newest first.
-pub fn list_for(conn: &mut DbConn, doc_id: &str) -> Result<Vec<Link>, DbError> {
-    Ok(on_conn!(conn, |c| survey_links::table
-        .filter(survey_links::doc_id.eq(doc_id))
-        // Ids are UUID v7: time-ordered within a second too.
-        .order((survey_links::created_at.desc(), survey_links::id.desc()))
-        .limit(100)
-        .select(Link::as_select())
-        .load(c))?)
+/// A ticket's links (never their tokens), newest first (then by id,
+/// descending), at most `limit` older than `before` = (created_at, id).
+pub fn list_for(
+    conn: &mut DbConn,
+    doc_id: &str,
+    before: Option<(String, String)>,
+    limit: i64,
+) -> Result<Vec<Link>, DbError> {
+    Ok(on_conn!(conn, |c| {
+        let mut q = survey_links::table
+            .filter(survey_links::doc_id.eq(doc_id))
+            // Ids are UUID v7: time-ordered within a second too.
+            .order((survey_links::created_at.desc(), survey_links::id.desc()))
+            .limit(limit)
+            .select(Link::as_select())
+            .into_boxed();
+        if let Some((at, id)) = &before {
+            q = q.filter(
+                survey_links::created_at
+                    .lt(at.clone())
+                    .or(survey_links::created_at
+                        .eq(at.clone())
+                        .and(survey_links::id.lt(id.clone()))),
+            );
+        }
+        q.load(c)
+    })?)
 }
 
 #[derive(Debug)]

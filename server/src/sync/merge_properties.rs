@@ -166,11 +166,13 @@ fn apply(d: &mut Device, edit: &Edit, m: &mut Model) {
         }
         Edit::SetStatus(i) => {
             let mut s = Status::ALL[i % Status::ALL.len()];
-            // An admin's `reconciled` locks the ticket (issue 11 §1): every
-            // later edit of the others is then undone, whatever this model,
-            // which judges edits when they are made, calls legal. The lock
-            // has its own tests (doc_state, tests/reconciliation.rs).
-            if d.role == Role::Admin && s == Status::Reconciled {
+            // A legal `reconciled` (back office, admin) locks the ticket
+            // (issue 11 §1): every edit of the others that reaches the
+            // server after it is undone, whatever this model, which judges
+            // edits when they are made, calls legal. The lock has its own
+            // tests (doc_state, tests/reconciliation.rs). A technician's
+            // `reconciled` stays: it is a forbidden step, judged below.
+            if matches!(d.role, Role::Admin | Role::BackOffice) && s == Status::Reconciled {
                 s = Status::SignedOff;
             }
             d.doc.put(ROOT, "status", s.as_str()).unwrap();
