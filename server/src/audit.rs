@@ -122,6 +122,9 @@ pub fn record(conn: &mut DbConn, e: Entry<'_>) -> Result<(), DbError> {
 #[derive(Debug, Serialize, Queryable, utoipa::ToSchema)]
 #[schema(as = AuditEntry)]
 pub struct Row {
+    /// A sequence number in storage; a string in the API, like every id.
+    #[serde(serialize_with = "id_as_string")]
+    #[schema(value_type = String)]
     pub id: i64,
     #[serde(serialize_with = "crate::timestamps::ms_as_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -131,6 +134,10 @@ pub struct Row {
     pub subject: Option<String>,
     pub detail: String,
     pub ip: Option<String>,
+}
+
+fn id_as_string<S: serde::Serializer>(id: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
 }
 
 /// How many `action` entries about `subject` were written since `since_ms`.
