@@ -503,6 +503,20 @@ async fn complaints_are_answered_resolved_and_escalated(db: TestDb) {
         json!({"customer_id": cid, "category": "other", "description": "x", "received_at": future}),
     );
     assert_eq!(status, 422, "a complaint received in the future");
+    // A ticket of another customer: the shape is right, the pairing is not.
+    let other = customer(&server, &dora, "Happy Bakers");
+    let (status, t) = post(
+        &dora,
+        "/api/v1/tickets",
+        json!({"customer_id": other, "product": "Oven", "fault_description": "cold", "priority": "C"}),
+    );
+    assert_eq!(status, 201, "{t}");
+    let (status, body) = post(
+        &dora,
+        "/api/v1/complaints",
+        json!({"customer_id": cid, "doc_id": t["document_id"], "category": "other", "description": "x"}),
+    );
+    assert_eq!(status, 422, "{body}");
 
     // Entered 20 minutes after the customer called: the 10-minute response
     // is breached by 10 minutes, half its target again, so every tier is

@@ -39,6 +39,15 @@ token() {
     python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
 }
 
+# CI is reproducible: one fixed seed (a failure can be replayed exactly, and a
+# green run stays green until the code or the document changes). Explore
+# with other seeds locally: ST_SEED=random (or a number).
+seed=()
+case "${ST_SEED:-20261207}" in
+  random) ;;
+  *) seed=(--seed "${ST_SEED:-20261207}") ;;
+esac
+
 status=0
 cd "$here"   # schemathesis.toml is read from the working directory
 for user in dora tom ada; do
@@ -47,6 +56,7 @@ for user in dora tom ada; do
   # (--access-token-ttl-secs is not lowered here).
   if ! "$st" run "$base/api/v1/openapi.json" --checks all \
       -H "Authorization: Bearer $(token "$user")" \
+      "${seed[@]}" \
       --report junit --report-dir "$root/target/schemathesis/$user" \
       --no-color; then
     status=1

@@ -119,7 +119,7 @@ pub async fn create(
                 if customer_id.is_empty() {
                     customer_id = cid.clone();
                 } else if !cid.is_empty() && cid != customer_id {
-                    return Ok(Err(ApiError::bad_request(
+                    return Ok(Err(ApiError::unprocessable(
                         "`doc_id` is a ticket of another customer",
                     )));
                 }

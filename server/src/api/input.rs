@@ -151,13 +151,7 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for Json<T
         payload: &mut actix_web::dev::Payload,
     ) -> Self::Future {
         let value = actix_web::web::Json::<serde_json::Value>::from_request(req, payload);
-        Box::pin(async move {
-            let mut v = value.await?.into_inner();
-            integral_floats_to_integers(&mut v);
-            serde_json::from_value(v)
-                .map(Json)
-                .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")).into())
-        })
+        Box::pin(async move { Ok(Json(body_from_value(value.await?.into_inner())?)) })
     }
 }
 
@@ -167,8 +161,20 @@ pub fn optional_json<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> R
     if body.is_empty() {
         return Ok(T::default());
     }
-    let mut v: serde_json::Value = serde_json::from_slice(body)
+    let v: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    body_from_value(v)
+}
+
+/// Every request body of the API is a JSON object. serde would also read a
+/// struct from an array of its fields in order (`[]` for one whose fields
+/// all have defaults), which the document does not allow: refused.
+fn body_from_value<T: serde::de::DeserializeOwned>(
+    mut v: serde_json::Value,
+) -> Result<T, ApiError> {
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the JSON body must be an object"));
+    }
     integral_floats_to_integers(&mut v);
     serde_json::from_value(v).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
@@ -214,5 +220,8 @@ mod json_tests {
         let e = optional_json::<Body>(b"\x00").unwrap_err();
         assert_eq!(e.status, actix_web::http::StatusCode::BAD_REQUEST);
         assert!(optional_json::<Body>(br#""text""#).is_err());
+        // serde would read `[]` as a struct of defaults; the API refuses it.
+        assert!(optional_json::<Body>(b"[]").is_err());
+        assert!(optional_json::<Body>(b"[2, 1.0]").is_err());
     }
 }
