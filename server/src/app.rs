@@ -144,8 +144,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         survey_key,
         webhook: opts.service.webhook.is_some(),
         public_url: opts.service.public_url.clone(),
+        sla_updates: tokio::sync::broadcast::channel(1024).0,
     });
     let no_users = db.run(accounts::count).await? == 0;
+    let sla_updates = api.sla_updates.clone();
 
     let app_hub = hub.clone();
     let server = HttpServer::new(move || {
@@ -164,7 +166,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(health))
             .route("/metrics", web::get().to(metrics))
-            .route("/", web::get().to(index))
+            .configure(crate::console::configure)
             .default_service(web::to(crate::api::errors::no_route))
     })
     .workers(opts.workers.max(1))
@@ -187,6 +189,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         out,
         "fieldsync {} listening on http://{base}",
         env!("CARGO_PKG_VERSION")
+    )?;
+    writeln!(
+        out,
+        "  web console:    http://{base}/   (dispatch, back office, reports, admin)"
     )?;
     writeln!(
         out,
@@ -217,6 +223,7 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         opts.service.sla_interval,
         opts.service.clock_offset,
         opts.service.webhook.is_some(),
+        sla_updates,
     ));
     tokio::spawn(crate::office::surveys::repair_loop(
         hub.clone(),
@@ -293,15 +300,6 @@ async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(crate::metrics::render())
-}
-
-async fn index() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(
-            "fieldsync sync server\n\nConnect an automerge-repo client to ws://<this host>/sync\n\
-         (e.g. new WebSocketClientAdapter(\"ws://host:port/sync\")).\n",
-        )
 }
 
 /// Closes live sync sessions of devices that were revoked, whose user was

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod cli;
+pub mod console;
 pub mod db;
 pub mod demo;
 pub mod history;

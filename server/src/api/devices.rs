@@ -12,7 +12,7 @@ use crate::auth::devices::{self, DeviceError};
 use crate::db::transaction;
 
 /// Who may see every device and revoke any.
-const DEVICE_ADMINS: &[Role] = &[Role::Admin, Role::Dispatcher];
+pub const DEVICE_ADMINS: &[Role] = &[Role::Admin, Role::Dispatcher];
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewDevice {

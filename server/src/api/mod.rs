@@ -3,10 +3,12 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod capabilities;
 pub mod complaints;
 pub mod devices;
 pub mod docs;
 pub mod errors;
+pub mod events;
 pub mod history;
 pub mod input;
 pub mod openapi;
@@ -52,6 +54,9 @@ pub struct ApiState {
     pub webhook: bool,
     /// How customers reach this server (`--public-url`), for survey links.
     pub public_url: Option<String>,
+    /// Tickets whose stored SLA state the SLA watch just rewrote (None: a
+    /// sweep of every ticket), for the console's live board.
+    pub sla_updates: tokio::sync::broadcast::Sender<Option<String>>,
 }
 
 impl ApiState {
@@ -304,6 +309,10 @@ api_routes! {
         public: true, body: auth::RefreshBody, ok: 200 (crate::auth::sessions::TokenPair);
     post "/auth/logout" => auth::logout, "Revoke a refresh token", public: true, body: auth::RefreshBody, ok: 204;
     get "/me" => auth::me, "The signed-in user", ok: 200 (User);
+    get "/me/capabilities" => capabilities::mine, "What the signed-in user's role may do (the console shows only these pages and actions)",
+        ok: 200 (capabilities::Capabilities);
+    get "/events" => events::stream_events, "Live ticket changes as server-sent events (office roles): `ticket` {doc_id} after each commit, `sla` after the SLA watch rewrote states, `resync` after falling behind, `expired` when the access token does",
+        ok: 200, also: "text/event-stream";
     get "/users" => users::list, "List accounts (admin), by username", query: paging::PageQuery, ok: 200 [User];
     post "/users" => users::create, "Create an account (admin)", body: users::NewUser,
         example: r#"{"username":"tom","display_name":"Tom","role":"technician","password":"…"}"#, ok: 201 (User);
@@ -313,6 +322,8 @@ api_routes! {
         etag: "write", ok: 204;
     put "/users/{username}/role" => users::set_role, "Change a role (admin)", body: users::NewRole,
         example: r#"{"role":"dispatcher"}"#, etag: "write", ok: 200 (User);
+    get "/people" => users::people, "Every account's name and role, by username (office roles): who the ids on tickets are, whom to assign",
+        ok: 200 (users::People);
     get "/audit" => users::audit, "The audit log (admin)", query: users::AuditQuery, ok: 200 [crate::audit::Row];
     get "/devices" => devices::list, "Devices (own; all for admins and dispatchers), oldest first", query: paging::PageQuery,
         ok: 200 [crate::auth::devices::Device];
@@ -324,6 +335,8 @@ api_routes! {
         ok: 201 (tickets::Opened);
     get "/tickets" => tickets::list, "List tickets (technicians: their own)", query: tickets::ListQuery, ok: 200 [crate::projection::TicketRow];
     get "/tickets/{doc_id}" => tickets::get, "One ticket's service-history row", ok: 200 (crate::projection::TicketRow);
+    get "/tickets/{doc_id}/document" => tickets::document, "The ticket's whole document as the server holds it (notes, checklist, attachments, assignment, survey)",
+        ok: 200 (tickets::TicketDocument);
     get "/tickets/{doc_id}/timeline" => history::timeline, "A ticket's timeline: status events (who/when), visits, parts, signoff, SLA state now",
         ok: 200 (history::TicketTimeline);
     put "/tickets/{doc_id}/assignment" => tickets::assign, "Assign or reassign a technician (dispatcher)", body: tickets::AssignBody,
@@ -377,6 +390,8 @@ api_routes! {
         ok: 200, also: "application/octet-stream";
     get "/quarantined-edits" => quarantine::list, "Edits undone by write validation", query: quarantine::QuarantineQuery,
         ok: 200 [crate::storage::QuarantineRow];
+    get "/sla/states" => sla::states, "Stored SLA states of many tickets (office roles), e.g. for a board", query: sla::StatesQuery,
+        ok: 200 (sla::StoredStates);
     get "/tickets/{doc_id}/sla" => sla::ticket_sla, "A ticket's SLA state per target (respond, resolve), now or at a time",
         query: sla::AtQuery, ok: 200 (sla::SlaAnswer);
     post "/tickets/{doc_id}/contacts" => sla::record_contact, "Record a contact with the customer now (office, assigned technician): the response when sla.respond_on is first_contact",

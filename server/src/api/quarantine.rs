@@ -21,20 +21,20 @@ pub struct QuarantineQuery {
     cursor: Option<String>,
 }
 
+/// Who reads the edits write validation undid.
+pub const READERS: &[Role] = &[
+    Role::Dispatcher,
+    Role::Supervisor,
+    Role::Manager,
+    Role::Admin,
+];
+
 pub async fn list(
     state: State,
     user: AuthUser,
     q: web::Query<QuarantineQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    require_role(
-        &user.0,
-        &[
-            Role::Dispatcher,
-            Role::Supervisor,
-            Role::Manager,
-            Role::Admin,
-        ],
-    )?;
+    require_role(&user.0, READERS)?;
     let QuarantineQuery {
         doc_id,
         limit,

@@ -449,3 +449,43 @@ pub async fn list_contacts(
         .await?;
     Ok(HttpResponse::Ok().json(w.page(rows, |r| (r.at.clone(), r.id.clone()))))
 }
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct StatesQuery {
+    /// Ticket ids, comma-separated (at most 200).
+    #[param(max_length = 20000)]
+    ids: String,
+}
+
+/// The most tickets one `GET /sla/states` reads.
+const MAX_STATES: usize = 200;
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct StoredStates {
+    /// One per ticket that has a stored state, by ticket id.
+    pub items: Vec<sla_watch::StoredSla>,
+}
+
+/// Stored SLA states of many tickets at once (office roles): one request
+/// for a board of tickets instead of one per ticket.
+pub async fn states(
+    state: State,
+    user: AuthUser,
+    q: web::Query<StatesQuery>,
+) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, OFFICE)?;
+    let ids: Vec<String> = q
+        .ids
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| parse_doc(s).map(|d| d.to_string()))
+        .collect::<Result<_, _>>()?;
+    if ids.len() > MAX_STATES {
+        return Err(ApiError::unprocessable(format!(
+            "at most {MAX_STATES} ids per request"
+        )));
+    }
+    let items = state.db.run(move |c| sla_watch::stored(c, &ids)).await?;
+    Ok(HttpResponse::Ok().json(StoredStates { items }))
+}

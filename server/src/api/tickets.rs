@@ -811,3 +811,59 @@ pub async fn reopen(
 ) -> Result<HttpResponse, ApiError> {
     decide(state, hub, user, path, body, Status::Reopened).await
 }
+
+/// The whole ticket document as the server holds it, for the console's
+/// ticket page: the fields the service history leaves out (notes, checklist,
+/// attachments, assignment, survey) beside those it keeps.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TicketDocument {
+    pub doc_id: String,
+    /// The document as JSON: maps, lists, text as strings, byte values as
+    /// `{"bytes": length}`.
+    #[schema(value_type = Object)]
+    pub document: serde_json::Value,
+    /// What the caller may do to the ticket now, by the rules the edit
+    /// endpoints apply (role, status machine, reconciliation lock).
+    pub actions: TicketActions,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TicketActions {
+    /// Assign or reassign, set the appointment window.
+    pub assign: bool,
+    pub cancel: bool,
+    pub reopen: bool,
+}
+
+impl TicketActions {
+    fn of(role: Role, status: &str) -> Self {
+        let dispatch = DISPATCH.contains(&role) && !status::locked_for(role, status);
+        let to = |s: Status| dispatch && transition(role, s)(status).is_ok();
+        Self {
+            assign: dispatch,
+            cancel: to(Status::Cancelled),
+            reopen: to(Status::Reopened),
+        }
+    }
+}
+
+pub async fn document(
+    state: State,
+    hub: HubData,
+    user: AuthUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let doc = parse_doc(&path.into_inner())?;
+    check_can_read(&state, &user.0, doc).await?;
+    let read: crate::sync::hub::ReadFn = Box::new(|d| crate::sync::validation::field_json_root(d));
+    let document = hub
+        .read(doc, read)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such ticket"))?;
+    let status = document["status"].as_str().unwrap_or_default().to_string();
+    Ok(HttpResponse::Ok().json(TicketDocument {
+        doc_id: doc.to_string(),
+        actions: TicketActions::of(user.0.role, &status),
+        document,
+    }))
+}

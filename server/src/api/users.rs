@@ -12,12 +12,15 @@ use crate::audit::{self, Action};
 use crate::auth::accounts::{self, AccountError};
 use crate::auth::sessions;
 
+/// Who manages accounts and reads the audit log.
+pub const ADMINS: &[Role] = &[Role::Admin];
+
 pub async fn list(
     state: State,
     user: AuthUser,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    require_role(&user.0, &[Role::Admin])?;
+    require_role(&user.0, ADMINS)?;
     let w: Window<String> = q.window(paging::DEFAULT)?;
     let (after, fetch) = (w.after.clone(), w.fetch());
     let users = state
@@ -35,7 +38,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let username = path.into_inner();
     if user.0.username != username {
-        require_role(&user.0, &[Role::Admin])?;
+        require_role(&user.0, ADMINS)?;
     }
     let name = username.clone();
     let found = state
@@ -64,7 +67,7 @@ pub async fn create(
     user: AuthUser,
     body: super::input::Json<NewUser>,
 ) -> Result<HttpResponse, ApiError> {
-    require_role(&user.0, &[Role::Admin])?;
+    require_role(&user.0, ADMINS)?;
     let NewUser {
         username,
         display_name,
@@ -111,7 +114,7 @@ pub async fn disable(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_role(&user.0, &[Role::Admin])?;
+    require_role(&user.0, ADMINS)?;
     let expect = preconditions::if_match(&req)?;
     let username = path.into_inner();
     let actor = user.0.id;
@@ -158,7 +161,7 @@ pub async fn set_password(
     let expect = preconditions::if_match(&req)?;
     let username = path.into_inner();
     if user.0.username != username {
-        require_role(&user.0, &[Role::Admin])?;
+        require_role(&user.0, ADMINS)?;
     }
     let actor = user.0.id;
     let hash = state
@@ -205,7 +208,7 @@ pub async fn audit(
     user: AuthUser,
     q: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    require_role(&user.0, &[Role::Admin])?;
+    require_role(&user.0, ADMINS)?;
     let AuditQuery {
         action,
         limit,
@@ -236,7 +239,7 @@ pub async fn set_role(
     path: web::Path<String>,
     body: super::input::Json<NewRole>,
 ) -> Result<HttpResponse, ApiError> {
-    require_role(&user.0, &[Role::Admin])?;
+    require_role(&user.0, ADMINS)?;
     let expect = preconditions::if_match(&req)?;
     let username = path.into_inner();
     let role: Role = body
@@ -268,4 +271,44 @@ pub async fn set_role(
         hub.close_device(&d.id, "your role changed; reconnect");
     }
     Ok(preconditions::ok_with_etag(updated.version, updated))
+}
+
+/// The most accounts `GET /people` lists.
+const MAX_PEOPLE: i64 = 5000;
+
+/// Who an id on a ticket is: what office roles may know of any account.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Person {
+    pub id: String,
+    pub username: String,
+    pub display_name: String,
+    pub role: Role,
+    pub disabled: bool,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct People {
+    pub items: Vec<Person>,
+}
+
+/// Every account's name and role (office roles), by username: the names
+/// behind user ids in ticket histories, and the technicians a dispatcher
+/// can assign (those not disabled).
+pub async fn people(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
+    require_role(&user.0, super::OFFICE)?;
+    let users = state
+        .db
+        .run(|c| accounts::list_after(c, None, MAX_PEOPLE))
+        .await?;
+    let items = users
+        .into_iter()
+        .map(|u| Person {
+            id: u.id,
+            username: u.username,
+            display_name: u.display_name,
+            role: u.role,
+            disabled: u.disabled,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(People { items }))
 }

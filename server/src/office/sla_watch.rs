@@ -317,13 +317,15 @@ pub fn sweep(
 
 /// The loop: commit notices (batched for up to 200 ms) and a full sweep
 /// every `every`. `offset` moves this clock (demos and tests of the timer;
-/// zero in production).
+/// zero in production). After each sweep, `updated` hears which tickets'
+/// stored states were rewritten (None: all of them).
 pub async fn run(
     db: Db,
     commits: broadcast::Receiver<String>,
     every: Duration,
     offset: chrono::Duration,
     webhook: bool,
+    updated: broadcast::Sender<Option<String>>,
 ) {
     let now = move || Utc::now() + offset;
     let mut tick = tokio::time::interval(every);
@@ -357,14 +359,55 @@ pub async fn run(
             },
         };
         let at = now();
+        let swept = docs.clone();
         match db.run(move |c| sweep(c, docs, at, webhook)).await {
-            Ok(r) if r.escalated > 0 => tracing::info!(
-                evaluated = r.evaluated,
-                escalated = r.escalated,
-                "SLA sweep"
-            ),
-            Ok(_) => {}
+            Ok(r) => {
+                if r.escalated > 0 {
+                    tracing::info!(
+                        evaluated = r.evaluated,
+                        escalated = r.escalated,
+                        "SLA sweep"
+                    );
+                }
+                // Nobody listening (no console open) is not an error.
+                match swept {
+                    Some(docs) => docs.into_iter().for_each(|d| {
+                        let _ = updated.send(Some(d));
+                    }),
+                    None => {
+                        let _ = updated.send(None);
+                    }
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "SLA sweep failed; retrying on the next tick"),
         }
     }
+}
+
+/// A ticket's SLA state as last stored (kept current on every commit and
+/// by the timer): what the dispatch board shows beside each ticket.
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
+#[diesel(table_name = ticket_sla)]
+pub struct StoredSla {
+    pub doc_id: String,
+    pub priority: String,
+    /// on_time, at_risk, breached, settled or none.
+    pub worst: String,
+    pub respond_state: String,
+    pub respond_due_at: String,
+    pub respond_met_at: String,
+    pub resolve_state: String,
+    pub resolve_due_at: String,
+    pub resolve_met_at: String,
+    pub evaluated_at: String,
+}
+
+/// The stored states of `doc_ids` (those that have one).
+pub fn stored(conn: &mut DbConn, doc_ids: &[String]) -> Result<Vec<StoredSla>, DbError> {
+    on_conn!(conn, |c| ticket_sla::table
+        .filter(ticket_sla::doc_id.eq_any(doc_ids))
+        .order(ticket_sla::doc_id)
+        .select(StoredSla::as_select())
+        .load(c)
+        .map_err(DbError::from))
 }

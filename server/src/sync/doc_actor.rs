@@ -118,6 +118,9 @@ async fn run_actor(
                     Some(DocCommand::ServerEdit { reply, .. }) => {
                         let _ = reply.send(Err(EditError::Unavailable));
                     }
+                    Some(DocCommand::Read { reply, .. }) => {
+                        let _ = reply.send(Err(EditError::Unavailable));
+                    }
                     Some(DocCommand::Barrier(done)) => {
                         let _ = done.send(());
                     }
@@ -210,6 +213,10 @@ impl DocActor {
             } => {
                 let result = self.on_server_edit(&by_user, role, create, edit).await;
                 let _ = reply.send(result);
+            }
+            DocCommand::Read { read, reply } => {
+                let value = (!self.state.is_empty()).then(|| read(self.state.doc()));
+                let _ = reply.send(Ok(value));
             }
         }
     }

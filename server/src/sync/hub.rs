@@ -222,7 +222,16 @@ pub enum DocCommand {
         edit: ServerEditFn,
         reply: tokio::sync::oneshot::Sender<Result<(), EditError>>,
     },
+    /// Reads the document as it is in memory (what every peer is served):
+    /// the console's ticket page shows fields the projection leaves out.
+    Read {
+        read: ReadFn,
+        /// Ok(None): the document does not exist.
+        reply: tokio::sync::oneshot::Sender<Result<Option<serde_json::Value>, EditError>>,
+    },
 }
+
+pub type ReadFn = Box<dyn FnOnce(&automerge::Automerge) -> serde_json::Value + Send>;
 
 pub type ServerEditFn =
     Box<dyn FnOnce(&mut automerge::transaction::Transaction<'_>) -> Result<(), String> + Send>;
@@ -353,6 +362,18 @@ impl Hub {
             reply,
         };
         self.dispatch(doc, cmd).await;
+        done.await.unwrap_or(Err(EditError::Unavailable))
+    }
+
+    /// Reads a document through its actor (loading it if needed); Ok(None)
+    /// when it does not exist, Unavailable when it could not be loaded.
+    pub async fn read(
+        self: &Arc<Self>,
+        doc: DocumentId,
+        read: ReadFn,
+    ) -> Result<Option<serde_json::Value>, EditError> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.dispatch(doc, DocCommand::Read { read, reply }).await;
         done.await.unwrap_or(Err(EditError::Unavailable))
     }
 

@@ -166,9 +166,8 @@ pub(crate) fn field_json(
     }
 }
 
-/// The whole visible document as JSON.
-#[cfg(test)]
-pub(crate) fn field_json_root<R: ReadDoc>(doc: &R) -> serde_json::Value {
+/// The whole visible document as JSON (bytes as their length).
+pub fn field_json_root<R: ReadDoc>(doc: &R) -> serde_json::Value {
     ReadDoc::hydrate(doc, &ROOT, None)
         .map(|v| hydrated_json(&v))
         .unwrap_or(serde_json::Value::Null)
