@@ -236,6 +236,34 @@ fn live_events_and_board_reads() {
     let (status, _) = doc(&tina);
     assert_eq!(status, 404, "another technician does not");
 
+    // One account holds a bounded number of streams (this one is open).
+    let open = |token: &str| {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        write!(
+            c,
+            "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+        .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).unwrap();
+        (String::from_utf8_lossy(&buf[..n]).to_string(), c)
+    };
+    let mut held = Vec::new();
+    for _ in 1..8 {
+        let (head, c) = open(&dora);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        held.push(c);
+    }
+    let (head, _) = open(&dora);
+    assert!(head.starts_with("HTTP/1.1 429"), "the ninth stream: {head}");
+    let (head, _c) = open(&bob);
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "another account is not affected: {head}"
+    );
+    drop(held);
+
     let people = get(&server, &dora, "/api/v1/people");
     let tom_row = people["items"]
         .as_array()
@@ -282,8 +310,17 @@ fn upload(server: &Server, token: &str, bytes: &[u8]) -> String {
 /// The browser driver's `@@` lines, read on a thread.
 struct Driver {
     child: std::process::Child,
-    stdin: std::process::ChildStdin,
+    /// Commands to the driver; None once closed.
+    stdin: Option<std::process::ChildStdin>,
     lines: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // A failed assertion must not leave node and chromium running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Driver {
@@ -297,9 +334,16 @@ impl Driver {
         v
     }
 
+    /// Closes the driver's stdin and waits for it to exit.
+    fn finish(&mut self) -> std::process::ExitStatus {
+        drop(self.stdin.take());
+        self.child.wait().unwrap()
+    }
+
     fn send(&mut self, v: Value) {
-        writeln!(self.stdin, "{v}").expect("driver stdin");
-        self.stdin.flush().unwrap();
+        let stdin = self.stdin.as_mut().expect("driver stdin open");
+        writeln!(stdin, "{v}").expect("driver stdin");
+        stdin.flush().unwrap();
     }
 }
 
@@ -350,7 +394,7 @@ async fn console_in_a_real_browser() {
     let stdin = child.stdin.take().unwrap();
     let mut driver = Driver {
         child,
-        stdin,
+        stdin: Some(stdin),
         lines,
     };
     let wait = |d: &Driver| tokio::task::block_in_place(|| d.next());
@@ -475,12 +519,12 @@ async fn console_in_a_real_browser() {
         .as_str()
         .unwrap()
         .starts_with("session ended mid-work"));
+    assert_eq!(wait(&driver)["step"], "cancel, reopen, customer filter");
     assert_eq!(wait(&driver)["step"], "reconciled and exported");
     assert_eq!(wait(&driver)["step"], "manager report");
     let done = wait(&driver);
     assert_eq!(done["done"], true, "{done}");
-    drop(driver.stdin);
-    let status = driver.child.wait().unwrap();
+    let status = driver.finish();
     assert!(status.success(), "browser driver: {status}");
     // The ticket ended where the pages said: reconciled.
     let dora = server.login("dora", "dora-new-password");

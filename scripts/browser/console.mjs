@@ -25,6 +25,7 @@ const say = (o) => console.log("@@ " + JSON.stringify(o));
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const next = async () => JSON.parse((await lines.next()).value);
 const pageErrors = [];
+const pages = []; // for screenshots when a check fails
 
 function check(ok, what) {
   if (!ok) throw new Error(`check failed: ${what}`);
@@ -33,6 +34,7 @@ function check(ok, what) {
 async function newPage(browser, name) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
   const page = await context.newPage();
+  pages.push([name, page]);
   page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
   // Script errors only: a refused request is logged by the browser too
   // ("Failed to load resource"), and some are expected (401 → refresh).
@@ -51,9 +53,9 @@ async function signIn(page, user, password = PW) {
   await page.waitForSelector("main :is(h1, #no-office)");
 }
 
-async function shot(page, name) {
+async function shot(page, name, fullPage = false) {
   await page.waitForTimeout(300); // charts and images settle
-  await page.screenshot({ path: join(SHOTS, name), fullPage: true });
+  await page.screenshot({ path: join(SHOTS, name), fullPage });
 }
 
 async function navTitles(page) {
@@ -162,7 +164,7 @@ try {
     latencies.push(ms);
     say({ step: `live: ${cmd.what}`, ms });
   }
-  await shot(desk, "console-ticket.png");
+  await shot(desk, "console-ticket.png", true);
 
   // The session ends mid-work: what was typed survives a new sign-in.
   await desk.goto(`${BASE}/#/board`);
@@ -179,6 +181,37 @@ try {
   await desk.waitForSelector("#ticket-page[data-status=new]");
   check((await desk.textContent("#ticket-page")).includes(typed), "the typed fault was kept across the new sign-in");
   say({ step: "session ended mid-work: signed in again, nothing typed was lost" });
+
+  // Cancel and reopen, each with a reason that lands in the notes.
+  await desk.click("#cancel");
+  await desk.fill("dialog[open] textarea[name=reason]", "Customer called it off");
+  await desk.locator("dialog[open] button[type=submit]").click();
+  await desk.waitForSelector("#ticket-page[data-status=cancelled]");
+  await desk.click("#reopen");
+  await desk.fill("dialog[open] textarea[name=reason]", "Customer called back");
+  await desk.locator("dialog[open] button[type=submit]").click();
+  await desk.waitForSelector("#ticket-page[data-status=reopened]");
+  check((await desk.textContent("#ticket-page")).includes("Customer called back"), "the reason is in the notes");
+
+  // The board filtered by customer, on a tablet-sized screen (this tab's
+  // session ended with the password change too: sign in afresh).
+  await board.goto("about:blank");
+  await signIn(board, "dora", "dora-new-password");
+  await board.waitForSelector("#board-list");
+  await board.setViewportSize({ width: 834, height: 1112 });
+  await board.fill("input[name=customer_name]", "Acme");
+  await board.waitForSelector("#customer-options option", { state: "attached" });
+  await board.fill("input[name=customer_name]", await board.getAttribute("#customer-options option", "value"));
+  await board.dispatchEvent("input[name=customer_name]", "input");
+  await board.waitForFunction(() => document.querySelector("input[name=customer_id]").value !== "");
+  await board.selectOption("select[name=status]", "");
+  await board.click("form.filters button[type=submit]");
+  await board.waitForFunction(() => {
+    const rows = [...document.querySelectorAll("#board-list tbody tr")];
+    return rows.length > 0 && rows.every((r) => r.children[3].textContent.startsWith("Acme"));
+  });
+  await shot(board, "console-board-tablet.png");
+  say({ step: "cancel, reopen, customer filter" });
   await desk.goto(`${BASE}/#/ticket/${docId}`);
   await desk.waitForSelector("#ticket-page");
 
@@ -211,7 +244,7 @@ try {
   await manager.goto(`${BASE}/#/reports`);
   await manager.waitForSelector("#kpi-tiles .tile");
   await manager.waitForFunction(() => document.querySelectorAll("canvas").length > 0 && window.Chart && Object.keys(window.Chart.instances).length > 0);
-  await shot(manager, "console-reports.png");
+  await shot(manager, "console-reports.png", true);
   const report = await download(manager, () => manager.click("#report-csv"));
   check(report.split("\n").length > 3, "the report CSV has lines");
   say({ step: "manager report", csv_lines: report.trim().split("\n").length });
@@ -240,7 +273,10 @@ try {
   check(pageErrors.length === 0, `no script errors in the pages: ${pageErrors.join(" | ")}`);
   say({ done: true, live_ms: latencies });
 } catch (e) {
-  say({ error: String(e?.stack || e), page_errors: pageErrors });
+  for (const [name, page] of pages) {
+    await page.screenshot({ path: join(SHOTS, `failed-${name.replace(/\W+/g, "-")}.png`), fullPage: true }).catch(() => {});
+  }
+  say({ error: String(e?.stack || e), page_errors: pageErrors, screenshots: `${SHOTS}/failed-*.png` });
   process.exitCode = 1;
 } finally {
   await browser.close();

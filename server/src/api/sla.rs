@@ -479,7 +479,13 @@ pub async fn states(
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| parse_doc(s).map(|d| d.to_string()))
+        .map(|s| {
+            fieldsync_shared::DocumentId::parse_url_or_id(s)
+                .map(|d| d.to_string())
+                .map_err(|e| {
+                    ApiError::bad_request(format!("`ids`: `{s}` is not a ticket id ({e})"))
+                })
+        })
         .collect::<Result<_, _>>()?;
     if ids.len() > MAX_STATES {
         return Err(ApiError::unprocessable(format!(

@@ -28,6 +28,7 @@ export async function render(main, ctx) {
     field('Priority', select('priority', [['', 'any'], ['A', 'A'], ['B', 'B'], ['C', 'C']])),
     field('Technician', select('technician', [['', 'anyone'], ...ctx.technicians.map((t) => [t.username, t.display_name || t.username])])),
     field('SLA', select('sla', [['', 'any'], ['on_time', 'on time'], ['at_risk', 'at risk'], ['breached', 'breached'], ['settled', 'settled']])),
+    field('Customer', customerPicker()),
     field('Serial', h('input', { name: 'serial' })),
     field('From', h('input', { name: 'from', type: 'date' })),
     field('To', h('input', { name: 'to', type: 'date' })),
@@ -46,6 +47,7 @@ export async function render(main, ctx) {
 
   function params() {
     const v = Object.fromEntries(new FormData(filters));
+    delete v.customer_name;
     const open = v.status === 'open';
     if (open) v.status = '';
     return { v, open };
@@ -109,6 +111,28 @@ export async function render(main, ctx) {
     clearTimeout(timer);
     timer = setTimeout(() => load().catch((x) => clear(list, errorBox(x))), 150);
   };
+}
+
+/**
+ * A customer name typed with suggestions from the archive; the chosen
+ * customer's id goes in the hidden `customer_id` (cleared when the text no
+ * longer names one).
+ */
+function customerPicker() {
+  const list = h('datalist', { id: 'customer-options' });
+  const id = h('input', { type: 'hidden', name: 'customer_id' });
+  const text = h('input', { name: 'customer_name', list: 'customer-options', autocomplete: 'off' });
+  const known = new Map();
+  text.addEventListener('input', async () => {
+    id.value = known.get(text.value) ?? '';
+    const q = text.value.trim();
+    if (q.length < 2 || id.value) return;
+    const page = await get('/customers' + qs({ q, limit: 10 }));
+    for (const c of page.items) known.set(c.name, c.id);
+    clear(list, page.items.map((c) => h('option', { value: c.name })));
+    id.value = known.get(text.value) ?? '';
+  });
+  return h('span', { class: 'picker' }, text, list, id);
 }
 
 /** The intake form: a customer and asset from the archive, or typed. */

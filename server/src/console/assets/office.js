@@ -77,11 +77,17 @@ function review(ctx, r, reload) {
       });
       if (v) { toast(`${r.ticket_no} disputed`); reload(); }
     } }, 'Dispute')) : null;
+  // One line per job; its checks and figures open below it (problems open
+  // by themselves, so what blocks approval is never hidden).
+  const problems = r.checks.filter((c) => c.level !== 'ok');
   return h('article', { class: `review lvl-${r.level}`, dataset: { doc: r.doc_id } },
     h('div', { class: 'page-head' },
-      h('h3', {}, h('a', { href: `#/ticket/${r.doc_id}` }, r.ticket_no), ' ', badge(r.level), r.blocking ? [' ', badge('blocked', 'breached')] : ''),
+      h('h3', {}, h('a', { href: `#/ticket/${r.doc_id}` }, r.ticket_no), ' ', badge(r.level), r.blocking ? [' ', badge('blocked', 'breached')] : '',
+        h('span', { class: 'muted' }, ` ${r.customer_name} · ${r.product} ${r.serial} · ${r.technician || ctx.techName(r.technician_id)} · signed off ${when(r.signed_off_at)}`)),
       decide),
-    h('p', {}, `${r.customer_name} · ${r.product} ${r.serial} · ${r.technician || ctx.techName(r.technician_id)} · completed ${when(r.completed_at)} · signed off ${when(r.signed_off_at)}`),
-    h('ul', { class: 'checks' }, r.checks.map((c) => h('li', { class: `lvl-${c.level}` }, badge(c.level), ` ${c.name}: ${c.message}`))),
-    h('p', {}, `Labour ${r.labour.total_hours} h · parts ${money(r.parts_cost_cents)} (${r.parts.length} line(s))`));
+    h('details', { open: r.level === 'problem' },
+      h('summary', {}, problems.length ? `${problems.length} check(s) to look at: ${problems.map((c) => c.name).join(', ')}` : 'All checks pass',
+        ` · labour ${r.labour.total_hours} h · parts ${money(r.parts_cost_cents)}`),
+      h('ul', { class: 'checks' }, r.checks.map((c) => h('li', { class: `lvl-${c.level}` }, badge(c.level), ` ${c.name}: ${c.message}`))),
+      h('p', {}, `Completed ${when(r.completed_at)} · ${r.parts.length} part line(s)`)));
 }

@@ -90,7 +90,7 @@ export async function render(main, ctx, period = 'month', at = '') {
     section('Trend (this period and the three before)', h('div', { class: 'chart-grid' }, trendCharts)),
     section('Problems',
       faults.length ? plot('bar', { labels: faults.map((f) => f.key), datasets: [{ label: 'tickets', data: faults.map((f) => f.count) }] },
-        { title: 'Most frequent faults', chart: { indexAxis: 'y' } }) : h('p', { class: 'empty' }, 'No faults recorded.'),
+        { title: 'Most frequent faults', chart: { indexAxis: 'y', scales: { x: { ticks: { precision: 0 } } } } }) : h('p', { class: 'empty' }, 'No faults recorded.'),
       h('h3', {}, `Breached tickets (${r.problems.breached_total})`),
       table([
         ['Ticket', (b) => h('a', { href: `#/ticket/${b.doc_id}` }, b.ticket_no)], ['Pri.', (b) => b.priority],
