@@ -235,6 +235,15 @@ fn live_events_and_board_reads() {
     assert_eq!(status, 200, "the assigned technician reads it: {d}");
     let (status, _) = doc(&tina);
     assert_eq!(status, 404, "another technician does not");
+    let nowhere = DocumentId::random();
+    let (status, _) = http(
+        server.port,
+        "GET",
+        &format!("/api/v1/tickets/{nowhere}/document"),
+        Some(&dora),
+        None,
+    );
+    assert_eq!(status, 404, "an id that names no ticket");
 
     // One account holds a bounded number of streams (this one is open).
     let open = |token: &str| {
@@ -275,6 +284,79 @@ fn live_events_and_board_reads() {
     assert!(
         tom_row.get("version").is_none() && tom_row.get("token_generation").is_none(),
         "{tom_row}"
+    );
+}
+
+/// An event stream ends when the token that opened it expires, and when
+/// its account is disabled (looked at with every keepalive, 15 s).
+#[test]
+fn event_streams_end_with_the_token_and_the_account() {
+    use std::io::Read;
+    let db = TestDb::new(common::Backend::Sqlite);
+    let server = Server::start(&db, &["--demo", "--access-token-ttl-secs", "3"]);
+    let port = std::cell::Cell::new(server.port);
+    let open = |token: &str| {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port.get())).unwrap();
+        write!(
+            c,
+            "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(25))).unwrap();
+        c
+    };
+    // Read until the server closes the stream; what it sent, and when.
+    let drain = |mut c: std::net::TcpStream| {
+        let started = std::time::Instant::now();
+        let mut seen = Vec::new();
+        let _ = c.read_to_end(&mut seen);
+        (
+            String::from_utf8_lossy(&seen).to_string(),
+            started.elapsed(),
+        )
+    };
+    let (text, took) = drain(open(&server.login("dora", PW)));
+    assert!(text.contains("event: expired"), "{text}");
+    assert!(
+        took < Duration::from_secs(6),
+        "ended {took:?} after opening"
+    );
+
+    // A token with a moment left: the stream ends with it, not 3 s later.
+    let sue = server.login("sue", PW);
+    std::thread::sleep(Duration::from_millis(2000));
+    let (_, took) = drain(open(&sue));
+    assert!(
+        took < Duration::from_millis(2500),
+        "ended {took:?} after opening"
+    );
+
+    // Disabled while streaming: ends at the next keepalive.
+    drop(server);
+    let server = Server::start(&db, &["--access-token-ttl-secs", "60"]);
+    port.set(server.port);
+    let mia = server.login("mia", PW);
+    let stream = open(&mia);
+    let disabler = std::thread::spawn({
+        let (port, admin) = (server.port, server.token.clone());
+        move || {
+            std::thread::sleep(Duration::from_millis(500));
+            let (status, body) = http(
+                port,
+                "POST",
+                "/api/v1/users/mia/disable",
+                Some(&admin),
+                None,
+            );
+            assert_eq!(status, 200, "{body}");
+        }
+    });
+    let (text, took) = drain(stream);
+    disabler.join().unwrap();
+    assert!(text.contains("event: expired"), "{text}");
+    assert!(
+        took < Duration::from_secs(20),
+        "ended {took:?} after opening"
     );
 }
 

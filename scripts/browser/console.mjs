@@ -11,7 +11,7 @@
 // the change within LIVE_MS of the device's acknowledged sync.
 
 import { chromium } from "playwright-core";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
@@ -20,6 +20,7 @@ const SHOTS = process.env.SHOTS ?? "console-screenshots";
 const PW = "fieldsync-demo";
 const LIVE_MS = Number(process.env.LIVE_MS ?? 1000);
 mkdirSync(SHOTS, { recursive: true });
+for (const f of readdirSync(SHOTS)) if (f.startsWith("failed-")) rmSync(join(SHOTS, f));
 
 const say = (o) => console.log("@@ " + JSON.stringify(o));
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -222,6 +223,11 @@ try {
   check(bobNav.includes("Back office") && !bobNav.includes("Users"), `back-office menu: ${bobNav}`);
   await office.goto(`${BASE}/#/users`);
   await office.waitForSelector("text=not available to the back office role");
+  // A crafted link cannot make the page call another API path.
+  const exportsBefore = (await apiAs("bob", PW, "GET", "/reconciliation/exports")).items.length;
+  await office.goto(`${BASE}/#/ticket/..%2Freconciliation%2Fexport%3Ffrom%3D2021-01-01%26to%3D2021-12-31%26x%3D`);
+  await office.waitForSelector("text=not available to the back office role");
+  check((await apiAs("bob", PW, "GET", "/reconciliation/exports")).items.length === exportsBefore, "no export made by a crafted link");
   await office.goto(`${BASE}/#/office`);
   const review = office.locator(`article.review[data-doc="${docId}"]`);
   await review.waitFor();

@@ -10,28 +10,33 @@
 //! `sla` events follow the SLA watch: a ticket's stored SLA state was
 //! rewritten (`{doc_id}`), or every ticket's was (`{}`, the periodic sweep).
 //!
-//! A stream lasts as long as the access token that opened it; the console
-//! then reconnects with a fresh one, so a disabled account or changed role
-//! stops receiving within one token lifetime. A reader that falls behind is
-//! told to reload (`resync`) instead of being sent a partial picture.
+//! A stream ends when the access token that opened it expires (the console
+//! then reconnects with a fresh one), and within `KEEPALIVE` of the account
+//! being disabled, its password changed or its role leaving the office: the
+//! account is looked at again with every keepalive. A reader that falls
+//! behind is told to reload (`resync`) instead of being sent a partial
+//! picture.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
+use actix_web::HttpRequest;
 use actix_web::{web, HttpResponse};
 use futures_util::stream;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::auth::AuthUser;
 use super::{require_role, ApiError, State, OFFICE};
+use crate::auth::accounts;
+use crate::auth::jwt::Claims;
 use crate::sync::hub::Hub;
 
 type HubData = web::Data<Arc<Hub>>;
 
 /// A comment line this often keeps proxies from closing a quiet stream and
-/// finds readers that went away.
+/// finds readers that went away; the account is checked as often.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Open streams one account may hold (a console per tab, a few tabs); more
@@ -72,6 +77,9 @@ impl Drop for StreamSlot {
 
 /// What the stream carries between frames.
 struct Feed {
+    db: crate::db::Db,
+    claims: Claims,
+    keepalive: tokio::time::Interval,
     commits: broadcast::Receiver<String>,
     sla: broadcast::Receiver<Option<String>>,
     until: tokio::time::Instant,
@@ -102,13 +110,38 @@ impl Feed {
                 Err(RecvError::Lagged(_)) => event("resync", serde_json::json!({})),
                 Err(RecvError::Closed) => return None,
             },
-            _ = tokio::time::sleep(KEEPALIVE) => ": keepalive\n\n".into(),
+            _ = self.keepalive.tick() => {
+                if self.account_still_reads().await {
+                    ": keepalive\n\n".into()
+                } else {
+                    self.ended = true;
+                    event("expired", serde_json::json!({}))
+                }
+            },
             _ = tokio::time::sleep_until(self.until) => {
                 self.ended = true;
                 event("expired", serde_json::json!({}))
             }
         };
         Some(frame)
+    }
+}
+
+impl Feed {
+    /// The token's account still exists, is enabled, has the password it
+    /// had and an office role. A database that does not answer keeps the
+    /// stream (it carries nothing but ticket ids).
+    async fn account_still_reads(&self) -> bool {
+        let claims = self.claims.clone();
+        match self
+            .db
+            .run(move |c| accounts::get_current(c, &claims))
+            .await
+        {
+            Ok(Some(u)) => !u.disabled && OFFICE.contains(&u.role),
+            Ok(None) => false,
+            Err(_) => true,
+        }
     }
 }
 
@@ -119,9 +152,20 @@ fn event(name: &str, data: serde_json::Value) -> String {
 pub async fn stream_events(
     state: State,
     hub: HubData,
+    req: HttpRequest,
     user: AuthUser,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
+    // AuthUser checked the token; its claims say when it expires.
+    let claims = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(|t| state.keys.verify(t).ok())
+        .ok_or_else(|| ApiError::unauthorized("invalid_token", "access token is invalid"))?;
+    let left = (claims.exp - chrono::Utc::now().timestamp()).max(0) as u64;
+    let left = Duration::from_secs(left).min(state.keys.access_ttl);
     let slot = StreamSlot::take(&user.0.id).ok_or_else(|| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -129,10 +173,14 @@ pub async fn stream_events(
             format!("at most {MAX_STREAMS_PER_USER} open event streams per account; close one"),
         )
     })?;
+    let now = tokio::time::Instant::now();
     let feed = Feed {
+        db: state.db.clone(),
+        claims,
+        keepalive: tokio::time::interval_at(now + KEEPALIVE, KEEPALIVE),
         commits: hub.commits.subscribe(),
         sla: state.sla_updates.subscribe(),
-        until: tokio::time::Instant::now() + state.keys.access_ttl,
+        until: now + left,
         started: false,
         ended: false,
         _slot: slot,

@@ -268,10 +268,10 @@ fn operation_id(r: &RouteDoc) -> String {
 /// generated clients), by the module of its handler.
 fn tag(r: &RouteDoc) -> &'static str {
     match r.operation.split("::").next().unwrap_or("") {
-        "auth" => "Sign-in",
+        "auth" | "capabilities" => "Sign-in",
         "users" => "Accounts and audit",
         "devices" => "Devices",
-        "tickets" | "quarantine" => "Tickets",
+        "tickets" | "quarantine" | "events" => "Tickets",
         "history" => "Service history",
         "records" => "Customers, assets and parts",
         "blobs" => "Attachments",

@@ -457,6 +457,9 @@ pub struct StatesQuery {
     ids: String,
 }
 
+/// The longest `ids` accepted (the documented `max_length`).
+const MAX_IDS_TEXT: usize = 20_000;
+
 /// The most tickets one `GET /sla/states` reads.
 const MAX_STATES: usize = 200;
 
@@ -474,6 +477,11 @@ pub async fn states(
     q: web::Query<StatesQuery>,
 ) -> Result<HttpResponse, ApiError> {
     require_role(&user.0, OFFICE)?;
+    if q.ids.len() > MAX_IDS_TEXT {
+        return Err(ApiError::unprocessable(format!(
+            "`ids` is at most {MAX_IDS_TEXT} characters"
+        )));
+    }
     let ids: Vec<String> = q
         .ids
         .split(',')
@@ -483,7 +491,8 @@ pub async fn states(
             fieldsync_shared::DocumentId::parse_url_or_id(s)
                 .map(|d| d.to_string())
                 .map_err(|e| {
-                    ApiError::bad_request(format!("`ids`: `{s}` is not a ticket id ({e})"))
+                    let shown: String = s.chars().take(40).collect();
+                    ApiError::bad_request(format!("`ids`: `{shown}` is not a ticket id ({e})"))
                 })
         })
         .collect::<Result<_, _>>()?;

@@ -855,6 +855,17 @@ pub async fn document(
 ) -> Result<HttpResponse, ApiError> {
     let doc = parse_doc(&path.into_inner())?;
     check_can_read(&state, &user.0, doc).await?;
+    // Only tickets the history knows: an id that names nothing must not
+    // start (and keep in memory) a document task.
+    let key = doc.to_string();
+    if state
+        .db
+        .run(move |c| history::get_ticket(c, &key))
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found("no such ticket"));
+    }
     let read: crate::sync::hub::ReadFn = Box::new(|d| crate::sync::validation::field_json_root(d));
     let document = hub
         .read(doc, read)

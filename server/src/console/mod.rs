@@ -48,7 +48,9 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
-        .route("/console/{name:.*}", web::get().to(asset));
+        .route("/", web::head().to(index))
+        .route("/console/{name:.*}", web::get().to(asset))
+        .route("/console/{name:.*}", web::head().to(asset));
 }
 
 async fn index() -> HttpResponse {
@@ -74,7 +76,12 @@ async fn asset(req: actix_web::HttpRequest, name: web::Path<String>) -> HttpResp
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
+        // `*`, or the tag, weak or strong (a weak comparison, RFC 9110 §13.1.2).
+        .is_some_and(|v| {
+            v.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
+        });
     let mut out = if fresh {
         HttpResponse::NotModified()
     } else {

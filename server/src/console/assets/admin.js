@@ -3,7 +3,7 @@
 // (If-Match), so two admins never overwrite each other unknowingly.
 
 import { get, post, put, qs, all, api } from './api.js';
-import { h, clear, table, badge, when, money, section, field, select, dialog, toast, errorBox, label } from './ui.js';
+import { h, clear, table, badge, when, money, section, field, select, dialog, toast, errorBox, label, seg } from './ui.js';
 
 const ROLES = ['technician', 'dispatcher', 'back_office', 'supervisor', 'manager', 'admin'];
 
@@ -32,8 +32,8 @@ export async function renderUsers(main, ctx) {
     ], users));
   };
   const change = async (u, what) => {
-    const fresh = await get(`/users/${encodeURIComponent(u.username)}`); // its current version (ETag)
-    const path = `/users/${encodeURIComponent(u.username)}`;
+    const fresh = await get(`/users/${seg(u.username)}`); // its current version (ETag)
+    const path = `/users/${seg(u.username)}`;
     const done = await dialog(`${label(what)}: ${u.username}`,
       what === 'role' ? field('Role', select('role', ROLES.map((r) => [r, label(r)]), fresh.role))
         : what === 'password' ? field('New password', h('input', { name: 'password', type: 'password', minlength: 8, required: true, autocomplete: 'new-password' }))
@@ -57,7 +57,7 @@ export async function renderDevices(main, ctx) {
       ['State', (d) => (d.revoked_at ? [badge('revoked', 'breached'), ` ${when(d.revoked_at)}`] : badge('active', 'on_time'))],
       ['', (d) => (d.revoked_at ? null : h('button', { type: 'button', class: 'secondary', onclick: async () => {
         const ok = await dialog(`Revoke ${d.name || d.id}?`, h('p', {}, 'Its sync sessions close now and it can no longer sync.'),
-          { submit: 'Revoke', onSubmit: () => post(`/devices/${encodeURIComponent(d.id)}/revoke`) });
+          { submit: 'Revoke', onSubmit: () => post(`/devices/${seg(d.id)}/revoke`) });
         if (ok) { toast('Device revoked'); load(); }
       } }, 'Revoke'))],
     ], devices, { empty: 'No devices registered.' }));
@@ -65,7 +65,7 @@ export async function renderDevices(main, ctx) {
   await load();
 }
 
-export async function renderAudit(main) {
+export async function renderAudit(main, ctx) {
   const form = h('form', { class: 'filters', 'aria-label': 'Filter the audit log' },
     field('Action', h('input', { name: 'action', placeholder: 'e.g. ticket.assigned' })), h('button', { type: 'submit' }, 'Filter'));
   const list = h('div');
@@ -78,7 +78,7 @@ export async function renderAudit(main) {
     rows = append ? rows.concat(page.items) : page.items;
     cursor = page.next_cursor;
     clear(list, table([
-      ['When', (r) => when(r.at)], ['Who', (r) => r.actor_user_id ?? 'system'], ['Action', (r) => r.action],
+      ['When', (r) => when(r.at)], ['Who', (r) => (r.actor_user_id ? ctx.techName(r.actor_user_id) : 'system')], ['Action', (r) => r.action],
       ['Subject', (r) => r.subject ?? ''], ['Detail', (r) => h('code', {}, typeof r.detail === 'string' ? r.detail : JSON.stringify(r.detail))],
       ['Address', (r) => r.ip ?? ''],
     ], rows, { empty: 'No audit entries match.' }));
@@ -98,16 +98,23 @@ export async function renderParts(main, ctx) {
   section('Van stock', h('div', { class: 'filters' }, field('Technician', techSel),
     h('button', { type: 'button', class: 'secondary', onclick: () => movement() }, 'Restock or correct')), stock));
   const editPart = async (p) => {
-    const fresh = p ? await get(`/parts/${encodeURIComponent(p.part_no)}`) : null;
+    const fresh = p ? await get(`/parts/${seg(p.part_no)}`) : null;
     const v = await dialog(p ? `Part ${p.part_no}` : 'New part', [
       field('Part number', h('input', { name: 'part_no', required: true, value: p?.part_no ?? '', readonly: !!p })),
       field('Name', h('input', { name: 'name', required: true, value: fresh?.name ?? '' })),
       field('Unit cost', h('input', { name: 'cost', type: 'number', step: '0.01', min: '0', required: true, value: fresh ? fresh.unit_cost_cents / 100 : '' })),
       h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'active', checked: fresh ? fresh.active : true }), ' active')],
-    { onSubmit: (v) => api('PUT', `/parts/${encodeURIComponent(v.part_no)}`, {
+    { onSubmit: async (v) => {
+      if (!p) {
+        // "Add" never replaces a part someone else made meanwhile.
+        const there = await get(`/parts/${seg(v.part_no)}`).then(() => true, (e) => (e.status === 404 ? false : Promise.reject(e)));
+        if (there) throw new Error(`Part ${v.part_no} is already in the catalogue: edit it instead.`);
+      }
+      return api('PUT', `/parts/${seg(v.part_no)}`, {
       body: { part_no: v.part_no, name: v.name, unit_cost_cents: Math.round(Number(v.cost) * 100), active: v.active },
       ifMatch: fresh?.etag,
-    }) });
+    });
+    } });
     if (v) { toast('Part saved'); load(); }
   };
   const movement = async () => {
@@ -121,7 +128,7 @@ export async function renderParts(main, ctx) {
   };
   const showStock = async () => {
     if (!techSel.value) return clear(stock, h('p', { class: 'empty' }, 'No technicians.'));
-    const s = await get(`/technicians/${encodeURIComponent(techSel.value)}/van-stock`);
+    const s = await get(`/technicians/${seg(techSel.value)}/van-stock`);
     clear(stock,
       table([['Part', (l) => l.part_no], ['On the van', (l) => l.quantity]], s.levels, { empty: 'Nothing on this van.' }),
       h('h3', {}, 'Movements'),

@@ -145,6 +145,9 @@ export async function all(path, params = {}, max = 2000) {
 
 /** A blob (photo, signature) as an object URL, fetched with the token. */
 export async function blobUrl(sha256, docId) {
+  // The hash comes from a synced document: anything but a SHA-256 name
+  // would make this page request another URL with the user's token.
+  if (!/^[0-9a-f]{64}$/.test(String(sha256))) throw new ApiError(400, 'bad_hash', 'not an attachment hash');
   const res = await api('GET', `/blobs/${sha256}${qs({ doc: docId })}`, { raw: true });
   return URL.createObjectURL(await res.blob());
 }
@@ -180,7 +183,10 @@ export function liveEvents({ onTicket, onResync, onState }) {
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = '';
         for (;;) {
-          const { value, done } = await reader.read();
+          // The server writes at least every 15 s; silence for 45 s means a
+          // dead connection that never said so: drop it and reconnect.
+          const watchdog = setTimeout(() => ctrl.abort(), 45000);
+          const { value, done } = await reader.read().finally(() => clearTimeout(watchdog));
           if (done) break;
           buf += value;
           let i;

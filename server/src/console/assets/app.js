@@ -79,11 +79,13 @@ api.onReauth(() => {
       const form = h('form', {},
         h('h2', {}, 'Your session has ended'),
         h('p', {}, 'Sign in again to carry on; what you typed stays on the page.'),
-        field('Username', h('input', { name: 'username', value: username, autocomplete: 'username', required: true })),
+        // The same account only: another one would carry on with this
+        // one's pages and pending request (sign out to switch).
+        field('Username', h('input', { name: 'username', value: username, autocomplete: 'username', required: true, readonly: !!username })),
         field('Password', h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true, autofocus: true })),
         err,
         h('div', { class: 'actions' },
-          h('button', { type: 'button', class: 'secondary', onclick: () => { dlg.close(); reject(new api.ApiError(401, 'signed_out', 'signed out')); signInPage(); } }, 'Sign out'),
+          h('button', { type: 'button', class: 'secondary', onclick: async () => { dlg.close(); dlg.remove(); reject(new api.ApiError(401, 'signed_out', 'signed out')); await signOut('You are signed out.'); } }, 'Sign out'),
           h('button', { type: 'submit' }, 'Sign in')));
       const dlg = h('dialog', { class: 'modal', id: 'reauth' }, form);
       form.addEventListener('submit', async (e) => {
@@ -129,7 +131,15 @@ async function start() {
 
 async function route() {
   if (!ctx.me) return;
-  const [name, ...params] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  let name; let params;
+  try {
+    [name, ...params] = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+  } catch {
+    [name, params] = ['?', []]; // a malformed link: "not available"
+  }
+  // Ids are letters, digits, '-' and '_' (ticket, customer, asset ids;
+  // report labels): anything else is not a page of ours.
+  if (params.some((p) => !/^[A-Za-z0-9_-]{1,200}$/.test(p))) name = '?';
   const allowed = PAGES.filter(([, , cap]) => ctx.may[cap]);
   const page = allowed.find(([r]) => r === name) || (name ? null : allowed[0]);
   for (const a of document.querySelectorAll('#nav a')) {
@@ -154,15 +164,23 @@ async function route() {
   main.focus({ preventScroll: true });
 }
 
-window.addEventListener('hashchange', route);
-document.getElementById('signout').addEventListener('click', async () => {
+async function signOut(message) {
   stopLive?.();
   stopLive = null;
   ctx.me = null;
+  ctx.listeners.clear();
+  const dot = document.getElementById('live');
+  dot.className = 'live';
+  dot.textContent = '';
+  clear(document.getElementById('nav'));
+  document.getElementById('who').textContent = '';
   await api.logout();
-  location.hash = '';
-  signInPage('You are signed out.');
-});
+  history.replaceState(null, '', location.pathname);
+  signInPage(message);
+}
+
+window.addEventListener('hashchange', route);
+document.getElementById('signout').addEventListener('click', () => signOut('You are signed out.'));
 
 // A reload keeps the session when the refresh token is still good.
 if (api.hasSession()) {

@@ -3,7 +3,7 @@
 // reloads the list (debounced), so a technician's sync shows within a second.
 
 import { get, post, qs, all } from './api.js';
-import { h, clear, table, badge, when, span, field, select, dialog, toast, errorBox, label, windowOf } from './ui.js';
+import { h, clear, table, badge, when, span, field, select, dialog, toast, errorBox, label, windowOf, localInput, seg } from './ui.js';
 
 export const STATUSES = ['new', 'assigned', 'en_route', 'on_site', 'paused', 'completed', 'signed_off',
   'disputed', 'reconciled', 'cancelled', 'reopened'];
@@ -53,9 +53,11 @@ export async function render(main, ctx) {
     return { v, open };
   }
 
-  async function load(append = false) {
+  // A live reload re-reads as many tickets as are shown (Load more kept).
+  async function load(append = false, keep = 100) {
     const { v, open } = params();
-    const page = await get('/tickets' + qs({ ...v, limit: 100, cursor: append ? cursor : undefined }));
+    const limit = append ? 100 : Math.min(500, Math.max(100, keep));
+    const page = await get('/tickets' + qs({ ...v, limit, cursor: append ? cursor : undefined }));
     let items = page.items;
     if (open) items = items.filter((t) => !['reconciled', 'cancelled'].includes(t.status));
     rows = append ? rows.concat(items) : items;
@@ -109,7 +111,7 @@ export async function render(main, ctx) {
   let timer = null;
   return () => {
     clearTimeout(timer);
-    timer = setTimeout(() => load().catch((x) => clear(list, errorBox(x))), 150);
+    timer = setTimeout(() => load(false, rows.length).catch((x) => clear(list, errorBox(x))), 150);
   };
 }
 
@@ -151,12 +153,12 @@ export async function intake(ctx) {
         custId.value = c.id;
         clear(found, `Customer: ${c.name} · ${c.phone} · ${c.address}`);
         clear(results);
-        const card = await get(`/customers/${c.id}`);
+        const card = await get(`/customers/${seg(c.id)}`);
         clear(assetSel, h('option', { value: '' }, 'no asset record'),
           card.assets.map((a) => h('option', { value: a.id }, `${a.product} ${a.model} (${a.serial})`)));
       } }, `${c.name} — ${c.phone}`))));
   });
-  const now = new Date(Date.now() - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  const now = localInput(new Date().toISOString());
   const fields = h('div', { class: 'grid2' },
     h('div', { class: 'wide' }, search, results, found, custId),
     field('Customer name (if not in the archive)', h('input', { name: 'customer_name' })),
@@ -183,6 +185,6 @@ export async function intake(ctx) {
   });
   if (made) {
     toast(`Ticket ${made.ticket_no} created`);
-    location.hash = `#/ticket/${made.document_id}`;
+    location.hash = `#/ticket/${seg(made.document_id)}`;
   }
 }

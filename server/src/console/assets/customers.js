@@ -2,7 +2,7 @@
 // dates) and full service history, and one asset's service history.
 
 import { get, qs } from './api.js';
-import { h, clear, table, badge, when, day, section, field, errorBox } from './ui.js';
+import { h, clear, table, badge, when, day, section, field, errorBox, localDate, seg } from './ui.js';
 
 function historyTable(ctx, records) {
   return table([
@@ -36,9 +36,9 @@ export async function renderList(main, ctx) {
 }
 
 export async function renderCustomer(main, ctx, id) {
-  const [card, hist] = await Promise.all([get(`/customers/${id}`), get(`/customers/${id}/history`)]);
+  const [card, hist] = await Promise.all([get(`/customers/${seg(id)}`), get(`/customers/${seg(id)}/history`)]);
   const c = card.customer;
-  const today = new Date().toISOString().slice(0, 10);
+  const today = localDate();
   clear(main,
     h('h1', {}, c.name, c.archived ? [' ', badge('archived')] : ''),
     h('div', { class: 'cols' },
@@ -57,7 +57,7 @@ export async function renderCustomer(main, ctx, id) {
 }
 
 export async function renderAsset(main, ctx, id) {
-  const got = await get(`/assets/${id}/history`);
+  const got = await get(`/assets/${seg(id)}/history`);
   const a = got.asset;
   clear(main,
     h('h1', {}, `${a.product} ${a.model}`, h('small', { class: 'muted' }, ` serial ${a.serial}`)),

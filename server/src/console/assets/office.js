@@ -2,30 +2,32 @@
 // (with an override note when a check is a problem) or dispute with a
 // reason, and CSV exports of reconciled jobs.
 
-import { get, post, qs, api } from './api.js';
-import { h, clear, table, badge, when, money, section, field, dialog, toast, errorBox } from './ui.js';
+import { get, post, qs, api, all } from './api.js';
+import { h, clear, table, badge, when, day, money, section, field, dialog, toast, errorBox, localDate, seg } from './ui.js';
 
 export async function render(main, ctx) {
   const queue = h('div', { id: 'queue' });
   const exports = h('div');
   const exportForm = h('form', { class: 'filters', 'aria-label': 'Export reconciled jobs' },
     field('From', h('input', { name: 'from', type: 'date', required: true, value: firstOfMonth() })),
-    field('To', h('input', { name: 'to', type: 'date', required: true, value: new Date().toISOString().slice(0, 10) })),
+    field('To', h('input', { name: 'to', type: 'date', required: true, value: localDate() })),
     h('button', { type: 'submit', disabled: !ctx.may.export }, 'Export CSV'));
   clear(main, h('h1', {}, 'Back office'),
     section('Reconciliation queue', queue),
     section('Exports', ctx.may.export ? exportForm : h('p', { class: 'muted' }, 'Your role may read exports but not make them.'), exports));
 
   const load = async () => {
-    const q = await get('/reconciliation/queue' + qs({ limit: 100 }));
+    // Every page of the queue (its counts are per page).
+    const items = await all('/reconciliation/queue', { limit: 200 }, 5000);
+    const blocking = items.filter((r) => r.blocking).length;
     clear(queue,
-      h('p', {}, `${q.count} signed-off job(s) waiting; ${q.blocking} blocked by a check.`),
-      q.items.length ? q.items.map((r) => review(ctx, r, load)) : h('p', { class: 'empty' }, 'Nothing waiting for reconciliation.'));
+      h('p', {}, `${items.length} signed-off job(s) waiting; ${blocking} blocked by a check.`),
+      items.length ? items.map((r) => review(ctx, r, load)) : h('p', { class: 'empty' }, 'Nothing waiting for reconciliation.'));
     const ex = await get('/reconciliation/exports' + qs({ limit: 20 }));
     clear(exports, table([
-      ['Made', (e) => when(e.created_at)], ['Period', (e) => `${e.from} – ${e.to}`], ['Jobs', (e) => e.job_count],
-      ['Lines', (e) => e.line_count], ['By', (e) => e.created_by],
-      ['', (e) => h('button', { type: 'button', class: 'link', onclick: () => download(`/reconciliation/exports/${e.id}/content`, `export-${e.from}-${e.to}.csv`) }, 'download again')],
+      ['Made', (e) => when(e.created_at)], ['Period', (e) => period(e)], ['Jobs', (e) => e.job_count],
+      ['Lines', (e) => e.line_count], ['By', (e) => ctx.techName(e.created_by)],
+      ['', (e) => h('button', { type: 'button', class: 'link', onclick: () => download(`/reconciliation/exports/${seg(e.id)}/content`, `export-${e.from}-${e.to}.csv`) }, 'download again')],
     ], ex.items, { empty: 'No exports yet.' }));
   };
   exportForm.addEventListener('submit', async (e) => {
@@ -44,7 +46,13 @@ export async function render(main, ctx) {
 
 function firstOfMonth() {
   const d = new Date();
-  return new Date(Date.UTC(d.getFullYear(), d.getMonth(), 1)).toISOString().slice(0, 10);
+  return localDate(new Date(d.getFullYear(), d.getMonth(), 1));
+}
+
+/** An export's days: `to` is the end, exclusive (the day after the last). */
+function period(e) {
+  const last = new Date(new Date(e.to) - 1);
+  return `${day(e.from)} – ${Number.isNaN(last.getTime()) ? e.to : day(last.toISOString())}`;
 }
 
 async function download(path, name) {
@@ -66,14 +74,14 @@ function review(ctx, r, reload) {
         : field('Note (optional)', h('textarea', { name: 'note', rows: 2 }));
       const v = await dialog(`Approve ${r.ticket_no}`, fields, {
         submit: r.blocking ? 'Override and approve' : 'Approve',
-        onSubmit: (v) => post(`/tickets/${r.doc_id}/reconcile`, { note: v.note || '', override: !!r.blocking }),
+        onSubmit: (v) => post(`/tickets/${seg(r.doc_id)}/reconcile`, { note: v.note || '', override: !!r.blocking }),
       });
       if (v) { toast(`${r.ticket_no} reconciled`); reload(); }
     } }, 'Approve'),
     h('button', { type: 'button', class: 'secondary dispute', onclick: async () => {
       const v = await dialog(`Dispute ${r.ticket_no}`, field('Reason (sent back to the dispatcher)', h('textarea', { name: 'reason', required: true, rows: 3 })), {
         submit: 'Dispute',
-        onSubmit: (v) => post(`/tickets/${r.doc_id}/dispute`, { reason: v.reason }),
+        onSubmit: (v) => post(`/tickets/${seg(r.doc_id)}/dispute`, { reason: v.reason }),
       });
       if (v) { toast(`${r.ticket_no} disputed`); reload(); }
     } }, 'Dispute')) : null;

@@ -3,7 +3,7 @@
 // GET /api/v1/reports/{period}: the console computes nothing.
 
 import { get, qs, api } from './api.js';
-import { h, clear, table, section, field, select, money, label } from './ui.js';
+import { h, clear, table, section, field, select, money, label, toast } from './ui.js';
 
 const charts = [];
 
@@ -48,6 +48,9 @@ export async function render(main, ctx, period = 'month', at = '') {
     location.hash = `#/reports/${form.period.value}/${encodeURIComponent(form.at.value)}`;
   });
   const csv = async () => {
+    try { await csvNow(); } catch (e) { toast(e.message, 'bad'); }
+  };
+  const csvNow = async () => {
     const res = await api('GET', `/reports/${form.period.value}` + qs({ at: form.at.value, format: 'csv' }), { raw: true });
     const url = URL.createObjectURL(await res.blob());
     const a = h('a', { href: url, download: `report-${form.period.value}-${form.at.value}.csv` });

@@ -4,7 +4,7 @@
 // Live: re-read when this ticket's document commits a change.
 
 import { get, post, put, qs, all, blobUrl } from './api.js';
-import { h, clear, table, badge, when, money, section, field, select, dialog, toast, label, windowOf } from './ui.js';
+import { h, clear, table, badge, when, money, section, field, select, dialog, toast, label, windowOf, localInput, seg } from './ui.js';
 import { slaCell } from './board.js';
 
 
@@ -12,13 +12,13 @@ export async function render(main, ctx, docId) {
   let objectUrls = [];
   const draw = async () => {
     const [tl, docAnswer, slaNow] = await Promise.all([
-      get(`/tickets/${docId}/timeline`),
-      get(`/tickets/${docId}/document`),
-      get(`/tickets/${docId}/sla`).catch(() => null),
+      get(`/tickets/${seg(docId)}/timeline`),
+      get(`/tickets/${seg(docId)}/document`),
+      get(`/tickets/${seg(docId)}/sla`).catch(() => null),
     ]);
     const extra = await Promise.all([
       ctx.may.read_quarantine ? get('/quarantined-edits' + qs({ doc_id: docId })).then((p) => p.items).catch(() => []) : [],
-      get(`/tickets/${docId}/survey-links`).then((p) => p.items).catch(() => []),
+      get(`/tickets/${seg(docId)}/survey-links`).then((p) => p.items).catch(() => []),
       tl.ticket.customer_id ? all('/callbacks', { customer_id: tl.ticket.customer_id }).then((cs) => cs.filter((c) => c.doc_id === docId)).catch(() => []) : [],
     ]);
     const [quarantined, surveyLinks, callbacks] = extra;
@@ -124,10 +124,12 @@ function page(ctx, tl, doc, slaNow, quarantined, surveyLinks, callbacks, redraw,
       ], callbacks, { empty: 'No callbacks for this ticket.' })),
     ctx.may.read_quarantine ? section('Quarantined edits',
       table([
-        ['When', (q) => when(q.created_at)], ['Who', (q) => `${ctx.techName(q.user_id)} (${q.device_id})`],
-        ['Field', (q) => q.path], ['Attempted', (q) => JSON.stringify(q.attempted)], ['Kept', (q) => JSON.stringify(q.restored)],
+        ['When', (q) => when(q.at)], ['Who', (q) => `${ctx.techName(q.user_id)} (${q.device_id})`],
+        ['Field', (q) => q.path], ['Attempted', (q) => shown(q.attempted)], ['Kept', (q) => shown(q.restored)],
       ], quarantined, { empty: 'No edits were undone on this ticket.' })) : null);
 }
+
+const shown = (v) => (typeof v === 'string' ? v : JSON.stringify(v));
 
 function dt(name, value) {
   return [h('dt', {}, name), h('dd', {}, value === '' || value === undefined ? '—' : value)];
@@ -147,16 +149,15 @@ function dispatchActions(ctx, t, may, redraw) {
         select('technician', ctx.technicians.map((x) => [x.username, x.display_name || x.username]),
           ctx.technicians.find((x) => x.id === t.technician_id)?.username)), {
         submit: 'Assign',
-        onSubmit: (v) => put(`/tickets/${t.doc_id}/assignment`, { technician: v.technician }),
+        onSubmit: (v) => put(`/tickets/${seg(t.doc_id)}/assignment`, { technician: v.technician }),
       });
       if (v) done('Assigned');
     } }, t.technician_id ? 'Reassign' : 'Assign') : null,
     may.assign ? h('button', { type: 'button', class: 'secondary', id: 'appointment', onclick: async () => {
-      const local = (iso) => (iso ? new Date(new Date(iso) - new Date().getTimezoneOffset() * 60000).toISOString().slice(0, 16) : '');
       const v = await dialog('Appointment window', [
-        field('Start', h('input', { name: 'start', type: 'datetime-local', required: true, value: local(t.appointment_start) })),
-        field('End', h('input', { name: 'end', type: 'datetime-local', required: true, value: local(t.appointment_end) }))], {
-        onSubmit: (v) => put(`/tickets/${t.doc_id}/appointment`, { start: new Date(v.start).toISOString(), end: new Date(v.end).toISOString() }),
+        field('Start', h('input', { name: 'start', type: 'datetime-local', required: true, value: localInput(t.appointment_start) })),
+        field('End', h('input', { name: 'end', type: 'datetime-local', required: true, value: localInput(t.appointment_end) }))], {
+        onSubmit: (v) => put(`/tickets/${seg(t.doc_id)}/appointment`, { start: new Date(v.start).toISOString(), end: new Date(v.end).toISOString() }),
       });
       if (v) done('Appointment set');
     } }, 'Appointment') : null,
@@ -168,7 +169,7 @@ function reasonButton(text, verb, t, done) {
   return h('button', { type: 'button', class: 'secondary', id: verb, onclick: async () => {
     const v = await dialog(`${text}: reason`, field('Reason', h('textarea', { name: 'reason', required: true, rows: 3 })), {
       submit: text,
-      onSubmit: (v) => post(`/tickets/${t.doc_id}/${verb}`, { reason: v.reason }),
+      onSubmit: (v) => post(`/tickets/${seg(t.doc_id)}/${verb}`, { reason: v.reason }),
     });
     if (v) done(`${text}: done`);
   } }, text);

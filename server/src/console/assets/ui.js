@@ -169,3 +169,17 @@ export function windowOf(start, end) {
     ? `${dateOnly.format(s)}, ${timeOnly.format(s)}–${timeOnly.format(e)}`
     : `${dateTime.format(s)} – ${dateTime.format(e)}`;
 }
+
+const pad = (n) => String(n).padStart(2, '0');
+/** `YYYY-MM-DD` of a date in the viewer's time zone. */
+export function localDate(d = new Date()) {
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
+}
+/** The value of a datetime-local input for a time (the viewer's zone, that day's offset). */
+export function localInput(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? '' : `${localDate(d)}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+/** A path segment: ids go into URLs encoded, never as they came. */
+export const seg = (v) => encodeURIComponent(String(v));
