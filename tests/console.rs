@@ -205,6 +205,17 @@ fn live_events_and_board_reads() {
         None,
     );
     assert_eq!(status, 422);
+    // Text that is no ticket id names none; text outside the pattern is refused.
+    let none = get(&server, &dora, "/api/v1/sla/states?ids=notaticket,,");
+    assert_eq!(none["items"], json!([]), "{none}");
+    let (status, _) = http(
+        server.port,
+        "GET",
+        "/api/v1/sla/states?ids=not-an-id",
+        Some(&dora),
+        None,
+    );
+    assert_eq!(status, 422);
 
     let doc = |token: &str| {
         http(
