@@ -32,8 +32,8 @@ function check(ok, what) {
   if (!ok) throw new Error(`check failed: ${what}`);
 }
 
-async function newPage(browser, name) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+async function newPage(browser, name, timezoneId = "UTC") {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true, timezoneId });
   const page = await context.newPage();
   pages.push([name, page]);
   page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
@@ -87,8 +87,15 @@ const browser = await chromium.launch({
 });
 try {
   // A technician's account sees no office pages, whatever URL it opens.
+  // By keyboard alone: the username field has focus, Tab moves on, Enter sends.
   const tech = await newPage(browser, "tom");
-  await signIn(tech, "tom");
+  await tech.goto(BASE + "/");
+  await tech.waitForSelector("form.signin input[name=username]:focus");
+  await tech.keyboard.type("tom");
+  await tech.keyboard.press("Tab");
+  await tech.keyboard.type(PW);
+  await tech.keyboard.press("Enter");
+  await tech.waitForSelector("header#top:not([hidden])");
   check((await navTitles(tech)).length === 0, "a technician has no console pages in the menu");
   await tech.waitForSelector("#no-office");
   for (const route of ["board", "office", "reports", "users"]) {
@@ -106,7 +113,9 @@ try {
   await board.waitForSelector("#board-list table");
   await shot(board, "console-board.png");
 
-  const desk = await newPage(browser, "dora ticket");
+  // The dispatcher's desk is in the customer's zone (UTC+8): times shown and
+  // typed are local, stored as UTC.
+  const desk = await newPage(browser, "dora ticket", "Asia/Shanghai");
   await signIn(desk, "dora");
   await desk.click("#new-ticket");
   const intake = desk.locator("dialog[open]");
@@ -137,6 +146,10 @@ try {
   await desk.locator("dialog[open] button[type=submit]").click();
   await desk.waitForFunction(() => !document.querySelector("dialog[open]"));
   await desk.waitForFunction(() => !document.querySelector("#ticket-page").textContent.includes("not set"));
+  check((await desk.textContent("#who")).includes("Asia/Shanghai"), "the header names the viewer's zone");
+  const stored = await apiAs("dora", PW, "GET", `/tickets/${docId}`);
+  check(stored.appointment_start === `${day}T01:00:00Z`, `09:00 in Shanghai is stored as 01:00Z: ${stored.appointment_start}`);
+  check(/09:00\s*(AM)?\s*–\s*11:00/.test(await desk.textContent("#ticket-page")), "and shown as 09:00–11:00 there");
   await board.waitForSelector(`tr[data-doc="${docId}"][data-status=assigned]`, { timeout: LIVE_MS + 1000 });
   say({ step: "ticket created and assigned", doc_id: docId, ticket_no: ticketNo });
 
