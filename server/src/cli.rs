@@ -176,6 +176,19 @@ enum Command {
     Projection(ProjectionCommand),
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// A consistent copy of the whole database while the server keeps
+    /// serving (SQLite: the online backup API; PostgreSQL: pg_dump), with
+    /// progress on stderr. Never overwrites a file.
+    Backup {
+        /// The backup file to write.
+        file: std::path::PathBuf,
+    },
+    /// Restore a backup into a new or empty database (never over data),
+    /// then bring it to this version's schema.
+    Restore {
+        /// A file written by `fieldsync backup`.
+        file: std::path::PathBuf,
+    },
     /// Manage accounts. Passwords are read from the first line of stdin.
     #[command(subcommand)]
     User(UserCommand),
@@ -403,6 +416,22 @@ pub fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Compact { min_changes } => compact(&cli.database, min_changes),
         Command::Demo => print_demo(&cli.database),
+        Command::Backup { file } => crate::backup::backup(&cli.database, &file).map(|s| {
+            println!(
+                "backup written: {} ({} bytes): {}",
+                file.display(),
+                s.bytes,
+                s.detail
+            );
+        }),
+        Command::Restore { file } => crate::backup::restore(&cli.database, &file).map(|s| {
+            println!(
+                "restored {} ({} bytes): {}",
+                file.display(),
+                s.bytes,
+                s.detail
+            );
+        }),
         Command::Blobs(BlobsCommand::Gc {
             blob_dir,
             older_than_hours,

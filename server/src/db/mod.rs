@@ -198,7 +198,7 @@ impl DbTarget {
         Ok(())
     }
 
-    fn establish(&self) -> Result<DbConn, DbError> {
+    pub(crate) fn establish(&self) -> Result<DbConn, DbError> {
         match self.backend {
             Backend::Sqlite => {
                 let mut c = SqliteConnection::establish(&self.url)
