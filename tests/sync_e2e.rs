@@ -484,6 +484,45 @@ async fn metrics_describe_what_happened(db: TestDb) {
     assert!(server.metric("fieldsync_connections_total") >= 1);
 }
 
+/// SIGTERM (a rolling upgrade): every device hears 1001 "going away" with a
+/// reason before the listener closes, the process exits well within the 5 s
+/// shutdown timeout, and every acknowledged change is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_tells_devices_to_reconnect_and_loses_nothing() {
+    let db = TestDb::new(common::Backend::Sqlite);
+    let mut server = Server::start(&db, &[]);
+    let a = Device::new("tech-a");
+    a.connect(&server.sync_url()).await.unwrap();
+    let id = a.create(new_ticket);
+    for i in 0..20 {
+        a.change(id, |d| d.put(ROOT, "counter", i as i64).unwrap())
+            .unwrap();
+    }
+    a.wait_acknowledged(id, WAIT).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let status = server.terminate();
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(3), "exited after {took:?}");
+    a.wait_until(WAIT, "the close frame", |d| d.last_close().is_some())
+        .await
+        .unwrap();
+    let (code, reason) = a.last_close().unwrap();
+    assert_eq!(code, 1001, "{reason}");
+    assert!(reason.contains("reconnect"), "{reason}");
+
+    let again = server.restart();
+    let b = fetch(&again, "tech-b", id).await;
+    let counter = b
+        .read(id, |d| {
+            d.get(ROOT, "counter").unwrap().map(|(v, _)| v.as_i64())
+        })
+        .flatten()
+        .flatten();
+    assert_eq!(counter, Some(19));
+}
+
 on_both_backends!(
     metrics_describe_what_happened,
     offline_edits_survive_a_device_restart,

@@ -171,6 +171,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     })
     .workers(opts.workers.max(1))
     .shutdown_timeout(5)
+    // Signals are ours (see `shut_down_on_signal`): devices are told to
+    // reconnect before the listener closes, not cut off after the timeout.
+    .disable_signals()
     // Sync messages are small and latency-bound: no Nagle delay.
     .tcp_nodelay(true)
     .bind((opts.bind.as_str(), opts.port))
@@ -239,9 +242,41 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         ));
     }
 
-    let result = server.run().await;
+    let server = server.run();
+    tokio::spawn(shut_down_on_signal(hub.clone(), server.handle()));
+    let result = server.await;
     hub.close_all("server shutting down");
     result.context("HTTP server failed")
+}
+
+/// SIGTERM or Ctrl-C: readiness turns 503, every sync connection is closed
+/// with 1001 "going away" and a reason (stock clients reconnect, through a
+/// load balancer to another instance), then the listener stops and requests
+/// in flight finish (at most the 5 s shutdown timeout). Changes are
+/// acknowledged only after their commit, so none is lost either way.
+async fn shut_down_on_signal(hub: Arc<Hub>, server: actix_web::dev::ServerHandle) {
+    let terminate = async {
+        #[cfg(unix)]
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: telling devices to reconnect, finishing requests");
+    hub.draining
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    hub.close_all("server shutting down; reconnect");
+    // Close frames out before the listener goes.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    server.stop(true).await;
 }
 
 /// Liveness and readiness in one answer, within about a second: 200 when the
@@ -257,7 +292,8 @@ async fn health(hub: web::Data<Arc<Hub>>) -> HttpResponse {
     }
     let commits = health.snapshot();
     let writable = !commits.failing();
-    let ok = db_error.is_none() && writable;
+    let draining = hub.draining.load(std::sync::atomic::Ordering::SeqCst);
+    let ok = db_error.is_none() && writable && !draining;
     let free = match hub.db.backend() {
         Backend::Sqlite => storage::health::free_bytes(std::path::Path::new(&hub.db.target.url)),
         Backend::Postgres => None,
@@ -275,7 +311,7 @@ async fn health(hub: web::Data<Arc<Hub>>) -> HttpResponse {
             })
         });
     let body = serde_json::json!({
-        "status": if ok { "ok" } else { "degraded" },
+        "status": if draining { "draining" } else if ok { "ok" } else { "degraded" },
         "database": hub.db.backend().name(),
         "database_reachable": db_error.is_none(),
         "writable": writable,

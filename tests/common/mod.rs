@@ -219,6 +219,20 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// SIGTERM, as a service manager or a rolling upgrade stops it; waits
+    /// for the process to exit and returns how.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for the server")
+    }
+
+    /// Starts a new server on the same database (after `terminate`/`kill`).
+    pub fn restart(&self) -> Self {
+        Self::start_url(&self.database_url.clone(), self.args.clone())
+    }
+
     /// Kills the server and starts a new one on the same database.
     pub fn crash_and_restart(mut self) -> Self {
         self.kill();

@@ -279,6 +279,9 @@ pub struct Hub {
     /// The id of each document whose commit succeeded, for the office side
     /// (SLA watch); subscribers that fall behind are told they lagged.
     pub commits: tokio::sync::broadcast::Sender<String>,
+    /// Set when shutdown begins: `/ready` answers 503 so a load balancer
+    /// sends nobody new here while connections are told to go elsewhere.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
@@ -294,6 +297,7 @@ impl Hub {
             budgets: super::rate::Budgets::new(config.rates()),
             batch_slots: super::rate::BatchSlots::new(config.max_concurrent_batches),
             commits: tokio::sync::broadcast::channel(1024).0,
+            draining: std::sync::atomic::AtomicBool::new(false),
             config,
         })
     }
