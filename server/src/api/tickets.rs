@@ -671,11 +671,22 @@ pub async fn get(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let doc = parse_doc(&path.into_inner())?;
-    check_can_read(&state, &user.0, doc).await?;
+    let (_, row) = readable_ticket(&state, &user.0, &path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(row))
+}
+
+/// The ticket `raw` names and its history row, if `user` may read it;
+/// 404 otherwise (unknown and hidden look the same).
+async fn readable_ticket(
+    state: &State,
+    user: &User,
+    raw: &str,
+) -> Result<(DocumentId, crate::projection::TicketRow), ApiError> {
+    let doc = parse_doc(raw)?;
+    check_can_read(state, user, doc).await?;
     let key = doc.to_string();
     let row = state.db.run(move |c| history::get_ticket(c, &key)).await?;
-    row.map(|r| HttpResponse::Ok().json(r))
+    row.map(|r| (doc, r))
         .ok_or_else(|| ApiError::not_found("no such ticket"))
 }
 
@@ -853,19 +864,9 @@ pub async fn document(
     user: AuthUser,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let doc = parse_doc(&path.into_inner())?;
-    check_can_read(&state, &user.0, doc).await?;
     // Only tickets the history knows: an id that names nothing must not
     // start (and keep in memory) a document task.
-    let key = doc.to_string();
-    if state
-        .db
-        .run(move |c| history::get_ticket(c, &key))
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::not_found("no such ticket"));
-    }
+    let (doc, _) = readable_ticket(&state, &user.0, &path.into_inner()).await?;
     let read: crate::sync::hub::ReadFn = Box::new(|d| crate::sync::validation::field_json_root(d));
     let document = hub
         .read(doc, read)
